@@ -1,0 +1,478 @@
+/*
+ * A connection's life, all of it on the worker thread that accepted it.
+ *
+ *   OPEN ──EOF / fatal request / shutdown──▶ DRAINING ──output sent──▶ closed
+ *                                               │ (after a rejected request)
+ *                                               ▼
+ *                                           LINGERING ──EOF / deadline──▶ closed
+ *
+ * OPEN       reads, parses and dispatches; replies are queued in order.
+ * DRAINING   nothing more is parsed; the connection closes once its output is sent.
+ * LINGERING  our write side is shut; input is read and discarded until EOF or
+ *            IPROTO_LINGER_TIMEOUT, so that closing with unread input does not
+ *            send an RST that would destroy the reply the client has yet to read.
+ *
+ * Input path. Reads go into the worker's shared read buffer and complete frames
+ * are dispatched straight from it. Only what is left over — one incomplete
+ * frame, or frames parsed later because output is paused — is copied into the
+ * connection's own `in` stash, which is then completed in place with reads of
+ * exactly the missing size (so a body trickled byte by byte is copied once).
+ * An idle connection therefore holds no input memory.
+ *
+ * Output path. While a connection has no unsent output, its replies go into the
+ * worker's `batch` and are sent with one send() when the read batch is done.
+ * Whatever the socket does not take moves to the connection's `out`, and later
+ * replies queue behind it there, which keeps them in request order. When unsent
+ * output reaches max_output, parsing stops (input_paused) and the read watcher
+ * is stopped until `out` drains to half of max_output.
+ *
+ * Handlers run synchronously inside dispatch, so a connection never has work
+ * in flight elsewhere and may be freed as soon as it is closed.
+ */
+#include <endian.h>
+#include <errno.h>
+#include <msgpuck.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+/* Stashed input buffers up to this size are kept for reuse; larger ones are freed once empty. */
+#define IN_STASH_KEEP 4096
+
+enum conn_state { CONN_OPEN, CONN_DRAINING, CONN_LINGERING };
+
+struct iproto_conn {
+    struct worker *worker;
+    struct iproto_conn *prev, *next;
+    int fd;
+    enum conn_state state;
+    iproto_close_reason close_reason;  /* used once DRAINING, LINGERING or broken */
+    bool linger;                       /* linger after draining: the peer may still be sending */
+    bool input_paused;                 /* output reached max_output; parsing waits */
+    bool broken;                       /* the socket failed; close at the next safe point */
+    ev_io read_watcher;
+    ev_io write_watcher;
+    ev_timer timer;
+    ev_tstamp last_progress;    /* last time bytes moved in either direction */
+    ev_tstamp request_started;  /* when the stashed incomplete request began; 0 if none */
+    ev_tstamp linger_started;
+    struct obuf in;             /* unparsed input, starting at a frame boundary */
+    struct obuf out;            /* replies the socket has not taken yet */
+};
+
+static inline uint32_t load_u32le(const char *p) {
+    uint32_t v;
+    memcpy(&v, p, sizeof v);
+    return le32toh(v);
+}
+
+static inline void store_u32le(char *p, uint32_t v) {
+    v = htole32(v);
+    memcpy(p, &v, sizeof v);
+}
+
+static inline const iproto_config *conn_config(const struct iproto_conn *c) {
+    return &c->worker->server->config;
+}
+
+static size_t conn_unsent(const struct iproto_conn *c) {
+    /* The batch only ever holds the replies of the connection being processed. */
+    return obuf_pending(&c->out) + obuf_pending(&c->worker->batch);
+}
+
+/* ---- timers ---- */
+
+/* The moment the connection should be closed if nothing changes; 0 when never. */
+static ev_tstamp conn_deadline(const struct iproto_conn *c, iproto_close_reason *reason) {
+    const iproto_config *cfg = conn_config(c);
+    if (c->state == CONN_LINGERING) {
+        *reason = c->close_reason;
+        return c->linger_started + IPROTO_LINGER_TIMEOUT;
+    }
+    ev_tstamp deadline = 0;
+    if (cfg->idle_timeout > 0) {
+        deadline = c->last_progress + cfg->idle_timeout;
+        *reason = IPROTO_CLOSE_IDLE_TIMEOUT;
+    }
+    if (cfg->read_timeout > 0 && c->request_started > 0) {
+        ev_tstamp read_deadline = c->request_started + cfg->read_timeout;
+        if (deadline == 0 || read_deadline < deadline) {
+            deadline = read_deadline;
+            *reason = IPROTO_CLOSE_READ_TIMEOUT;
+        }
+    }
+    return deadline;
+}
+
+/*
+ * Arms the timer for the current deadline. Progress does not re-arm it (that
+ * would cost a heap update per read); the timer instead re-checks when it fires.
+ */
+static void conn_arm_timer(struct iproto_conn *c) {
+    struct ev_loop *loop = c->worker->loop;
+    iproto_close_reason reason;
+    ev_tstamp deadline = conn_deadline(c, &reason);
+    if (deadline == 0) {
+        ev_timer_stop(loop, &c->timer);
+        return;
+    }
+    ev_tstamp delay = deadline - ev_now(loop);
+    c->timer.repeat = delay > 0.001 ? delay : 0.001;
+    ev_timer_again(loop, &c->timer);
+}
+
+/* ---- closing ---- */
+
+static void conn_close(struct iproto_conn *c, iproto_close_reason reason) {
+    struct worker *w = c->worker;
+    ev_io_stop(w->loop, &c->read_watcher);
+    ev_io_stop(w->loop, &c->write_watcher);
+    ev_timer_stop(w->loop, &c->timer);
+    close(c->fd);
+    obuf_free(&c->in);
+    obuf_free(&c->out);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        w->connections = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    w->connection_count--;
+    __atomic_sub_fetch(&w->server->active_connections, 1, __ATOMIC_RELAXED);
+    STAT_ADD(w, closed[reason], 1);
+    free(c);
+    if (w->stopping && w->connection_count == 0)
+        ev_break(w->loop, EVBREAK_ALL);
+}
+
+/* Stops parsing; the connection closes with `reason` once its output is sent. */
+static void conn_begin_drain(struct iproto_conn *c, iproto_close_reason reason, bool linger) {
+    c->state = CONN_DRAINING;
+    c->close_reason = reason;
+    c->linger = linger;
+    c->input_paused = false;
+    c->request_started = 0;
+    ev_io_stop(c->worker->loop, &c->read_watcher);
+}
+
+static void conn_mark_broken(struct iproto_conn *c, int error) {
+    c->broken = true;
+    c->close_reason = (error == ECONNRESET || error == EPIPE) ? IPROTO_CLOSE_PEER : IPROTO_CLOSE_IO_ERROR;
+}
+
+/* ---- output ---- */
+
+void iproto_reply(iproto_conn *c, uint32_t func_id, uint32_t request_id, uint32_t return_code,
+                  const char *body, uint32_t body_length) {
+    struct obuf *target = obuf_pending(&c->out) > 0 ? &c->out : &c->worker->batch;
+    if (!obuf_reserve(target, IPROTO_RESPONSE_HEADER_SIZE + (size_t)body_length)) {
+        conn_mark_broken(c, ENOMEM);
+        return;
+    }
+    char *p = target->data + target->len;
+    store_u32le(p, func_id);
+    store_u32le(p + 4, body_length);
+    store_u32le(p + 8, request_id);
+    store_u32le(p + 12, return_code);
+    memcpy(p + IPROTO_RESPONSE_HEADER_SIZE, body, body_length);
+    target->len += IPROTO_RESPONSE_HEADER_SIZE + (size_t)body_length;
+}
+
+/* Sends what the socket takes; what it does not take stays queued on the connection. */
+static void conn_flush(struct iproto_conn *c) {
+    struct worker *w = c->worker;
+    struct obuf *source = obuf_pending(&c->out) > 0 ? &c->out : &w->batch;
+    while (!c->broken && obuf_pending(source) > 0) {
+        ssize_t n = send(c->fd, source->data + source->pos, obuf_pending(source), MSG_NOSIGNAL);
+        if (n > 0) {
+            obuf_consume(source, (size_t)n);
+            STAT_ADD(w, bytes_out, (uint64_t)n);
+            c->last_progress = ev_now(w->loop);
+        } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            break;
+        } else if (errno != EINTR) {
+            conn_mark_broken(c, errno);
+        }
+    }
+    if (source == &w->batch) {
+        if (!c->broken && obuf_pending(source) > 0 &&
+            !obuf_append(&c->out, source->data + source->pos, obuf_pending(source)))
+            conn_mark_broken(c, ENOMEM);
+        w->batch.pos = w->batch.len = 0;
+    }
+    if (obuf_pending(&c->out) > 0 && !c->broken) {
+        ev_io_start(w->loop, &c->write_watcher);
+    } else {
+        ev_io_stop(w->loop, &c->write_watcher);
+        obuf_shrink_if_empty(&c->out, 0);
+    }
+}
+
+/* ---- input ---- */
+
+static void conn_reject_too_large(struct iproto_conn *c, uint32_t func_id, uint32_t request_id,
+                                  uint32_t body_length) {
+    char message[128];
+    int length = snprintf(message, sizeof message, "body_length %u exceeds the limit of %u bytes",
+                          body_length, conn_config(c)->max_body);
+    char body[sizeof message + 8];
+    char *end = mp_encode_str(body, message, (uint32_t)length);
+    STAT_ADD(c->worker, body_too_large, 1);
+    iproto_reply(c, func_id, request_id, IPROTO_RC_BODY_TOO_LARGE, body, (uint32_t)(end - body));
+    conn_begin_drain(c, IPROTO_CLOSE_TOO_LARGE, true);
+}
+
+/*
+ * Dispatches every complete frame in data[0, len) while the connection may
+ * parse. Returns the bytes consumed; the rest starts at a frame boundary.
+ */
+static size_t conn_parse(struct iproto_conn *c, const char *data, size_t len) {
+    struct worker *w = c->worker;
+    const iproto_config *cfg = conn_config(c);
+    size_t offset = 0;
+    while (c->state == CONN_OPEN && !c->input_paused && !c->broken &&
+           len - offset >= IPROTO_REQUEST_HEADER_SIZE) {
+        const char *header = data + offset;
+        uint32_t func_id = load_u32le(header);
+        uint32_t body_length = load_u32le(header + 4);
+        uint32_t request_id = load_u32le(header + 8);
+        if (body_length > cfg->max_body) {
+            conn_reject_too_large(c, func_id, request_id, body_length);
+            return len;
+        }
+        if (len - offset - IPROTO_REQUEST_HEADER_SIZE < body_length)
+            break;
+        cfg->on_request(cfg->context, c, w->index, func_id, request_id,
+                        header + IPROTO_REQUEST_HEADER_SIZE, body_length);
+        offset += IPROTO_REQUEST_HEADER_SIZE + (size_t)body_length;
+        STAT_ADD(w, requests, 1);
+        if (conn_unsent(c) >= cfg->max_output) {
+            c->input_paused = true;
+            ev_io_stop(w->loop, &c->read_watcher);
+            STAT_ADD(w, output_paused, 1);
+        } else if (obuf_pending(&w->batch) >= IPROTO_BATCH_FLUSH) {
+            conn_flush(c);
+        }
+    }
+    return offset;
+}
+
+/* After the stash changed: track when its incomplete request began, for the read timeout. */
+static void conn_note_stash(struct iproto_conn *c, bool frame_completed) {
+    if (c->in.len == 0 || c->input_paused || c->state != CONN_OPEN) {
+        c->request_started = 0;
+        obuf_shrink_if_empty(&c->in, IN_STASH_KEEP);
+        return;
+    }
+    if (c->request_started > 0 && !frame_completed)
+        return;
+    c->request_started = ev_now(c->worker->loop);
+    /* Re-arm only when the read deadline comes before the armed one. */
+    double read_timeout = conn_config(c)->read_timeout;
+    if (read_timeout > 0 &&
+        (!ev_is_active(&c->timer) || ev_timer_remaining(c->worker->loop, &c->timer) > read_timeout))
+        conn_arm_timer(c);
+}
+
+static void conn_parse_stash(struct iproto_conn *c) {
+    size_t consumed = conn_parse(c, c->in.data, c->in.len);
+    if (c->state != CONN_OPEN)
+        consumed = c->in.len;
+    obuf_discard_front(&c->in, consumed);
+    conn_note_stash(c, consumed > 0);
+}
+
+/* Bytes still missing from the stashed incomplete frame (its header, then its body). */
+static size_t conn_stash_missing(const struct iproto_conn *c) {
+    if (c->in.len < IPROTO_REQUEST_HEADER_SIZE)
+        return IPROTO_REQUEST_HEADER_SIZE - c->in.len;
+    size_t frame = IPROTO_REQUEST_HEADER_SIZE + (size_t)load_u32le(c->in.data + 4);
+    return frame - c->in.len;
+}
+
+/* Reads once; returns bytes read, 0 at EOF, -1 when the socket has nothing now or failed. */
+static ssize_t conn_read_once(struct iproto_conn *c, size_t *asked) {
+    struct worker *w = c->worker;
+    ssize_t n;
+    if (c->in.len > 0) {
+        size_t missing = conn_stash_missing(c);
+        if (!obuf_reserve(&c->in, missing)) {
+            conn_mark_broken(c, ENOMEM);
+            return -1;
+        }
+        *asked = missing;
+        do n = recv(c->fd, c->in.data + c->in.len, missing, 0); while (n < 0 && errno == EINTR);
+        if (n > 0) {
+            c->in.len += (size_t)n;
+            conn_parse_stash(c);
+        }
+    } else {
+        *asked = w->read_buffer_size;
+        do n = recv(c->fd, w->read_buffer, w->read_buffer_size, 0); while (n < 0 && errno == EINTR);
+        if (n > 0) {
+            size_t consumed = conn_parse(c, w->read_buffer, (size_t)n);
+            if (c->state == CONN_OPEN && consumed < (size_t)n &&
+                !obuf_append(&c->in, w->read_buffer + consumed, (size_t)n - consumed))
+                conn_mark_broken(c, ENOMEM);
+            conn_note_stash(c, consumed > 0);
+        }
+    }
+    if (n > 0) {
+        STAT_ADD(w, bytes_in, (uint64_t)n);
+        c->last_progress = ev_now(w->loop);
+    } else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+        conn_mark_broken(c, errno);
+    }
+    return n;
+}
+
+/* Discards input after a rejected request until the peer closes. */
+static void conn_discard_input(struct iproto_conn *c) {
+    struct worker *w = c->worker;
+    for (int i = 0; i < IPROTO_READS_PER_WAKEUP; i++) {
+        ssize_t n = recv(c->fd, w->read_buffer, w->read_buffer_size, 0);
+        if (n > 0) {
+            STAT_ADD(w, bytes_in, (uint64_t)n);
+            continue;
+        }
+        if (n < 0 && (errno == EINTR))
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        conn_close(c, c->close_reason);
+        return;
+    }
+}
+
+/*
+ * Brings a connection to rest after any event: sends what it can, resumes
+ * paused input once output has drained, and advances or completes closing.
+ * `c` may be freed on return.
+ */
+static void conn_settle(struct iproto_conn *c) {
+    const iproto_config *cfg = conn_config(c);
+    struct ev_loop *loop = c->worker->loop;
+    for (;;) {
+        conn_flush(c);
+        if (c->broken) {
+            conn_close(c, c->close_reason);
+            return;
+        }
+        if (!(c->input_paused && obuf_pending(&c->out) <= cfg->max_output / 2))
+            break;
+        c->input_paused = false;
+        conn_parse_stash(c);
+        if (!c->input_paused && c->state == CONN_OPEN)
+            ev_io_start(loop, &c->read_watcher);
+    }
+    if (c->state != CONN_OPEN)
+        obuf_free(&c->in);
+    if (c->state == CONN_DRAINING && obuf_pending(&c->out) == 0) {
+        if (!c->linger) {
+            conn_close(c, c->close_reason);
+            return;
+        }
+        shutdown(c->fd, SHUT_WR);
+        c->state = CONN_LINGERING;
+        c->linger_started = ev_now(loop);
+        ev_io_start(loop, &c->read_watcher);
+        conn_arm_timer(c);
+    }
+}
+
+/* ---- event callbacks ---- */
+
+static void on_readable(struct ev_loop *loop, ev_io *watcher, int revents) {
+    (void)loop;
+    (void)revents;
+    struct iproto_conn *c = watcher->data;
+    if (c->state == CONN_LINGERING) {
+        conn_discard_input(c);
+        return;
+    }
+    for (int i = 0; i < IPROTO_READS_PER_WAKEUP; i++) {
+        if (c->state != CONN_OPEN || c->input_paused || c->broken)
+            break;
+        size_t asked = 0;
+        ssize_t n = conn_read_once(c, &asked);
+        if (n == 0) {
+            conn_begin_drain(c, IPROTO_CLOSE_PEER, false);
+            break;
+        }
+        if (n < 0 || (size_t)n < asked)
+            break;
+    }
+    conn_settle(c);
+}
+
+static void on_writable(struct ev_loop *loop, ev_io *watcher, int revents) {
+    (void)loop;
+    (void)revents;
+    conn_settle(watcher->data);
+}
+
+static void on_timer(struct ev_loop *loop, ev_timer *timer, int revents) {
+    (void)revents;
+    struct iproto_conn *c = timer->data;
+    iproto_close_reason reason = IPROTO_CLOSE_IDLE_TIMEOUT;
+    ev_tstamp deadline = conn_deadline(c, &reason);
+    if (deadline != 0 && ev_now(loop) >= deadline)
+        conn_close(c, reason);
+    else
+        conn_arm_timer(c);
+}
+
+/* ---- worker-facing entry points ---- */
+
+void conn_accept(struct worker *w, int fd) {
+    struct iproto_conn *c = calloc(1, sizeof *c);
+    if (c == NULL) {
+        close(fd);
+        __atomic_sub_fetch(&w->server->active_connections, 1, __ATOMIC_RELAXED);
+        STAT_ADD(w, closed[IPROTO_CLOSE_IO_ERROR], 1);
+        return;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    c->worker = w;
+    c->fd = fd;
+    c->state = CONN_OPEN;
+    c->last_progress = ev_now(w->loop);
+    ev_io_init(&c->read_watcher, on_readable, fd, EV_READ);
+    ev_io_init(&c->write_watcher, on_writable, fd, EV_WRITE);
+    ev_init(&c->timer, on_timer);
+    c->read_watcher.data = c->write_watcher.data = c->timer.data = c;
+    c->next = w->connections;
+    if (w->connections)
+        w->connections->prev = c;
+    w->connections = c;
+    w->connection_count++;
+    STAT_ADD(w, accepted, 1);
+    ev_io_start(w->loop, &c->read_watcher);
+    conn_arm_timer(c);
+}
+
+void conn_close_all_for_shutdown(struct worker *w) {
+    struct iproto_conn *c = w->connections;
+    while (c != NULL) {
+        struct iproto_conn *next = c->next;
+        if (c->state == CONN_OPEN) {
+            conn_begin_drain(c, IPROTO_CLOSE_SHUTDOWN, false);
+            conn_settle(c);
+        } else if (c->state == CONN_LINGERING) {
+            conn_close(c, c->close_reason);
+        }
+        c = next;
+    }
+}
+
+void conn_destroy_all(struct worker *w) {
+    while (w->connections != NULL)
+        conn_close(w->connections, IPROTO_CLOSE_SHUTDOWN);
+}

@@ -1,0 +1,120 @@
+/*
+ * The iproto C core: the only header Swift sees.
+ *
+ * The core owns sockets, event loops (one libev loop per worker thread),
+ * per-connection buffers, framing and every transport limit. It knows nothing
+ * about what a function does: for each complete request it calls
+ * `on_request` once, on the worker thread that owns the connection, and the
+ * callee answers with `iproto_reply` before returning.
+ *
+ * Wire format (all integers unsigned 32-bit little-endian):
+ *   request  = func_id body_length request_id body
+ *   response = func_id body_length request_id return_code body
+ * A response's body_length counts the MessagePack body only.
+ */
+#ifndef IPROTO_CORE_H
+#define IPROTO_CORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define IPROTO_REQUEST_HEADER_SIZE 12
+#define IPROTO_RESPONSE_HEADER_SIZE 16
+
+/*
+ * Return codes of the protocol layer: the one table that both the core and
+ * the Swift API use. Services define their own codes from 0x100 up
+ * (docs/protocol.md lists them all).
+ */
+typedef enum iproto_return_code {
+    IPROTO_RC_OK = 0,
+    IPROTO_RC_UNKNOWN_FUNCTION = 1,
+    IPROTO_RC_MALFORMED_BODY = 2,
+    IPROTO_RC_BAD_ARGUMENTS = 3,
+    IPROTO_RC_OUT_OF_RANGE = 4,
+    IPROTO_RC_TOO_LONG = 5,
+    IPROTO_RC_BODY_TOO_LARGE = 6,
+    IPROTO_RC_RATE_LIMITED = 7,
+    IPROTO_RC_SHUTTING_DOWN = 8,
+    IPROTO_RC_INTERNAL_ERROR = 9,
+} iproto_return_code;
+
+/* Why a connection was closed; indexes iproto_stats.closed. */
+typedef enum iproto_close_reason {
+    IPROTO_CLOSE_PEER = 0,      /* the client closed or reset the connection */
+    IPROTO_CLOSE_IDLE_TIMEOUT,  /* no progress in either direction for idle_timeout */
+    IPROTO_CLOSE_READ_TIMEOUT,  /* a request started but did not complete within read_timeout */
+    IPROTO_CLOSE_TOO_LARGE,     /* a request announced a body over max_body */
+    IPROTO_CLOSE_OVER_LIMIT,    /* accepted past max_connections and closed at once */
+    IPROTO_CLOSE_SHUTDOWN,      /* the server stopped */
+    IPROTO_CLOSE_IO_ERROR,      /* a socket error other than a reset */
+    IPROTO_CLOSE_REASON_COUNT
+} iproto_close_reason;
+
+/* Counters summed over all workers; each is monotonic except connections_active. */
+typedef struct iproto_stats {
+    uint64_t connections_accepted;
+    uint64_t connections_active;
+    uint64_t connections_closed[IPROTO_CLOSE_REASON_COUNT];
+    uint64_t requests;
+    uint64_t bytes_in;
+    uint64_t bytes_out;
+    uint64_t body_too_large;      /* requests rejected for body_length > max_body */
+    uint64_t output_paused;       /* times reading stopped because output reached max_output */
+    uint64_t accept_errors;       /* accept() failures such as EMFILE */
+} iproto_stats;
+
+typedef struct iproto_server iproto_server;
+typedef struct iproto_conn iproto_conn;
+
+/*
+ * Called on a worker thread for every complete request. `body` is borrowed:
+ * it is valid only until the callback returns. The callee must call
+ * iproto_reply exactly once for `conn` before returning, and must not keep
+ * `conn`.
+ */
+typedef void (*iproto_request_fn)(void *context, iproto_conn *conn, unsigned worker,
+                                  uint32_t func_id, uint32_t request_id,
+                                  const char *body, uint32_t body_length);
+
+typedef struct iproto_config {
+    const char *host;           /* numeric address or name to bind */
+    uint16_t port;              /* 0 picks a free port */
+    unsigned workers;           /* worker threads, each with its own loop */
+    uint32_t max_body;          /* largest accepted body_length */
+    size_t max_output;          /* per-connection unsent output before reading pauses */
+    unsigned max_connections;   /* open connections across all workers */
+    double read_timeout;        /* seconds to complete a started request; 0 = none */
+    double idle_timeout;        /* seconds without progress; 0 = none */
+    double shutdown_timeout;    /* seconds to flush output on stop before closing anyway */
+    iproto_request_fn on_request;
+    void *context;              /* passed to on_request */
+} iproto_config;
+
+/* Binds and listens. On failure returns NULL and writes a one-line reason to `error`. */
+iproto_server *iproto_server_create(const iproto_config *config, char *error, size_t error_size);
+
+/* Starts the worker threads. Returns 0, or -1 with a reason in `error`. */
+int iproto_server_start(iproto_server *server, char *error, size_t error_size);
+
+/* The bound address as "host:port" ("[v6]:port" for IPv6). */
+void iproto_server_address(const iproto_server *server, char *out, size_t out_size);
+uint16_t iproto_server_port(const iproto_server *server);
+
+/* Asks every worker to stop accepting, flush and close. Safe from any thread. */
+void iproto_server_stop(iproto_server *server);
+
+/* Blocks until every worker has exited. */
+void iproto_server_wait(iproto_server *server);
+
+/* Frees the server. It must be stopped and waited for, or never started. */
+void iproto_server_destroy(iproto_server *server);
+
+/* A consistent-enough snapshot of the counters; safe from any thread. */
+void iproto_server_stats(const iproto_server *server, iproto_stats *out);
+
+/* Queues a response for the request being dispatched on `conn`. */
+void iproto_reply(iproto_conn *conn, uint32_t func_id, uint32_t request_id,
+                  uint32_t return_code, const char *body, uint32_t body_length);
+
+#endif

@@ -1,0 +1,82 @@
+/* Types shared by the core's files; not part of the public header. */
+#ifndef IPROTO_INTERNAL_H
+#define IPROTO_INTERNAL_H
+
+#include <ev.h>
+#include <pthread.h>
+#include <stdbool.h>
+
+#include "iproto_core.h"
+#include "buffer.h"
+
+/* Bytes read per recv() into the worker's shared read buffer. */
+#define IPROTO_READ_CHUNK (64 * 1024)
+/* Reads per connection per wake-up, so one busy client cannot starve the others. */
+#define IPROTO_READS_PER_WAKEUP 16
+/* Batched replies are sent once they reach this size, even mid-batch. */
+#define IPROTO_BATCH_FLUSH (64 * 1024)
+/* Connections accepted per wake-up of the listening socket. */
+#define IPROTO_ACCEPTS_PER_WAKEUP 64
+/* Pause before accepting again after EMFILE and friends. */
+#define IPROTO_ACCEPT_BACKOFF 0.1
+/* After rejecting a request, how long unread input is discarded before closing. */
+#define IPROTO_LINGER_TIMEOUT 2.0
+
+/*
+ * Per-worker counters. Only the owning thread writes them (relaxed atomic
+ * stores, no lock prefix); any thread may read them.
+ */
+struct worker_stats {
+    uint64_t accepted;
+    uint64_t closed[IPROTO_CLOSE_REASON_COUNT];
+    uint64_t requests;
+    uint64_t bytes_in;
+    uint64_t bytes_out;
+    uint64_t body_too_large;
+    uint64_t output_paused;
+    uint64_t accept_errors;
+};
+
+#define STAT_ADD(w, field, n) \
+    __atomic_store_n(&(w)->stats.field, __atomic_load_n(&(w)->stats.field, __ATOMIC_RELAXED) + (n), __ATOMIC_RELAXED)
+#define STAT_GET(w, field) __atomic_load_n(&(w)->stats.field, __ATOMIC_RELAXED)
+
+struct worker {
+    struct iproto_server *server;
+    unsigned index;
+    struct ev_loop *loop;
+    pthread_t thread;
+    bool thread_started;
+    bool stopping;
+
+    ev_io accept_watcher;
+    ev_timer accept_backoff;
+    ev_async stop_signal;
+    ev_timer shutdown_deadline;
+
+    /* Shared by this worker's connections; see connection.c for how. */
+    char *read_buffer;
+    size_t read_buffer_size;
+    struct obuf batch;
+
+    struct iproto_conn *connections;  /* doubly linked, owned by this worker */
+    unsigned connection_count;
+
+    struct worker_stats stats;
+};
+
+struct iproto_server {
+    iproto_config config;
+    int listen_fd;
+    char address[80];
+    uint16_t port;
+    unsigned active_connections;  /* across workers; atomic */
+    struct worker *workers;
+};
+
+/* connection.c */
+void conn_accept(struct worker *w, int fd);
+void conn_close_all_for_shutdown(struct worker *w);
+void conn_destroy_all(struct worker *w);
+
+#endif
