@@ -1,0 +1,139 @@
+/// Reads MessagePack values one after another from a byte buffer.
+///
+/// Every read checks bounds and type first, so any input — truncated,
+/// garbage, or huge container counts — ends in a `MessagePackError`, never in
+/// a read past the buffer.
+public struct MessagePackReader: Sendable {
+    /// The deepest container nesting `skipValue()` follows.
+    public static let maxDepth = 64
+
+    public let bytes: [UInt8]
+    /// Where the next value starts.
+    public private(set) var offset: Int
+
+    public init(_ bytes: [UInt8], offset: Int = 0) {
+        self.bytes = bytes
+        self.offset = offset
+    }
+
+    /// True when every byte has been read.
+    public var isAtEnd: Bool { offset >= bytes.count }
+
+    /// Reads the next value header (for containers, only the header).
+    public mutating func readToken() throws(MessagePackError) -> MessagePackToken {
+        let (token, next) = try decodeMessagePackToken(bytes, at: offset)
+        offset = next
+        return token
+    }
+
+    /// Looks at the next value header without consuming it.
+    public func peekToken() throws(MessagePackError) -> MessagePackToken {
+        try decodeMessagePackToken(bytes, at: offset).token
+    }
+
+    /// Skips one whole value, containers included, validating it on the way.
+    ///
+    /// Iterative with a checked element budget: a container announcing more
+    /// elements than bytes remain is rejected at once, not counted through.
+    public mutating func skipValue() throws(MessagePackError) {
+        var pending = [1]  // elements still to skip at each open nesting level
+        while let last = pending.last {
+            if last == 0 {
+                pending.removeLast()
+                continue
+            }
+            pending[pending.count - 1] = last - 1
+            let elements: Int
+            switch try readToken() {
+            case .array(let count): elements = count
+            case .map(let count): elements = count * 2
+            default: continue
+            }
+            guard elements <= bytes.count - offset else { throw .truncated }
+            guard pending.count <= Self.maxDepth else { throw .tooDeep }
+            pending.append(elements)
+        }
+    }
+
+    public mutating func readNil() throws(MessagePackError) {
+        let token = try readToken()
+        guard case .nil = token else { throw .typeMismatch(expected: "nil", found: token.typeName) }
+    }
+
+    public mutating func readBool() throws(MessagePackError) -> Bool {
+        let token = try readToken()
+        guard case .bool(let value) = token else { throw .typeMismatch(expected: "bool", found: token.typeName) }
+        return value
+    }
+
+    /// Reads any MessagePack integer as a wide signed value.
+    public mutating func readInteger() throws(MessagePackError) -> IntegerValue {
+        switch try readToken() {
+        case .uint(let value): return .unsigned(value)
+        case .int(let value): return value < 0 ? .negative(value) : .unsigned(UInt64(value))
+        case let token: throw .typeMismatch(expected: "integer", found: token.typeName)
+        }
+    }
+
+    /// Reads a float or double.
+    public mutating func readDouble() throws(MessagePackError) -> Double {
+        let token = try readToken()
+        guard case .double(let value) = token else { throw .typeMismatch(expected: "float", found: token.typeName) }
+        return value
+    }
+
+    /// Reads a string's raw bytes (MessagePack does not require them to be UTF-8).
+    public mutating func readStringBytes() throws(MessagePackError) -> ArraySlice<UInt8> {
+        let token = try readToken()
+        guard case .string(let range) = token else { throw .typeMismatch(expected: "string", found: token.typeName) }
+        return bytes[range]
+    }
+
+    /// Reads a string, repairing invalid UTF-8 with replacement characters.
+    public mutating func readString() throws(MessagePackError) -> String {
+        String(decoding: try readStringBytes(), as: UTF8.self)
+    }
+
+    public mutating func readBinary() throws(MessagePackError) -> ArraySlice<UInt8> {
+        let token = try readToken()
+        guard case .binary(let range) = token else { throw .typeMismatch(expected: "binary", found: token.typeName) }
+        return bytes[range]
+    }
+
+    /// Reads an array header and returns its element count.
+    public mutating func readArrayHeader() throws(MessagePackError) -> Int {
+        let token = try readToken()
+        guard case .array(let count) = token else { throw .typeMismatch(expected: "array", found: token.typeName) }
+        return count
+    }
+
+    /// Reads a map header and returns its pair count.
+    public mutating func readMapHeader() throws(MessagePackError) -> Int {
+        let token = try readToken()
+        guard case .map(let count) = token else { throw .typeMismatch(expected: "map", found: token.typeName) }
+        return count
+    }
+}
+
+/// A MessagePack integer: its encoding spans -2^63 … 2^64-1, wider than either Swift type.
+public enum IntegerValue: Equatable, Sendable {
+    case negative(Int64)
+    case unsigned(UInt64)
+
+    /// The value as an `Int`, or nil when it does not fit.
+    public var exactInt: Int? {
+        switch self {
+        case .negative(let value): Int(exactly: value)
+        case .unsigned(let value): Int(exactly: value)
+        }
+    }
+}
+
+extension IntegerValue: CustomStringConvertible {
+    public var description: String {
+        switch self {
+        case .negative(let value): String(value)
+        case .unsigned(let value): String(value)
+        }
+    }
+}

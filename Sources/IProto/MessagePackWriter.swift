@@ -1,0 +1,52 @@
+/// Encodes MessagePack values into a growing byte buffer.
+///
+/// The dispatcher keeps one writer per worker and resets it between requests,
+/// so encoding a response reuses the same storage.
+public struct MessagePackWriter: Sendable {
+    public internal(set) var bytes: [UInt8]
+
+    public init(capacity: Int = 256) {
+        bytes = []
+        bytes.reserveCapacity(capacity)
+    }
+
+    /// Empties the buffer, keeping its capacity.
+    public mutating func reset() { bytes.removeAll(keepingCapacity: true) }
+
+    public mutating func write(_ value: MessagePackValue) {
+        switch value {
+        case .nil: encodeNil()
+        case .bool(let value): encodeBool(value)
+        case .int(let value): encodeInt(value)
+        case .uint(let value): encodeUInt(value)
+        case .double(let value): encodeDouble(value)
+        case .string(let value): writeString(value)
+        case .stringBytes(let value): writeString(bytes: value)
+        case .binary(let value):
+            encodeBinaryHeader(UInt32(value.count))
+            bytes.append(contentsOf: value)
+        case .array(let values):
+            encodeArrayHeader(UInt32(values.count))
+            for element in values { write(element) }
+        case .map(let pairs):
+            encodeMapHeader(UInt32(pairs.count))
+            for pair in pairs {
+                write(pair.key)
+                write(pair.value)
+            }
+        }
+    }
+
+    public mutating func writeString(_ value: String) {
+        var value = value
+        value.withUTF8 { utf8 in
+            encodeStringHeader(UInt32(utf8.count))
+            bytes.append(contentsOf: utf8)
+        }
+    }
+
+    public mutating func writeString(bytes value: some Collection<UInt8>) {
+        encodeStringHeader(UInt32(value.count))
+        bytes.append(contentsOf: value)
+    }
+}
