@@ -1,0 +1,123 @@
+import CIProtoCore
+
+// The only Swift that holds the C core's pointers. Everything above it is safe Swift.
+
+/// Scratch space of one worker, reused for every request it dispatches.
+/// Confined to that worker's thread: only the request callback for `worker` touches it.
+final class Workspace: @unchecked Sendable {
+    var body: [UInt8] = []
+    var writer = MessagePackWriter(capacity: 512)
+}
+
+/// What the C request callback reaches through its context pointer.
+/// @unchecked: `dispatcher` is immutable and each workspace is confined to its worker thread.
+final class CallbackContext: @unchecked Sendable {
+    let dispatcher: Dispatcher
+    let workspaces: [Workspace]
+
+    init(dispatcher: Dispatcher, workers: Int) {
+        self.dispatcher = dispatcher
+        self.workspaces = (0..<workers).map { _ in Workspace() }
+    }
+}
+
+/// Captures nothing; recovers the context from the pointer. Borrowed body
+/// bytes are copied into the worker's buffer before any handler runs, and no
+/// Swift error crosses back into C: the dispatcher turns every error into a reply.
+private let requestTrampoline: iproto_request_fn = { context, connection, worker, funcID, requestID, body, length in
+    let callback = Unmanaged<CallbackContext>.fromOpaque(context!).takeUnretainedValue()
+    let workspace = callback.workspaces[Int(worker)]
+    workspace.body.removeAll(keepingCapacity: true)
+    if let body, length > 0 {
+        workspace.body.append(contentsOf: UnsafeRawBufferPointer(start: body, count: Int(length)))
+    }
+    workspace.writer.reset()
+    let request = Request(funcID: funcID, requestID: requestID, body: workspace.body)
+    let code = callback.dispatcher.respond(to: request, into: &workspace.writer)
+    workspace.writer.bytes.withUnsafeBytes { reply in
+        iproto_reply(connection, funcID, requestID, code.rawValue,
+                     reply.baseAddress?.assumingMemoryBound(to: CChar.self), UInt32(reply.count))
+    }
+}
+
+/// Owns one C server: created bound, started once, stopped and joined before it is freed.
+/// @unchecked: the C functions used after creation (start, stop, wait, stats) are thread-safe,
+/// and `Server` calls start and wait under its own lifecycle rules.
+final class CoreServer: @unchecked Sendable {
+    private let handle: OpaquePointer
+    private let context: CallbackContext
+    let address: String
+    let port: Int
+
+    init(configuration: Configuration, dispatcher: Dispatcher) throws(ServerError) {
+        context = CallbackContext(dispatcher: dispatcher, workers: configuration.workers)
+        var config = iproto_config()
+        config.port = configuration.port
+        config.workers = UInt32(configuration.workers)
+        config.max_body = UInt32(configuration.maxBodyBytes)
+        config.max_output = configuration.maxOutputBytes
+        config.max_connections = UInt32(configuration.maxConnections)
+        config.read_timeout = configuration.readTimeout / .seconds(1)
+        config.idle_timeout = configuration.idleTimeout / .seconds(1)
+        config.shutdown_timeout = configuration.shutdownTimeout / .seconds(1)
+        config.on_request = requestTrampoline
+        config.context = Unmanaged.passUnretained(context).toOpaque()
+        var error = [CChar](repeating: 0, count: 256)
+        let created = configuration.host.withCString { host in
+            config.host = host
+            return iproto_server_create(&config, &error, error.count)
+        }
+        guard let created else { throw ServerError(message: String(cString: error)) }
+        handle = created
+        var buffer = [CChar](repeating: 0, count: 96)
+        iproto_server_address(handle, &buffer, buffer.count)
+        address = String(cString: buffer)
+        port = Int(iproto_server_port(handle))
+    }
+
+    func start() throws(ServerError) {
+        var error = [CChar](repeating: 0, count: 256)
+        guard iproto_server_start(handle, &error, error.count) == 0 else {
+            throw ServerError(message: String(cString: error))
+        }
+    }
+
+    func stop() { iproto_server_stop(handle) }
+
+    func wait() { iproto_server_wait(handle) }
+
+    func statistics() -> ServerStatistics {
+        var raw = iproto_stats()
+        iproto_server_stats(handle, &raw)
+        var stats = ServerStatistics()
+        stats.connectionsAccepted = raw.connections_accepted
+        stats.connectionsActive = raw.connections_active
+        stats.requests = raw.requests
+        stats.bytesIn = raw.bytes_in
+        stats.bytesOut = raw.bytes_out
+        stats.bodyTooLarge = raw.body_too_large
+        stats.outputPaused = raw.output_paused
+        stats.acceptErrors = raw.accept_errors
+        let closed = withUnsafeBytes(of: raw.connections_closed) { Array($0.bindMemory(to: UInt64.self)) }
+        for (reason, core) in CloseReason.coreOrder {
+            stats.connectionsClosed[reason] = closed[Int(core.rawValue)]
+        }
+        return stats
+    }
+
+    deinit {
+        iproto_server_stop(handle)
+        iproto_server_wait(handle)
+        iproto_server_destroy(handle)
+    }
+}
+
+extension CloseReason {
+    /// Each reason with the C core's index for it.
+    static let coreOrder: [(CloseReason, iproto_close_reason)] = [
+        (.peer, IPROTO_CLOSE_PEER), (.idleTimeout, IPROTO_CLOSE_IDLE_TIMEOUT),
+        (.readTimeout, IPROTO_CLOSE_READ_TIMEOUT), (.tooLarge, IPROTO_CLOSE_TOO_LARGE),
+        (.overLimit, IPROTO_CLOSE_OVER_LIMIT), (.shutdown, IPROTO_CLOSE_SHUTDOWN),
+        (.ioError, IPROTO_CLOSE_IO_ERROR),
+    ]
+}

@@ -1,0 +1,60 @@
+/// The fixed headers of the wire format: unsigned 32-bit little-endian fields.
+///
+///     request  = func_id body_length request_id body
+///     response = func_id body_length request_id return_code body
+///
+/// A response's body_length counts the body only, not return_code.
+public enum Framing {
+    public static let requestHeaderSize = 12
+    public static let responseHeaderSize = 16
+
+    /// A complete request frame.
+    public static func request(funcID: UInt32, requestID: UInt32, body: some Collection<UInt8>) -> [UInt8] {
+        var frame: [UInt8] = []
+        frame.reserveCapacity(requestHeaderSize + body.count)
+        appendLittleEndian(funcID, to: &frame)
+        appendLittleEndian(UInt32(body.count), to: &frame)
+        appendLittleEndian(requestID, to: &frame)
+        frame.append(contentsOf: body)
+        return frame
+    }
+
+    /// A complete response frame.
+    public static func response(funcID: UInt32, requestID: UInt32, returnCode: ReturnCode,
+                                body: some Collection<UInt8>) -> [UInt8] {
+        var frame: [UInt8] = []
+        frame.reserveCapacity(responseHeaderSize + body.count)
+        appendLittleEndian(funcID, to: &frame)
+        appendLittleEndian(UInt32(body.count), to: &frame)
+        appendLittleEndian(requestID, to: &frame)
+        appendLittleEndian(returnCode.rawValue, to: &frame)
+        frame.append(contentsOf: body)
+        return frame
+    }
+
+    /// A parsed response header.
+    public struct ResponseHeader: Equatable, Sendable {
+        public var funcID: UInt32
+        public var bodyLength: UInt32
+        public var requestID: UInt32
+        public var returnCode: ReturnCode
+
+        /// Parses the first 16 bytes of `bytes`; nil when fewer are there.
+        public init?(_ bytes: some Collection<UInt8>) {
+            guard bytes.count >= Framing.responseHeaderSize else { return nil }
+            let fields = Array(bytes.prefix(Framing.responseHeaderSize))
+            funcID = Framing.loadLittleEndian(fields, at: 0)
+            bodyLength = Framing.loadLittleEndian(fields, at: 4)
+            requestID = Framing.loadLittleEndian(fields, at: 8)
+            returnCode = ReturnCode(rawValue: Framing.loadLittleEndian(fields, at: 12))
+        }
+    }
+
+    static func appendLittleEndian(_ value: UInt32, to bytes: inout [UInt8]) {
+        withUnsafeBytes(of: value.littleEndian) { bytes.append(contentsOf: $0) }
+    }
+
+    static func loadLittleEndian(_ bytes: [UInt8], at offset: Int) -> UInt32 {
+        (0..<4).reduce(0) { $0 | UInt32(bytes[offset + $1]) << (8 * $1) }
+    }
+}

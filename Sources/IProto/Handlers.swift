@@ -1,0 +1,29 @@
+/// The dispatch table: one handler per func_id, frozen once a server is built from it.
+///
+/// ```swift
+/// var handlers = Handlers()
+/// handlers.register(0x0003_0001) { request in
+///     var arguments = try request.arguments(1)
+///     return .string("hello, \(try arguments.string(maxBytes: 64))")
+/// }
+/// ```
+public struct Handlers: Sendable {
+    /// Runs on a worker thread for every request with its func_id. Returning a
+    /// value answers with return code 0 and that value as the body; throwing an
+    /// ``IProtoError`` answers with its code and message; any other error
+    /// answers with ``ReturnCode/internalError``.
+    public typealias Handler = @Sendable (Request) throws -> MessagePackValue
+
+    private(set) var table: [UInt32: Handler] = [:]
+
+    public init() {}
+
+    /// Registers `handler` for `funcID`. Registering a func_id twice is a programming error.
+    public mutating func register(_ funcID: UInt32, _ handler: @escaping Handler) {
+        precondition(table[funcID] == nil, "func_id 0x\(String(funcID, radix: 16)) is registered twice")
+        table[funcID] = handler
+    }
+
+    /// The registered func_ids, in ascending order.
+    public var funcIDs: [UInt32] { table.keys.sorted() }
+}

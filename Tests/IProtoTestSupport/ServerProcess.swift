@@ -1,0 +1,81 @@
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The real `iprotod` binary, started on an ephemeral loopback port.
+public final class ServerProcess {
+    public let process: Process
+    public let port: Int
+    private let output: Pipe
+
+    /// Where the binary is: $IPROTOD_BIN, else beside the test bundle (same build folder).
+    public static var binaryPath: String {
+        if let path = ProcessInfo.processInfo.environment["IPROTOD_BIN"] { return path }
+        let bundle = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        return bundle.appendingPathComponent("iprotod").path
+    }
+
+    /// Starts `iprotod --listen 127.0.0.1:0 ARGUMENTS` and waits for its first line.
+    public init(_ arguments: [String] = [], startupTimeout: Double = 20) throws {
+        process = Process()
+        process.executableURL = URL(fileURLWithPath: Self.binaryPath)
+        process.arguments = ["--listen", "127.0.0.1:0"] + arguments
+        output = Pipe()
+        process.standardOutput = output
+        process.standardError = ProcessInfo.processInfo.environment["IPROTO_TEST_VERBOSE"] == nil
+            ? FileHandle.nullDevice : FileHandle.standardError
+        try process.run()
+        let line = try Self.readLine(output.fileHandleForReading.fileDescriptor, timeout: startupTimeout)
+        guard let portText = line.split(separator: ":").last, let port = Int(portText),
+              line.hasPrefix("iprotod listening on ")
+        else {
+            process.terminate()
+            throw TestSocketError("unexpected first line from iprotod: \"\(line)\"", 0)
+        }
+        self.port = port
+    }
+
+    deinit {
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+    }
+
+    /// Sends `signal` and waits for the exit status.
+    @discardableResult
+    public func stop(signal: Int32 = SIGTERM) -> Int32 {
+        kill(process.processIdentifier, signal)
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+
+    public func connect(timeout: Double = 10) throws -> TestConnection {
+        try TestConnection(port: port, timeout: timeout)
+    }
+
+    /// Resident set size of the server process, in bytes (from /proc).
+    public var residentBytes: Int {
+        guard let status = try? String(contentsOfFile: "/proc/\(process.processIdentifier)/status", encoding: .utf8),
+              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
+              let kib = Int(line.split(separator: " ").dropFirst().first ?? "")
+        else { return 0 }
+        return kib * 1024
+    }
+
+    private static func readLine(_ fd: Int32, timeout: Double) throws -> String {
+        var line: [UInt8] = []
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            guard poll(&poller, 1, 100) > 0 else { continue }
+            var byte: UInt8 = 0
+            guard read(fd, &byte, 1) == 1 else { break }
+            if byte == UInt8(ascii: "\n") { return String(decoding: line, as: UTF8.self) }
+            line.append(byte)
+        }
+        throw TestSocketError("iprotod printed no address line within \(timeout) s (got \"\(String(decoding: line, as: UTF8.self))\")", 0)
+    }
+}

@@ -1,0 +1,43 @@
+import IProto
+import IProtoTestSupport
+import Testing
+
+@Suite struct EmbeddingTests {
+    @Test func readmeExampleServesItsOwnFunction() async throws {
+        // The README's embedding example, on port 0.
+        var handlers = Handlers()
+        handlers.register(0x0003_0001) { request in
+            var arguments = try request.arguments(1)
+            let name = try arguments.string(maxBytes: 64)
+            return .string("hello, \(name)")
+        }
+        let server = try Server(configuration: .init(host: "127.0.0.1", port: 0), handlers: handlers)
+        let running = Task { try await server.run() }
+
+        let connection = try TestConnection(port: server.port)
+        let hello = try connection.call(0x0003_0001, messagePack("world"))
+        #expect(hello.returnCode == .ok)
+        #expect(hello.string == "hello, world")
+        let tooLong = try connection.call(0x0003_0001, messagePack(.string(String(repeating: "a", count: 65))))
+        #expect(tooLong.returnCode == .tooLong)
+        let unknown = try connection.call(0x0003_0002)
+        #expect(unknown.returnCode == .unknownFunction)
+
+        running.cancel()
+        try await running.value
+        #expect(server.statistics.requests == 3)
+    }
+
+    @Test func bindFailureIsAClearError() throws {
+        let first = try Server(configuration: .init(host: "127.0.0.1", port: 0), handlers: Handlers())
+        #expect { try Server(configuration: .init(host: "127.0.0.1", port: UInt16(first.port)), handlers: Handlers()) }
+            throws: { "\($0)".contains("cannot listen on 127.0.0.1:\(first.port)") }
+    }
+
+    @Test func invalidConfigurationIsRejectedBeforeBinding() {
+        var configuration = Configuration(port: 0)
+        configuration.workers = 0
+        #expect { try Server(configuration: configuration, handlers: Handlers()) }
+            throws: { "\($0)".contains("workers must be between 1 and 1024") }
+    }
+}
