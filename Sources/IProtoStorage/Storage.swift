@@ -1,0 +1,80 @@
+import IProto
+import Synchronization
+
+/// The storage's availability, switched by the three ADM_STORAGE_SWITCH_* functions.
+public enum StorageState: String, CaseIterable, Sendable {
+    /// Reads succeed, writes fail with ``IProto/ReturnCode/storageReadOnly``.
+    case readOnly = "read-only"
+    /// Reads and writes succeed. The initial state unless configured otherwise.
+    case readWrite = "read-write"
+    /// Reads and writes fail with ``IProto/ReturnCode/storageMaintenance``.
+    case maintenance
+}
+
+extension ReturnCode {
+    /// A write while the storage is read-only.
+    public static let storageReadOnly = ReturnCode(rawValue: ReturnCode.firstServiceCode)
+    /// A read or write while the storage is in maintenance.
+    public static let storageMaintenance = ReturnCode(rawValue: ReturnCode.firstServiceCode + 1)
+}
+
+/// The assignment's storage: 1000 string slots of at most 256 bytes, initially
+/// empty, behind a state. Safe to use from any thread.
+///
+/// One lock covers the state and the slots, so every operation is atomic with
+/// respect to the others: a read never sees a torn value, and no write lands
+/// after the switch to read-only that was acknowledged before it.
+public final class Storage: Sendable {
+    public static let slotCount = 1000
+    public static let maxValueBytes = 256
+    public static let indices = 0...(slotCount - 1)
+
+    private struct Contents {
+        var state: StorageState
+        var slots: [[UInt8]]
+    }
+
+    private let contents: Mutex<Contents>
+
+    public init(state: StorageState = .readWrite) {
+        contents = Mutex(Contents(state: state, slots: Array(repeating: [], count: Self.slotCount)))
+    }
+
+    public var state: StorageState { contents.withLock { $0.state } }
+
+    public func switchState(to state: StorageState) {
+        contents.withLock { $0.state = state }
+    }
+
+    /// The bytes stored at `index` (empty if never written).
+    public func read(_ index: Int) throws(IProtoError) -> [UInt8] {
+        try Self.check(index)
+        return try contents.withLock { contents throws(IProtoError) in
+            if contents.state == .maintenance { throw Self.maintenanceError }
+            return contents.slots[index]
+        }
+    }
+
+    /// Stores `value` at `index`.
+    public func replace(_ index: Int, with value: [UInt8]) throws(IProtoError) {
+        try Self.check(index)
+        guard value.count <= Self.maxValueBytes else {
+            throw IProtoError(.tooLong, "value of \(value.count) bytes exceeds \(Self.maxValueBytes) bytes")
+        }
+        try contents.withLock { contents throws(IProtoError) in
+            switch contents.state {
+            case .readWrite: contents.slots[index] = value
+            case .readOnly: throw IProtoError(.storageReadOnly, "storage is read-only")
+            case .maintenance: throw Self.maintenanceError
+            }
+        }
+    }
+
+    private static let maintenanceError = IProtoError(.storageMaintenance, "storage is in maintenance")
+
+    private static func check(_ index: Int) throws(IProtoError) {
+        guard indices.contains(index) else {
+            throw IProtoError(.outOfRange, "index \(index) is out of range \(indices.lowerBound)...\(indices.upperBound)")
+        }
+    }
+}

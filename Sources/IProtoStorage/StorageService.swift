@@ -1,0 +1,51 @@
+import IProto
+
+/// The assignment's API table: func_ids and the handlers that serve them.
+public enum StorageFunction: UInt32, CaseIterable, Sendable {
+    /// `<nil>` → `<nil>`: switch to read-only.
+    case switchReadOnly = 0x0001_0001
+    /// `<nil>` → `<nil>`: switch to read-write.
+    case switchReadWrite = 0x0001_0002
+    /// `<nil>` → `<nil>`: switch to maintenance.
+    case switchMaintenance = 0x0001_0003
+    /// `<int><string>` → `<nil>`: store a string at an index.
+    case replace = 0x0002_0001
+    /// `<int>` → `<string>`: the string at an index.
+    case read = 0x0002_0002
+
+    /// The name used in the assignment and in logs.
+    public var name: String {
+        switch self {
+        case .switchReadOnly: "ADM_STORAGE_SWITCH_READONLY"
+        case .switchReadWrite: "ADM_STORAGE_SWITCH_READWRITE"
+        case .switchMaintenance: "ADM_STORAGE_SWITCH_MAINTENANCE"
+        case .replace: "STORAGE_REPLACE"
+        case .read: "STORAGE_READ"
+        }
+    }
+}
+
+extension Handlers {
+    /// Registers the five storage functions, served by `storage`.
+    public mutating func registerStorage(_ storage: Storage) {
+        for (function, state) in [(StorageFunction.switchReadOnly, StorageState.readOnly),
+                                  (.switchReadWrite, .readWrite), (.switchMaintenance, .maintenance)] {
+            register(function.rawValue) { request in
+                _ = try request.arguments(0)
+                storage.switchState(to: state)
+                return .nil
+            }
+        }
+        register(StorageFunction.replace.rawValue) { request in
+            var arguments = try request.arguments(2)
+            let index = try arguments.int()
+            let value = try arguments.stringBytes()
+            try storage.replace(index, with: value)
+            return .nil
+        }
+        register(StorageFunction.read.rawValue) { request in
+            var arguments = try request.arguments(1)
+            return .stringBytes(try storage.read(try arguments.int()))
+        }
+    }
+}
