@@ -39,7 +39,11 @@ public struct Request: Sendable {
         if count == 0, values == 1, case .nil? = try? reader.peekToken() {
             return Arguments(reader: reader, count: 0)
         }
-        throw IProtoError(.badArguments, "expected \(count) argument\(count == 1 ? "" : "s"), got \(values) value\(values == 1 ? "" : "s")")
+        let expected = "expected \(count) argument\(count == 1 ? "" : "s")"
+        if values == 1, case .array(let elements)? = try? reader.peekToken() {
+            throw IProtoError(.badArguments, "\(expected), got an array of \(elements)")
+        }
+        throw IProtoError(.badArguments, "\(expected), got \(values) value\(values == 1 ? "" : "s")")
     }
 }
 
@@ -79,11 +83,12 @@ public struct Arguments: Sendable {
         return exact
     }
 
-    /// Reads an integer and checks that it lies in `range`.
-    public mutating func int(in range: ClosedRange<Int>) throws(IProtoError) -> Int {
+    /// Reads an integer and checks that it lies in `range`; errors call it `name`
+    /// ("index 1000 is out of range 0...999") or else by its position.
+    public mutating func int(in range: ClosedRange<Int>, name: String? = nil) throws(IProtoError) -> Int {
         let value = try next { reader throws(MessagePackError) in try reader.readInteger() }
         guard let exact = value.exactInt, range.contains(exact) else {
-            throw IProtoError(.outOfRange, "argument \(position): \(value) is out of range \(range.lowerBound)...\(range.upperBound)")
+            throw IProtoError(.outOfRange, "\(name ?? "argument \(position):") \(value) is out of range \(range.lowerBound)...\(range.upperBound)")
         }
         return exact
     }

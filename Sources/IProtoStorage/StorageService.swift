@@ -38,14 +38,14 @@ extension Handlers {
         }
         register(StorageFunction.replace.rawValue) { request in
             var arguments = try request.arguments(2)
-            let index = try arguments.int()
+            let index = try arguments.int(in: Storage.indices, name: "index")
             let value = try arguments.stringBytes()
             try storage.replace(index, with: value)
             return .nil
         }
         register(StorageFunction.read.rawValue) { request in
             var arguments = try request.arguments(1)
-            return .stringBytes(try storage.read(try arguments.int()))
+            return .stringBytes(try storage.read(try arguments.int(in: Storage.indices, name: "index")))
         }
     }
 }
