@@ -27,14 +27,17 @@ public final class ServerProcess {
         process.standardError = ProcessInfo.processInfo.environment["IPROTO_TEST_VERBOSE"] == nil
             ? FileHandle.nullDevice : FileHandle.standardError
         try process.run()
-        let line = try Self.readLine(output.fileHandleForReading.fileDescriptor, timeout: startupTimeout)
-        guard let portText = line.split(separator: ":").last, let port = Int(portText),
-              line.hasPrefix("iprotod listening on ")
-        else {
-            process.terminate()
-            throw TestSocketError("unexpected first line from iprotod: \"\(line)\"", 0)
+        do {
+            let line = try Self.readLine(output.fileHandleForReading.fileDescriptor, timeout: startupTimeout)
+            guard line.hasPrefix("iprotod listening on "), let portText = line.split(separator: ":").last,
+                  let port = Int(portText)
+            else { throw TestSocketError("unexpected first line from iprotod: \"\(line)\"") }
+            self.port = port
+        } catch {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+            throw error
         }
-        self.port = port
     }
 
     deinit {
@@ -76,6 +79,6 @@ public final class ServerProcess {
             if byte == UInt8(ascii: "\n") { return String(decoding: line, as: UTF8.self) }
             line.append(byte)
         }
-        throw TestSocketError("iprotod printed no address line within \(timeout) s (got \"\(String(decoding: line, as: UTF8.self))\")", 0)
+        throw TestSocketError("iprotod printed no address line within \(timeout) s (got \"\(String(decoding: line, as: UTF8.self))\")")
     }
 }

@@ -1,3 +1,4 @@
+import Dispatch
 import IProto
 
 #if canImport(Glibc)
@@ -7,8 +8,12 @@ import Glibc
 /// A failure talking to the server under test.
 public struct TestSocketError: Error, CustomStringConvertible {
     public var description: String
-    init(_ call: String, _ code: Int32 = errno) {
-        description = "\(call): \(String(cString: strerror(code)))"
+
+    public init(_ description: String) { self.description = description }
+
+    /// A failed system call, with errno's text.
+    static func system(_ call: String, _ code: Int32 = errno) -> TestSocketError {
+        TestSocketError("\(call): \(String(cString: strerror(code)))")
     }
 }
 
@@ -46,7 +51,7 @@ public final class TestConnection {
     /// Connects to 127.0.0.1:`port`. `receiveBuffer`/`sendBuffer` shrink the socket buffers when set.
     public init(port: Int, timeout: Double = 10, receiveBuffer: Int32? = nil, sendBuffer: Int32? = nil) throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw TestSocketError("socket") }
+        guard fd >= 0 else { throw TestSocketError.system("socket") }
         if let receiveBuffer { setOption(SO_RCVBUF, receiveBuffer) }
         if let sendBuffer { setOption(SO_SNDBUF, sendBuffer) }
         setTimeout(timeout)
@@ -60,7 +65,7 @@ public final class TestConnection {
             }
         }
         guard rc == 0 else {
-            let error = TestSocketError("connect")
+            let error = TestSocketError.system("connect")
             Glibc.close(fd)
             throw error
         }
@@ -84,7 +89,7 @@ public final class TestConnection {
         while offset < bytes.count {
             let n = bytes[offset...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
             if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { throw TestSocketError("send") }
+            guard n > 0 else { throw TestSocketError.system("send") }
             offset += n
         }
     }
@@ -94,7 +99,7 @@ public final class TestConnection {
         let n = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
         if n >= 0 { return n }
         if errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR { return 0 }
-        throw TestSocketError("send")
+        throw TestSocketError.system("send")
     }
 
     /// Reads exactly `count` bytes, or throws on timeout, error or end of stream.
@@ -104,8 +109,8 @@ public final class TestConnection {
         while offset < count {
             let n = bytes[offset...].withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
             if n < 0 && errno == EINTR { continue }
-            if n == 0 { throw TestSocketError("recv: connection closed after \(offset) of \(count) bytes", 0) }
-            guard n > 0 else { throw TestSocketError("recv") }
+            if n == 0 { throw TestSocketError("recv: connection closed after \(offset) of \(count) bytes") }
+            guard n > 0 else { throw TestSocketError.system("recv") }
             offset += n
         }
         return bytes
@@ -132,7 +137,7 @@ public final class TestConnection {
             let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
             if n == 0 { return all }
             if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { throw TestSocketError("recv") }
+            guard n > 0 else { throw TestSocketError.system("recv") }
             all.append(contentsOf: chunk[0..<n])
         }
     }
@@ -150,7 +155,7 @@ public final class TestConnection {
         try send(Framing.request(funcID: funcID, requestID: requestID, body: body))
         let response = try readResponse()
         guard response.requestID == requestID, response.header.funcID == funcID else {
-            throw TestSocketError("response \(response.header) does not match request \(requestID)", 0)
+            throw TestSocketError("response \(response.header) does not match request \(requestID)")
         }
         return response
     }
@@ -163,5 +168,12 @@ public final class TestConnection {
         var option = linger(l_onoff: 1, l_linger: 0)
         setsockopt(fd, SOL_SOCKET, SO_LINGER, &option, socklen_t(MemoryLayout<linger>.size))
         Glibc.shutdown(fd, Int32(SHUT_RDWR))
+    }
+}
+
+/// Runs blocking work on a Dispatch thread, keeping the cooperative pool free.
+public func onBlockingThread<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        DispatchQueue.global().async { continuation.resume(with: Result(catching: work)) }
     }
 }

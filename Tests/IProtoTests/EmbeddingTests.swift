@@ -14,14 +14,17 @@ import Testing
         let server = try Server(configuration: .init(host: "127.0.0.1", port: 0), handlers: handlers)
         let running = Task { try await server.run() }
 
-        let connection = try TestConnection(port: server.port)
-        let hello = try connection.call(0x0003_0001, messagePack("world"))
-        #expect(hello.returnCode == .ok)
-        #expect(hello.string == "hello, world")
-        let tooLong = try connection.call(0x0003_0001, messagePack(.string(String(repeating: "a", count: 65))))
-        #expect(tooLong.returnCode == .tooLong)
-        let unknown = try connection.call(0x0003_0002)
-        #expect(unknown.returnCode == .unknownFunction)
+        // Blocking socket calls run off the cooperative pool, which the server's task needs.
+        try await onBlockingThread {
+            let connection = try TestConnection(port: server.port, timeout: 30)
+            let hello = try connection.call(0x0003_0001, messagePack("world"))
+            #expect(hello.returnCode == .ok)
+            #expect(hello.string == "hello, world")
+            let tooLong = try connection.call(0x0003_0001, messagePack(.string(String(repeating: "a", count: 65))))
+            #expect(tooLong.returnCode == .tooLong)
+            let unknown = try connection.call(0x0003_0002)
+            #expect(unknown.returnCode == .unknownFunction)
+        }
 
         running.cancel()
         try await running.value

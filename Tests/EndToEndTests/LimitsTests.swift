@@ -1,0 +1,156 @@
+import Foundation
+import IProto
+import IProtoTestSupport
+import Testing
+
+/// Every transport limit, hit through the real binary.
+@Suite struct LimitsTests {
+    @Test func fourGiBBodyLengthIsRejectedWithoutAllocatingIt() throws {
+        let server = try ServerProcess()
+        let before = server.residentBytes
+        let connection = try server.connect()
+        try connection.send([0x02, 0x00, 0x02, 0x00, 0xff, 0xff, 0xff, 0xff, 0x04, 0x03, 0x02, 0x01])
+        try connection.send([UInt8](repeating: 0x61, count: 256 * 1024))  // the client keeps sending its "body"
+        let response = try connection.readResponse()
+        #expect(response.returnCode == .bodyTooLarge)
+        #expect(response.requestID == 0x0102_0304)
+        #expect(response.header.funcID == API.read)
+        #expect(response.string == "body_length 4294967295 exceeds the limit of 65536 bytes")
+        #expect(connection.nextOutcome() == .closed)
+        #expect(server.residentBytes - before < 8 << 20)
+        #expect(try server.connect().read(0).returnCode == .ok)
+    }
+
+    @Test func maxBodyBoundaryIsExact() throws {
+        // index 1 (1 byte) + str16 header (3 bytes) + 256 bytes = a 260-byte body.
+        let body = messagePack(1, .string(String(repeating: "m", count: 256)))
+        #expect(body.count == 260)
+        let atLimit = try ServerProcess(["--max-body", "260"])
+        #expect(try atLimit.connect().call(API.replace, body).returnCode == .ok)
+        let belowLimit = try ServerProcess(["--max-body", "259"])
+        let connection = try belowLimit.connect()
+        #expect(try connection.call(API.replace, body).returnCode == .bodyTooLarge)
+        #expect(connection.nextOutcome() == .closed)
+    }
+
+    @Test func requestsBeforeAnOversizedOneAreStillAnswered() throws {
+        let server = try ServerProcess(["--max-body", "100"])
+        let connection = try server.connect()
+        let good = Framing.request(funcID: API.read, requestID: 1, body: messagePack(1))
+        let bad = Framing.request(funcID: API.read, requestID: 2, body: [UInt8](repeating: 0, count: 101))
+        try connection.send(good + bad + good)
+        #expect(try connection.readResponse().returnCode == .ok)
+        #expect(try connection.readResponse().returnCode == .bodyTooLarge)
+        #expect(connection.nextOutcome() == .closed)
+    }
+
+    @Test func slowlorisIsCutOffByTheReadTimeout() throws {
+        let server = try ServerProcess(["--read-timeout", "0.5", "--idle-timeout", "30"])
+        let connection = try server.connect(timeout: 0.1)
+        let frame = Framing.request(funcID: API.replace, requestID: 1, body: messagePack(1, .string(String(repeating: "z", count: 200))))
+        let started = Date()
+        var outcome = TestConnection.Outcome.timedOut
+        // One byte every 50 ms: bytes keep moving, so only the read timeout can end this.
+        for byte in frame {
+            guard (try? connection.send([byte])) != nil else { break }
+            outcome = connection.nextOutcome()
+            if outcome != .timedOut { break }
+            usleep(50_000)
+        }
+        #expect([.closed, .reset].contains(outcome))
+        let elapsed = Date().timeIntervalSince(started)
+        #expect(elapsed >= 0.4 && elapsed < 5, "closed after \(elapsed) s")
+    }
+
+    @Test func silentConnectionsAreClosedByTheIdleTimeoutAndBusyOnesAreNot() throws {
+        let server = try ServerProcess(["--idle-timeout", "0.5"])
+        let silent = try server.connect()
+        let busy = try server.connect()
+        let started = Date()
+        for _ in 0..<15 {
+            #expect(try busy.read(0).returnCode == .ok)
+            usleep(100_000)
+        }
+        #expect(silent.nextOutcome() == .closed)
+        let elapsed = Date().timeIntervalSince(started)
+        #expect(elapsed < 5)
+        #expect(try busy.read(0).returnCode == .ok, "a connection with traffic every 100 ms stays open")
+    }
+
+    @Test func idleTimeoutZeroDisablesIt() throws {
+        let server = try ServerProcess(["--idle-timeout", "0"])
+        let connection = try server.connect(timeout: 1.0)
+        #expect(connection.nextOutcome() == .timedOut)
+        #expect(try connection.read(0).returnCode == .ok)
+    }
+
+    @Test func clientThatNeverReadsCannotGrowServerMemory() throws {
+        let server = try ServerProcess(["--max-output", "65536"])
+        let connection = try TestConnection(port: server.port, receiveBuffer: 16 * 1024, sendBuffer: 16 * 1024)
+        _ = try connection.replace(0, String(repeating: "r", count: 256))
+        let frame = Framing.request(funcID: API.read, requestID: 5, body: messagePack(0))  // 13-byte request, 275-byte reply
+        let stream = [UInt8]((0..<2_000_000).lazy.flatMap { _ in frame })
+        var sent = 0
+        var idleRounds = 0
+        while sent < stream.count, idleRounds < 300 {
+            let n = try connection.sendNonBlocking(stream[sent...])
+            sent += n
+            idleRounds = n > 0 ? 0 : idleRounds + 1
+            if n == 0 { usleep(2000) }
+        }
+        #expect(sent < stream.count, "the server kept reading although its replies were not read")
+        #expect(server.residentBytes < 64 << 20, "RSS \(server.residentBytes)")
+        // Meanwhile other clients are served as usual.
+        #expect(try server.connect().read(0).string?.count == 256)
+        // Reading lets the server resume: every complete request sent is answered.
+        for _ in 0..<(sent / frame.count) {
+            let response = try connection.readResponse()
+            guard response.returnCode == .ok, response.body.count == 259 else {
+                Issue.record("unexpected reply \(response.header)")
+                return
+            }
+        }
+    }
+
+    @Test func connectionsPastTheLimitAreClosedAtOnce() throws {
+        let server = try ServerProcess(["--max-connections", "3"])
+        let admitted = try (0..<3).map { _ in try server.connect() }
+        for connection in admitted { #expect(try connection.read(0).returnCode == .ok) }
+        let rejected = try server.connect(timeout: 5)
+        #expect([.closed, .reset].contains(rejected.nextOutcome()))
+        for connection in admitted { #expect(try connection.read(0).returnCode == .ok) }
+        admitted[0].reset()
+        #expect(eventually {
+            guard let late = try? server.connect(timeout: 1), let response = try? late.read(0) else { return false }
+            return response.returnCode == .ok
+        })
+    }
+
+    @Test func abruptClientsDoNotDisturbTheServer() throws {
+        let server = try ServerProcess(["--workers", "2"])
+        for round in 0..<20 {
+            let connection = try server.connect()
+            switch round % 4 {
+            case 0:  // half a header, then RST
+                try connection.send([0x02, 0x00, 0x02])
+                connection.reset()
+            case 1:  // half a body, then FIN
+                try connection.send(Framing.request(funcID: API.read, requestID: 1, body: messagePack(1)).dropLast(1).map { $0 })
+                connection.shutdownWrite()
+            case 2:  // many requests, then RST without reading the replies
+                let frame = Framing.request(funcID: API.read, requestID: 1, body: messagePack(1))
+                try connection.send([UInt8]((0..<5000).lazy.flatMap { _ in frame }))
+                connection.reset()
+            default:  // requests then half-close: every reply still arrives, then the server closes
+                let frame = Framing.request(funcID: API.read, requestID: 9, body: messagePack(1))
+                try connection.send(frame + frame)
+                connection.shutdownWrite()
+                #expect(try connection.readResponse().requestID == 9)
+                #expect(try connection.readResponse().requestID == 9)
+                #expect(connection.nextOutcome() == .closed)
+            }
+        }
+        #expect(server.process.isRunning)
+        #expect(try server.connect().replace(2, "alive").returnCode == .ok)
+    }
+}
