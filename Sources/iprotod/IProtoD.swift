@@ -24,7 +24,7 @@ struct IProtoD: ParsableCommand {
     @Option(help: "Address to listen on, HOST:PORT ([V6]:PORT for IPv6); port 0 picks a free port.")
     var listen = "\(defaults.host):\(defaults.port)"
 
-    @Option(help: "Worker threads, each with its own event loop (default: min(4, cores)).")
+    @Option(help: "Worker threads, each with its own event loop; the default is min(4, cores).")
     var workers = defaults.workers
 
     @Option(help: "Largest accepted body_length in bytes; larger requests get an error and the connection is closed.")
