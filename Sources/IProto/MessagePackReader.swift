@@ -36,23 +36,32 @@ public struct MessagePackReader: Sendable {
     /// Iterative with a checked element budget: a container announcing more
     /// elements than bytes remain is rejected at once, not counted through.
     public mutating func skipValue() throws(MessagePackError) {
-        var pending = [1]  // elements still to skip at each open nesting level
+        guard let first = try readContainerHeader() else { return }  // scalars need no stack
+        var pending = [first]  // values still to skip at each open nesting level
         while let last = pending.last {
             if last == 0 {
                 pending.removeLast()
                 continue
             }
             pending[pending.count - 1] = last - 1
-            let elements: Int
-            switch try readToken() {
-            case .array(let count): elements = count
-            case .map(let count): elements = count * 2
-            default: continue
-            }
-            guard elements <= bytes.count - offset else { throw .truncated }
-            guard pending.count <= Self.maxDepth else { throw .tooDeep }
-            pending.append(elements)
+            guard let values = try readContainerHeader() else { continue }
+            guard pending.count < Self.maxDepth else { throw .tooDeep }
+            pending.append(values)
         }
+    }
+
+    /// Reads one value header. For a container, returns how many values follow
+    /// (a map's pairs count twice), rejecting counts larger than the bytes left;
+    /// for a scalar, which is then fully read, returns nil.
+    private mutating func readContainerHeader() throws(MessagePackError) -> Int? {
+        let values: Int
+        switch try readToken() {
+        case .array(let count): values = count
+        case .map(let count): values = count * 2
+        default: return nil
+        }
+        guard values <= bytes.count - offset else { throw .truncated }
+        return values
     }
 
     public mutating func readNil() throws(MessagePackError) {
