@@ -16,7 +16,9 @@
  * are dispatched straight from it. Only what is left over — one incomplete
  * frame, or frames parsed later because output is paused — is copied into the
  * connection's own `in` stash, which is then completed in place with reads of
- * exactly the missing size (so a body trickled byte by byte is copied once).
+ * at most the missing size and at most one chunk (so a body trickled byte by
+ * byte is copied once, and memory follows the bytes received, not the size a
+ * header announces).
  * An idle connection therefore holds no input memory.
  *
  * Output path. While a connection has no unsent output, its replies go into the
@@ -301,13 +303,16 @@ static ssize_t conn_read_once(struct iproto_conn *c, size_t *asked) {
     struct worker *w = c->worker;
     ssize_t n;
     if (c->in.len > 0) {
-        size_t missing = conn_stash_missing(c);
-        if (!obuf_reserve(&c->in, missing)) {
+        /* Grow by at most one chunk per read: memory follows the bytes received, not the size announced. */
+        size_t want = conn_stash_missing(c);
+        if (want > IPROTO_READ_CHUNK)
+            want = IPROTO_READ_CHUNK;
+        if (!obuf_reserve(&c->in, want)) {
             conn_mark_broken(c, ENOMEM);
             return -1;
         }
-        *asked = missing;
-        do n = recv(c->fd, c->in.data + c->in.len, missing, 0); while (n < 0 && errno == EINTR);
+        *asked = want;
+        do n = recv(c->fd, c->in.data + c->in.len, want, 0); while (n < 0 && errno == EINTR);
         if (n > 0) {
             c->in.len += (size_t)n;
             conn_parse_stash(c);

@@ -21,6 +21,20 @@ import Testing
         #expect(try server.connect().read(0).returnCode == .ok)
     }
 
+    @Test func announcedBodiesAreNotAllocatedBeforeTheyArrive() throws {
+        let server = try ServerProcess(["--max-body", "500000000", "--workers", "1"])
+        let probe = try server.connect()
+        let before = server.virtualBytes
+        let connections = try (0..<20).map { _ in try server.connect() }
+        // 400 MB announced; the body then arrives in two parts, the second completing a stashed frame.
+        let header: [UInt8] = [0x02, 0x00, 0x02, 0x00, 0x00, 0x84, 0xd7, 0x17, 0x01, 0x00, 0x00, 0x00]
+        for connection in connections { try connection.send(header + [UInt8](repeating: 0xa0, count: 100)) }
+        for _ in 0..<3 { #expect(try probe.read(0).returnCode == .ok) }  // one worker: the parts above are read by now
+        for connection in connections { try connection.send([UInt8](repeating: 0xa0, count: 100)) }
+        for _ in 0..<3 { #expect(try probe.read(0).returnCode == .ok) }
+        #expect(server.virtualBytes - before < 256 << 20, "virtual size grew by \(server.virtualBytes - before) bytes")
+    }
+
     @Test func maxBodyBoundaryIsExact() throws {
         // index 1 (1 byte) + str16 header (3 bytes) + 256 bytes = a 260-byte body.
         let body = messagePack(1, .string(String(repeating: "m", count: 256)))

@@ -60,10 +60,16 @@ public final class ServerProcess {
     }
 
     /// Resident set size of the server process, in bytes (from /proc).
-    public var residentBytes: Int {
+    public var residentBytes: Int { statusField("VmRSS:") }
+
+    /// Virtual memory size of the server process, in bytes: unlike RSS it also
+    /// shows memory allocated but not yet touched.
+    public var virtualBytes: Int { statusField("VmSize:") }
+
+    private func statusField(_ name: String) -> Int {
         guard let status = try? String(contentsOfFile: "/proc/\(process.processIdentifier)/status", encoding: .utf8),
-              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
-              let kib = Int(line.split(separator: " ").dropFirst().first ?? "")
+              let line = status.split(separator: "\n").first(where: { $0.hasPrefix(name) }),
+              let kib = Int(line.split(whereSeparator: { $0 == " " || $0 == "\t" }).dropFirst().first ?? "")
         else { return 0 }
         return kib * 1024
     }
