@@ -30,10 +30,18 @@
  *
  * Handlers run synchronously inside dispatch, so a connection never has work
  * in flight elsewhere and may be freed as soon as it is closed.
+ *
+ * Graceful stop. A stopping worker marks its OPEN connections shutting_down.
+ * Complete requests already stashed are still run; every request parsed
+ * after that is answered with IPROTO_RC_SHUTTING_DOWN and not run. Once a
+ * shutting-down connection has no unsent output and nothing runnable left, it
+ * drains and lingers like after a rejected request: the client sees EOF after
+ * its last reply and knows that whatever it sent later was not run.
  */
 #include <endian.h>
 #include <errno.h>
 #include <msgpuck.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -58,6 +66,8 @@ struct iproto_conn {
     bool linger;                       /* linger after draining: the peer may still be sending */
     bool input_paused;                 /* output reached max_output; parsing waits */
     bool broken;                       /* the socket failed; close at the next safe point */
+    bool shutting_down;                /* the worker is stopping: new requests get SHUTTING_DOWN */
+    unsigned requests_before_stop;     /* complete requests stashed when the stop came; still run */
     ev_io read_watcher;
     ev_io write_watcher;
     ev_timer timer;
@@ -66,7 +76,14 @@ struct iproto_conn {
     ev_tstamp linger_started;
     struct obuf in;             /* unparsed input, starting at a frame boundary */
     struct obuf out;            /* replies the socket has not taken yet */
+    iproto_conn_slot slot;      /* the embedding code's per-connection state */
+    ip_key peer_key;
+    char peer[INET6_ADDRSTRLEN + 8];
 };
+
+iproto_conn_slot *iproto_conn_state(iproto_conn *c) { return &c->slot; }
+
+const char *iproto_conn_peer(const iproto_conn *c) { return c->peer; }
 
 static inline uint32_t load_u32le(const char *p) {
     uint32_t v;
@@ -133,6 +150,11 @@ static void conn_arm_timer(struct iproto_conn *c) {
 
 static void conn_close(struct iproto_conn *c, iproto_close_reason reason) {
     struct worker *w = c->worker;
+    const iproto_config *cfg = conn_config(c);
+    if (cfg->on_connection != NULL)
+        cfg->on_connection(cfg->context, w->index, IPROTO_CONN_CLOSED, c->peer, reason);
+    if (cfg->max_connections_per_ip > 0)
+        ip_limit_release(&w->server->ip_limit, &c->peer_key);
     ev_io_stop(w->loop, &c->read_watcher);
     ev_io_stop(w->loop, &c->write_watcher);
     ev_timer_stop(w->loop, &c->timer);
@@ -218,15 +240,22 @@ static void conn_flush(struct iproto_conn *c) {
 
 /* ---- input ---- */
 
+/* Replies with an error the core produces itself; the body is the message as a MessagePack string. */
+static void conn_reply_message(struct iproto_conn *c, uint32_t func_id, uint32_t request_id,
+                               iproto_return_code code, const char *message) {
+    char body[160];
+    size_t length = strnlen(message, sizeof body - 8);
+    char *end = mp_encode_str(body, message, (uint32_t)length);
+    iproto_reply(c, func_id, request_id, code, body, (uint32_t)(end - body));
+}
+
 static void conn_reject_too_large(struct iproto_conn *c, uint32_t func_id, uint32_t request_id,
                                   uint32_t body_length) {
     char message[128];
-    int length = snprintf(message, sizeof message, "body_length %u exceeds the limit of %u bytes",
-                          body_length, conn_config(c)->max_body);
-    char body[sizeof message + 8];
-    char *end = mp_encode_str(body, message, (uint32_t)length);
+    snprintf(message, sizeof message, "body_length %u exceeds the limit of %u bytes", body_length,
+             conn_config(c)->max_body);
     STAT_ADD(c->worker, body_too_large, 1);
-    iproto_reply(c, func_id, request_id, IPROTO_RC_BODY_TOO_LARGE, body, (uint32_t)(end - body));
+    conn_reply_message(c, func_id, request_id, IPROTO_RC_BODY_TOO_LARGE, message);
     conn_begin_drain(c, IPROTO_CLOSE_TOO_LARGE, true);
 }
 
@@ -250,8 +279,14 @@ static size_t conn_parse(struct iproto_conn *c, const char *data, size_t len) {
         }
         if (len - offset - IPROTO_REQUEST_HEADER_SIZE < body_length)
             break;
-        cfg->on_request(cfg->context, c, w->index, func_id, request_id,
-                        header + IPROTO_REQUEST_HEADER_SIZE, body_length);
+        bool run = !c->shutting_down || c->requests_before_stop > 0;
+        if (run && c->shutting_down)
+            c->requests_before_stop--;
+        if (run)
+            cfg->on_request(cfg->context, c, w->index, func_id, request_id,
+                            header + IPROTO_REQUEST_HEADER_SIZE, body_length);
+        else
+            conn_reply_message(c, func_id, request_id, IPROTO_RC_SHUTTING_DOWN, "server is shutting down");
         offset += IPROTO_REQUEST_HEADER_SIZE + (size_t)body_length;
         STAT_ADD(w, requests, 1);
         if (conn_unsent(c) >= cfg->max_output) {
@@ -376,6 +411,8 @@ static void conn_settle(struct iproto_conn *c) {
         if (!c->input_paused && c->state == CONN_OPEN)
             ev_io_start(loop, &c->read_watcher);
     }
+    if (c->state == CONN_OPEN && c->shutting_down && obuf_pending(&c->out) == 0 && !c->input_paused)
+        conn_begin_drain(c, IPROTO_CLOSE_SHUTDOWN, true);
     if (c->state != CONN_OPEN)
         obuf_free(&c->in);
     if (c->state == CONN_DRAINING && obuf_pending(&c->out) == 0) {
@@ -389,6 +426,27 @@ static void conn_settle(struct iproto_conn *c) {
         ev_io_start(loop, &c->read_watcher);
         conn_arm_timer(c);
     }
+}
+
+/* Counts the complete requests in the stash: they were received before the stop and still run. */
+static unsigned stashed_requests(const struct iproto_conn *c) {
+    unsigned count = 0;
+    size_t offset = 0;
+    while (c->in.len - offset >= IPROTO_REQUEST_HEADER_SIZE) {
+        size_t frame = IPROTO_REQUEST_HEADER_SIZE + (size_t)load_u32le(c->in.data + offset + 4);
+        if (c->in.len - offset < frame)
+            break;
+        offset += frame;
+        count++;
+    }
+    return count;
+}
+
+/* `c` may be freed on return. */
+static void conn_begin_shutdown(struct iproto_conn *c) {
+    c->shutting_down = true;
+    c->requests_before_stop = stashed_requests(c);
+    conn_settle(c);
 }
 
 /* ---- event callbacks ---- */
@@ -435,14 +493,35 @@ static void on_timer(struct ev_loop *loop, ev_timer *timer, int revents) {
 
 /* ---- worker-facing entry points ---- */
 
-void conn_accept(struct worker *w, int fd) {
+/* "host:port", or "[v6]:port". */
+void format_peer(const struct sockaddr_storage *address, char *out, size_t size) {
+    char host[INET6_ADDRSTRLEN] = "?";
+    if (address->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *)address;
+        inet_ntop(AF_INET6, &v6->sin6_addr, host, sizeof host);
+        snprintf(out, size, "[%s]:%u", host, ntohs(v6->sin6_port));
+    } else if (address->ss_family == AF_INET) {
+        const struct sockaddr_in *v4 = (const struct sockaddr_in *)address;
+        inet_ntop(AF_INET, &v4->sin_addr, host, sizeof host);
+        snprintf(out, size, "%s:%u", host, ntohs(v4->sin_port));
+    } else {
+        snprintf(out, size, "local");
+    }
+}
+
+void conn_accept(struct worker *w, int fd, const struct sockaddr_storage *peer, const ip_key *key) {
+    const iproto_config *cfg = &w->server->config;
     struct iproto_conn *c = calloc(1, sizeof *c);
     if (c == NULL) {
         close(fd);
         __atomic_sub_fetch(&w->server->active_connections, 1, __ATOMIC_RELAXED);
+        if (cfg->max_connections_per_ip > 0)
+            ip_limit_release(&w->server->ip_limit, key);
         STAT_ADD(w, closed[IPROTO_CLOSE_IO_ERROR], 1);
         return;
     }
+    c->peer_key = *key;
+    format_peer(peer, c->peer, sizeof c->peer);
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     c->worker = w;
@@ -461,18 +540,18 @@ void conn_accept(struct worker *w, int fd) {
     STAT_ADD(w, accepted, 1);
     ev_io_start(w->loop, &c->read_watcher);
     conn_arm_timer(c);
+    if (cfg->on_connection != NULL)
+        cfg->on_connection(cfg->context, w->index, IPROTO_CONN_OPENED, c->peer, IPROTO_CLOSE_PEER);
+    if (w->stopping)
+        conn_begin_shutdown(c);
 }
 
-void conn_close_all_for_shutdown(struct worker *w) {
+void conn_shutdown_all(struct worker *w) {
     struct iproto_conn *c = w->connections;
     while (c != NULL) {
-        struct iproto_conn *next = c->next;
-        if (c->state == CONN_OPEN) {
-            conn_begin_drain(c, IPROTO_CLOSE_SHUTDOWN, false);
-            conn_settle(c);
-        } else if (c->state == CONN_LINGERING) {
-            conn_close(c, c->close_reason);
-        }
+        struct iproto_conn *next = c->next;  /* c may be freed below */
+        if (c->state == CONN_OPEN)
+            conn_begin_shutdown(c);
         c = next;
     }
 }

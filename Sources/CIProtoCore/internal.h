@@ -8,6 +8,7 @@
 
 #include "iproto_core.h"
 #include "buffer.h"
+#include "ip_limit.h"
 
 /* Bytes read per recv() into the worker's shared read buffer. */
 #define IPROTO_READ_CHUNK (64 * 1024)
@@ -68,15 +69,19 @@ struct worker {
 struct iproto_server {
     iproto_config config;
     int listen_fd;
+    bool listener_inherited;      /* from systemd: its accept queue is shared with a successor */
     char address[80];
     uint16_t port;
     unsigned active_connections;  /* across workers; atomic */
+    unsigned acceptors_stopped;   /* workers that stopped accepting; atomic */
+    struct ip_limit ip_limit;
     struct worker *workers;
 };
 
 /* connection.c */
-void conn_accept(struct worker *w, int fd);
-void conn_close_all_for_shutdown(struct worker *w);
+void conn_accept(struct worker *w, int fd, const struct sockaddr_storage *peer, const ip_key *key);
+void conn_shutdown_all(struct worker *w);
 void conn_destroy_all(struct worker *w);
+void format_peer(const struct sockaddr_storage *address, char *out, size_t size);
 
 #endif

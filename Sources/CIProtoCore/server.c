@@ -7,6 +7,7 @@
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -29,33 +30,61 @@ static void set_error(char *error, size_t size, const char *format, ...) {
 
 /* ---- accepting ---- */
 
+/* Closes a connection a limit refused, counting and reporting it. */
+static void refuse(struct worker *w, int fd, const struct sockaddr_storage *peer, iproto_close_reason reason) {
+    const iproto_config *cfg = &w->server->config;
+    __atomic_sub_fetch(&w->server->active_connections, 1, __ATOMIC_RELAXED);
+    close(fd);
+    STAT_ADD(w, closed[reason], 1);
+    if (cfg->on_connection != NULL) {
+        char address[INET6_ADDRSTRLEN + 8];
+        format_peer(peer, address, sizeof address);
+        cfg->on_connection(cfg->context, w->index, IPROTO_CONN_REJECTED, address, reason);
+    }
+}
+
+/* Accepts one connection and applies the connection limits. Returns false when nothing is pending or accept failed. */
+static bool accept_one(struct worker *w) {
+    struct iproto_server *s = w->server;
+    struct sockaddr_storage peer;
+    socklen_t peer_length = sizeof peer;
+    int fd = accept4(s->listen_fd, (struct sockaddr *)&peer, &peer_length, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+        if (errno == EINTR || errno == ECONNABORTED)
+            return true;
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return false;
+        /* EMFILE, ENFILE, ENOBUFS, ENOMEM: the socket stays readable, so back off instead of spinning. */
+        STAT_ADD(w, accept_errors, 1);
+        ev_io_stop(w->loop, &w->accept_watcher);
+        if (!w->stopping) {
+            ev_timer_set(&w->accept_backoff, IPROTO_ACCEPT_BACKOFF, 0);
+            ev_timer_start(w->loop, &w->accept_backoff);
+        }
+        return false;
+    }
+    unsigned active = __atomic_add_fetch(&s->active_connections, 1, __ATOMIC_RELAXED);
+    if (active > s->config.max_connections) {
+        refuse(w, fd, &peer, IPROTO_CLOSE_OVER_LIMIT);
+        return true;
+    }
+    ip_key key;
+    ip_key_from_sockaddr(&peer, &key);
+    if (s->config.max_connections_per_ip > 0 &&
+        !ip_limit_acquire(&s->ip_limit, &key, s->config.max_connections_per_ip)) {
+        refuse(w, fd, &peer, IPROTO_CLOSE_OVER_IP_LIMIT);
+        return true;
+    }
+    conn_accept(w, fd, &peer, &key);
+    return true;
+}
+
 static void on_accept(struct ev_loop *loop, ev_io *watcher, int revents) {
+    (void)loop;
     (void)revents;
     struct worker *w = watcher->data;
-    struct iproto_server *s = w->server;
-    for (int i = 0; i < IPROTO_ACCEPTS_PER_WAKEUP; i++) {
-        int fd = accept4(s->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) {
-            if (errno == EINTR || errno == ECONNABORTED)
-                continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                return;
-            /* EMFILE, ENFILE, ENOBUFS, ENOMEM: the socket stays readable, so back off instead of spinning. */
-            STAT_ADD(w, accept_errors, 1);
-            ev_io_stop(loop, &w->accept_watcher);
-            ev_timer_set(&w->accept_backoff, IPROTO_ACCEPT_BACKOFF, 0);
-            ev_timer_start(loop, &w->accept_backoff);
-            return;
-        }
-        unsigned active = __atomic_add_fetch(&s->active_connections, 1, __ATOMIC_RELAXED);
-        if (active > s->config.max_connections) {
-            __atomic_sub_fetch(&s->active_connections, 1, __ATOMIC_RELAXED);
-            close(fd);
-            STAT_ADD(w, closed[IPROTO_CLOSE_OVER_LIMIT], 1);
-            continue;
-        }
-        conn_accept(w, fd);
-    }
+    for (int i = 0; i < IPROTO_ACCEPTS_PER_WAKEUP && accept_one(w); i++)
+        ;
 }
 
 static void on_accept_backoff(struct ev_loop *loop, ev_timer *timer, int revents) {
@@ -73,6 +102,25 @@ static void on_shutdown_deadline(struct ev_loop *loop, ev_timer *timer, int reve
     conn_destroy_all(timer->data);
 }
 
+/*
+ * Called by each worker as it stops accepting; the last one closes the
+ * listening socket. A socket we bound ourselves (possibly with SO_REUSEPORT
+ * beside a successor) resets the connections still queued on it when it
+ * closes, so those are accepted first and shut down gracefully like the rest.
+ * An inherited socket stays open in systemd and keeps its queue for the next
+ * process, so nothing is taken from it.
+ */
+static void release_listener(struct worker *w) {
+    struct iproto_server *s = w->server;
+    if (__atomic_add_fetch(&s->acceptors_stopped, 1, __ATOMIC_ACQ_REL) < s->config.workers)
+        return;
+    if (!s->listener_inherited)
+        while (accept_one(w))
+            ;
+    close(s->listen_fd);
+    s->listen_fd = -1;
+}
+
 static void on_stop(struct ev_loop *loop, ev_async *signal, int revents) {
     (void)revents;
     struct worker *w = signal->data;
@@ -81,7 +129,8 @@ static void on_stop(struct ev_loop *loop, ev_async *signal, int revents) {
     w->stopping = true;
     ev_io_stop(loop, &w->accept_watcher);
     ev_timer_stop(loop, &w->accept_backoff);
-    conn_close_all_for_shutdown(w);
+    release_listener(w);
+    conn_shutdown_all(w);
     if (w->connection_count == 0) {
         ev_break(loop, EVBREAK_ALL);
         return;
@@ -118,7 +167,8 @@ static int listen_on(const iproto_config *config, char *error, size_t error_size
         }
         int one = 1;
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-        if (bind(fd, a->ai_addr, a->ai_addrlen) != 0 || listen(fd, SOMAXCONN) != 0) {
+        if ((config->reuse_port && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) ||
+            bind(fd, a->ai_addr, a->ai_addrlen) != 0 || listen(fd, SOMAXCONN) != 0) {
             last_errno = errno;
             close(fd);
             fd = -1;
@@ -128,6 +178,22 @@ static int listen_on(const iproto_config *config, char *error, size_t error_size
     if (fd < 0)
         set_error(error, error_size, "cannot listen on %s:%u: %s", config->host, config->port,
                   strerror(last_errno));
+    return fd;
+}
+
+/* Takes over a listening socket passed in by systemd (or any parent). */
+static int adopt_listener(int fd, char *error, size_t error_size) {
+    int listening = 0;
+    socklen_t length = sizeof listening;
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &length) != 0 || !listening) {
+        set_error(error, error_size, "inherited file descriptor %d is not a listening socket", fd);
+        return -1;
+    }
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0 || fcntl(fd, F_SETFD, FD_CLOEXEC) != 0) {
+        set_error(error, error_size, "cannot make file descriptor %d non-blocking: %s", fd, strerror(errno));
+        return -1;
+    }
     return fd;
 }
 
@@ -181,11 +247,14 @@ iproto_server *iproto_server_create(const iproto_config *config, char *error, si
     }
     s->config = *config;
     s->config.host = NULL; /* not owned; only used to bind below */
-    s->listen_fd = listen_on(config, error, error_size);
+    s->listener_inherited = config->listen_fd >= 0;
+    s->listen_fd = s->listener_inherited ? adopt_listener(config->listen_fd, error, error_size)
+                                         : listen_on(config, error, error_size);
     if (s->listen_fd < 0) {
         free(s);
         return NULL;
     }
+    ip_limit_init(&s->ip_limit);
     describe_address(s);
     s->workers = calloc(config->workers, sizeof *s->workers);
     if (s->workers == NULL) {
@@ -263,6 +332,7 @@ void iproto_server_destroy(iproto_server *s) {
     free(s->workers);
     if (s->listen_fd >= 0)
         close(s->listen_fd);
+    ip_limit_destroy(&s->ip_limit);
     free(s);
 }
 

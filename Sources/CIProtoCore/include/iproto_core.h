@@ -46,6 +46,7 @@ typedef enum iproto_close_reason {
     IPROTO_CLOSE_READ_TIMEOUT,  /* a request started but did not complete within read_timeout */
     IPROTO_CLOSE_TOO_LARGE,     /* a request announced a body over max_body */
     IPROTO_CLOSE_OVER_LIMIT,    /* accepted past max_connections and closed at once */
+    IPROTO_CLOSE_OVER_IP_LIMIT, /* accepted past max_connections_per_ip and closed at once */
     IPROTO_CLOSE_SHUTDOWN,      /* the server stopped */
     IPROTO_CLOSE_IO_ERROR,      /* a socket error other than a reset */
     IPROTO_CLOSE_REASON_COUNT
@@ -68,6 +69,26 @@ typedef struct iproto_server iproto_server;
 typedef struct iproto_conn iproto_conn;
 
 /*
+ * Per-connection scratch owned by the embedding code (the Swift side keeps
+ * its rate limiter and log throttle here). Zeroed when the connection opens;
+ * only touched on the connection's worker thread.
+ */
+typedef struct iproto_conn_slot {
+    double values[4];
+    uint64_t counters[2];
+} iproto_conn_slot;
+
+typedef enum iproto_conn_event {
+    IPROTO_CONN_OPENED,
+    IPROTO_CONN_CLOSED,
+    IPROTO_CONN_REJECTED,  /* refused at accept by a connection limit (reason says which) */
+} iproto_conn_event;
+
+/* Called on the worker thread when a connection opens, closes or is refused; `reason` is meaningless on open. */
+typedef void (*iproto_conn_fn)(void *context, unsigned worker, iproto_conn_event event,
+                               const char *peer, iproto_close_reason reason);
+
+/*
  * Called on a worker thread for every complete request. `body` is borrowed:
  * it is valid only until the callback returns. The callee must call
  * iproto_reply exactly once for `conn` before returning, and must not keep
@@ -80,15 +101,19 @@ typedef void (*iproto_request_fn)(void *context, iproto_conn *conn, unsigned wor
 typedef struct iproto_config {
     const char *host;           /* numeric address or name to bind */
     uint16_t port;              /* 0 picks a free port */
+    int listen_fd;              /* an inherited listening socket (systemd), or -1 to bind host:port */
+    int reuse_port;             /* set SO_REUSEPORT so a new process can bind beside this one */
     unsigned workers;           /* worker threads, each with its own loop */
     uint32_t max_body;          /* largest accepted body_length */
     size_t max_output;          /* per-connection unsent output before reading pauses */
     unsigned max_connections;   /* open connections across all workers */
+    unsigned max_connections_per_ip; /* open connections from one address; 0 = no limit */
     double read_timeout;        /* seconds to complete a started request; 0 = none */
     double idle_timeout;        /* seconds without progress; 0 = none */
     double shutdown_timeout;    /* seconds to flush output on stop before closing anyway */
     iproto_request_fn on_request;
-    void *context;              /* passed to on_request */
+    iproto_conn_fn on_connection; /* optional */
+    void *context;              /* passed to the callbacks */
 } iproto_config;
 
 /* Binds and listens. On failure returns NULL and writes a one-line reason to `error`. */
@@ -101,7 +126,13 @@ int iproto_server_start(iproto_server *server, char *error, size_t error_size);
 void iproto_server_address(const iproto_server *server, char *out, size_t out_size);
 uint16_t iproto_server_port(const iproto_server *server);
 
-/* Asks every worker to stop accepting, flush and close. Safe from any thread. */
+/*
+ * Asks every worker to stop gracefully. Safe from any thread. Each connection
+ * then answers the requests it had already received, answers any request that
+ * arrives after the stop with IPROTO_RC_SHUTTING_DOWN without running it, and
+ * once its output is sent shuts its write side and closes when the client
+ * does (or after shutdown_timeout).
+ */
 void iproto_server_stop(iproto_server *server);
 
 /* Blocks until every worker has exited. */
@@ -112,6 +143,12 @@ void iproto_server_destroy(iproto_server *server);
 
 /* A consistent-enough snapshot of the counters; safe from any thread. */
 void iproto_server_stats(const iproto_server *server, iproto_stats *out);
+
+/* The connection's slot for embedding code; see iproto_conn_slot. */
+iproto_conn_slot *iproto_conn_state(iproto_conn *conn);
+
+/* The peer address as "host:port". */
+const char *iproto_conn_peer(const iproto_conn *conn);
 
 /* Queues a response for the request being dispatched on `conn`. */
 void iproto_reply(iproto_conn *conn, uint32_t func_id, uint32_t request_id,
