@@ -8,6 +8,12 @@ public struct Configuration: Sendable, Equatable {
     public var host: String = "127.0.0.1"
     /// TCP port; 0 picks a free one (read it back from ``Server/port``).
     public var port: UInt16 = 3301
+    /// An already-listening socket to serve instead of binding `host:port`
+    /// (systemd socket activation passes one as file descriptor 3).
+    public var listenFileDescriptor: Int32? = nil
+    /// Sets SO_REUSEPORT, so that a new process can bind the same port beside
+    /// this one before this one stops (zero-downtime restart). Default off.
+    public var reusePort = false
     /// Worker threads, each running its own event loop. Default: min(4, online cores).
     public var workers: Int = Configuration.defaultWorkers
     /// Largest accepted `body_length`; a larger one is answered with
@@ -18,12 +24,24 @@ public struct Configuration: Sendable, Equatable {
     public var maxOutputBytes: Int = 1024 * 1024
     /// Open connections across all workers; past it new ones are closed at once. Default 1024.
     public var maxConnections: Int = 1024
+    /// Open connections from one client address; past it new ones are closed at once.
+    /// Default 100, the assignment's agreement; 0 disables.
+    public var maxConnectionsPerIP: Int = 100
+    /// Sustained requests per second per connection; requests over it are
+    /// answered with ``ReturnCode/rateLimited`` and not run. Default 100, the
+    /// assignment's agreement; 0 disables.
+    public var rateLimit: Double = 100
+    /// Requests a connection may send at once beyond the sustained rate (the
+    /// token bucket's size). Default 1000, so a conforming client may pipeline.
+    public var rateBurst: Int = 1000
     /// Time allowed to complete a request once its first byte has arrived. Default 10 s; zero disables.
     public var readTimeout: Duration = .seconds(10)
     /// Time a connection may go without any bytes moving either way. Default 30 s; zero disables.
     public var idleTimeout: Duration = .seconds(30)
     /// On shutdown, time allowed to flush replies before connections are closed anyway. Default 10 s.
     public var shutdownTimeout: Duration = .seconds(10)
+    /// Prefix of every metric name the server records through swift-metrics. Default "iproto".
+    public var metricsPrefix = "iproto"
 
     public init(host: String = "127.0.0.1", port: UInt16 = 3301) {
         self.host = host
@@ -45,6 +63,11 @@ public struct Configuration: Sendable, Equatable {
         try require((0...Int(UInt32.max)).contains(maxBodyBytes), "max body must be between 0 and \(UInt32.max) bytes, got \(maxBodyBytes)")
         try require(maxOutputBytes >= 1, "max output must be at least 1 byte, got \(maxOutputBytes)")
         try require((1...Int(UInt32.max)).contains(maxConnections), "max connections must be at least 1, got \(maxConnections)")
+        try require((0...Int(UInt32.max)).contains(maxConnectionsPerIP), "max connections per IP must not be negative, got \(maxConnectionsPerIP)")
+        try require(rateLimit.isFinite && rateLimit >= 0, "rate limit must be a number of requests per second ≥ 0, got \(rateLimit)")
+        try require(rateBurst >= 1, "rate burst must be at least 1, got \(rateBurst)")
+        try require(listenFileDescriptor.map { $0 >= 0 } ?? true, "listen file descriptor must not be negative")
+        try require(!metricsPrefix.isEmpty, "metrics prefix must not be empty")
         try require(readTimeout >= .zero, "read timeout must not be negative")
         try require(idleTimeout >= .zero, "idle timeout must not be negative")
         try require(shutdownTimeout >= .zero, "shutdown timeout must not be negative")

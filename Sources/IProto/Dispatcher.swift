@@ -1,6 +1,13 @@
 /// Turns a request into a return code and a response body.
 struct Dispatcher: Sendable {
     let handlers: [UInt32: Handlers.Handler]
+    /// Function names for metrics and logs.
+    let names: [UInt32: String]
+
+    init(_ handlers: Handlers) {
+        self.handlers = handlers.table
+        self.names = handlers.names
+    }
 
     /// Runs the handler for `request`, encoding the response body into `writer`.
     func respond(to request: Request, into writer: inout MessagePackWriter) -> ReturnCode {

@@ -2,7 +2,7 @@
 ///
 /// ```swift
 /// var handlers = Handlers()
-/// handlers.register(0x0003_0001) { request in
+/// handlers.register(0x0003_0001, name: "HELLO") { request in
 ///     var arguments = try request.arguments(1)
 ///     return .string("hello, \(try arguments.string(maxBytes: 64))")
 /// }
@@ -15,14 +15,21 @@ public struct Handlers: Sendable {
     public typealias Handler = @Sendable (Request) throws -> MessagePackValue
 
     private(set) var table: [UInt32: Handler] = [:]
+    private(set) var names: [UInt32: String] = [:]
 
     public init() {}
 
-    /// Registers `handler` for `funcID`. Registering a func_id twice is a programming error.
-    public mutating func register(_ funcID: UInt32, _ handler: @escaping Handler) {
+    /// Registers `handler` for `funcID`. `name` labels the function in metrics
+    /// and logs (default: the func_id in hex). Registering a func_id twice is a
+    /// programming error.
+    public mutating func register(_ funcID: UInt32, name: String? = nil, _ handler: @escaping Handler) {
         precondition(table[funcID] == nil, "func_id 0x\(String(funcID, radix: 16)) is registered twice")
         table[funcID] = handler
+        names[funcID] = name ?? "0x\(hex(funcID))"
     }
+
+    /// The name `funcID` was registered with, or nil for an unknown function.
+    public func name(of funcID: UInt32) -> String? { names[funcID] }
 
     /// The registered func_ids, in ascending order.
     public var funcIDs: [UInt32] { table.keys.sorted() }

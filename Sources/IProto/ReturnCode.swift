@@ -36,6 +36,20 @@ public struct ReturnCode: RawRepresentable, Hashable, Sendable, CustomStringConv
     public static let firstServiceCode: UInt32 = 0x100
 
     public var description: String { "\(rawValue)" }
+
+    /// For codes that mean the client broke the protocol or the API's rules,
+    /// the kind of violation (a metric label); nil otherwise.
+    public var violation: String? {
+        switch self {
+        case .unknownFunction: "unknown_function"
+        case .malformedBody: "malformed_body"
+        case .badArguments: "bad_arguments"
+        case .outOfRange: "out_of_range"
+        case .tooLong: "too_long"
+        case .bodyTooLarge: "body_too_large"
+        default: nil
+        }
+    }
 }
 
 /// An error a handler throws to answer with a non-zero `return_code` and a

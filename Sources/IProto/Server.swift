@@ -1,4 +1,5 @@
 import Dispatch
+import Logging
 import Synchronization
 
 /// An iproto server: binds on creation, serves `handlers` on its worker threads once started.
@@ -11,18 +12,28 @@ import Synchronization
 public final class Server: Sendable {
     public let configuration: Configuration
     private let core: CoreServer
+    private let metrics: ServerMetrics
     private let started = Mutex(false)
 
     /// Validates the configuration and binds the listening socket, so
-    /// ``address`` and ``port`` are known before ``start()``.
-    public init(configuration: Configuration = Configuration(), handlers: Handlers) throws(ServerError) {
+    /// ``address`` and ``port`` are known before ``start()``. Connection events
+    /// and refused requests are logged to `logger`; metrics go to the
+    /// swift-metrics backend the program bootstrapped.
+    public init(configuration: Configuration = Configuration(), handlers: Handlers,
+                logger: Logger = Logger(label: "iproto")) throws(ServerError) {
         do {
             try configuration.validate()
         } catch {
             throw ServerError(message: error.message)
         }
         self.configuration = configuration
-        core = try CoreServer(configuration: configuration, dispatcher: Dispatcher(handlers: handlers.table))
+        let dispatcher = Dispatcher(handlers)
+        metrics = ServerMetrics(prefix: configuration.metricsPrefix, workers: configuration.workers)
+        let workers = (0..<configuration.workers).map { [metrics] index in
+            WorkerContext(index: index, dispatcher: dispatcher, configuration: configuration,
+                          serverMetrics: metrics, logger: logger)
+        }
+        core = try CoreServer(configuration: configuration, context: CallbackContext(workers: workers))
     }
 
     /// The bound address as `host:port` (`[v6]:port` for IPv6).
@@ -41,8 +52,10 @@ public final class Server: Sendable {
         try core.start()
     }
 
-    /// Stops accepting, lets every connection flush its replies (up to the
-    /// shutdown timeout) and closes it. Returns at once; safe from any thread.
+    /// Stops accepting and drains: requests already received are answered,
+    /// later ones get ``ReturnCode/shuttingDown``, and each connection is
+    /// closed once its replies are sent (within the shutdown timeout).
+    /// Returns at once; safe from any thread.
     public func shutdown() { core.stop() }
 
     /// Blocks until the workers have exited after ``shutdown()``.
@@ -65,6 +78,11 @@ public final class Server: Sendable {
 
     /// Counters since start, summed over workers.
     public var statistics: ServerStatistics { core.statistics() }
+
+    /// Publishes the core's counters (connections, bytes, limits) to the
+    /// metrics backend. Call it before each scrape; per-request metrics are
+    /// recorded as requests are served and need no call.
+    public func publishMetrics() { metrics.publish(statistics) }
 }
 
 /// A server that could not be created or started; the message is one line for an operator.

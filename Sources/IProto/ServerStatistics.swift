@@ -10,6 +10,8 @@ public enum CloseReason: String, CaseIterable, Sendable {
     case tooLarge = "too_large"
     /// Accepted past max connections and closed at once.
     case overLimit = "over_limit"
+    /// Accepted past max connections per IP and closed at once.
+    case overIPLimit = "over_ip_limit"
     /// The server shut down.
     case shutdown
     /// A socket error other than a reset.

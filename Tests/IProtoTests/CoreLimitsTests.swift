@@ -9,6 +9,7 @@ import Testing
     private func makeServer(_ adjust: (inout Configuration) -> Void = { _ in }) throws -> Server {
         var configuration = Configuration(host: "127.0.0.1", port: 0)
         configuration.workers = 2
+        configuration.rateLimit = 0  // these tests flood on purpose
         adjust(&configuration)
         var handlers = Handlers()
         handlers.register(0x01) { request in

@@ -13,7 +13,7 @@ import Testing
             var arguments = try request.arguments(1)
             return .int(Int64(try arguments.int()) * 2)
         }
-        return Dispatcher(handlers: handlers.table)
+        return Dispatcher(handlers)
     }()
 
     private func respond(_ funcID: UInt32, _ body: [UInt8] = []) -> (ReturnCode, [UInt8]) {

@@ -2,22 +2,23 @@ import CIProtoCore
 
 // The only Swift that holds the C core's pointers. Everything above it is safe Swift.
 
-/// Scratch space of one worker, reused for every request it dispatches.
-/// Confined to that worker's thread: only the request callback for `worker` touches it.
-final class Workspace: @unchecked Sendable {
-    var body: [UInt8] = []
-    var writer = MessagePackWriter(capacity: 512)
+/// What the C callbacks reach through their context pointer.
+/// @unchecked: every field is immutable, and each worker context is confined to its worker thread.
+final class CallbackContext: @unchecked Sendable {
+    let workers: [WorkerContext]
+
+    init(workers: [WorkerContext]) { self.workers = workers }
 }
 
-/// What the C request callback reaches through its context pointer.
-/// @unchecked: `dispatcher` is immutable and each workspace is confined to its worker thread.
-final class CallbackContext: @unchecked Sendable {
-    let dispatcher: Dispatcher
-    let workspaces: [Workspace]
+extension ConnectionState {
+    /// The state as kept in the core's per-connection slot (zeroed for a new connection).
+    init(_ slot: iproto_conn_slot) {
+        bucket = TokenBucket(tokens: slot.values.0, refilledAt: slot.values.1)
+        warnings = LogThrottle(lastAt: slot.values.2, suppressed: slot.counters.0)
+    }
 
-    init(dispatcher: Dispatcher, workers: Int) {
-        self.dispatcher = dispatcher
-        self.workspaces = (0..<workers).map { _ in Workspace() }
+    var slot: iproto_conn_slot {
+        iproto_conn_slot(values: (bucket.tokens, bucket.refilledAt, warnings.lastAt, 0), counters: (warnings.suppressed, 0))
     }
 }
 
@@ -25,19 +26,32 @@ final class CallbackContext: @unchecked Sendable {
 /// bytes are copied into the worker's buffer before any handler runs, and no
 /// Swift error crosses back into C: the dispatcher turns every error into a reply.
 private let requestTrampoline: iproto_request_fn = { context, connection, worker, funcID, requestID, body, length in
-    let callback = Unmanaged<CallbackContext>.fromOpaque(context!).takeUnretainedValue()
-    let workspace = callback.workspaces[Int(worker)]
-    workspace.body.removeAll(keepingCapacity: true)
+    let startedAt = monotonicNanoseconds()
+    let worker = Unmanaged<CallbackContext>.fromOpaque(context!).takeUnretainedValue().workers[Int(worker)]
+    worker.body.removeAll(keepingCapacity: true)
     if let body, length > 0 {
-        workspace.body.append(contentsOf: UnsafeRawBufferPointer(start: body, count: Int(length)))
+        worker.body.append(contentsOf: UnsafeRawBufferPointer(start: body, count: Int(length)))
     }
-    workspace.writer.reset()
-    let request = Request(funcID: funcID, requestID: requestID, body: workspace.body)
-    let code = callback.dispatcher.respond(to: request, into: &workspace.writer)
-    workspace.writer.bytes.withUnsafeBytes { reply in
+    let slot = iproto_conn_state(connection)!
+    var state = ConnectionState(slot.pointee)
+    let code = worker.serve(funcID: funcID, requestID: requestID, connection: &state,
+                            peer: { String(cString: iproto_conn_peer(connection)) }, startedAt: startedAt)
+    slot.pointee = state.slot
+    worker.writer.bytes.withUnsafeBytes { reply in
         iproto_reply(connection, funcID, requestID, code.rawValue,
                      reply.baseAddress?.assumingMemoryBound(to: CChar.self), UInt32(reply.count))
     }
+}
+
+private let connectionTrampoline: iproto_conn_fn = { context, worker, event, peer, reason in
+    let worker = Unmanaged<CallbackContext>.fromOpaque(context!).takeUnretainedValue().workers[Int(worker)]
+    let reason = CloseReason(reason)
+    let swiftEvent: ConnectionEvent = switch event {
+    case IPROTO_CONN_OPENED: .opened
+    case IPROTO_CONN_CLOSED: .closed(reason)
+    default: .rejected(reason)
+    }
+    worker.record(swiftEvent, peer: { peer.map { String(cString: $0) } ?? "?" })
 }
 
 /// Owns one C server: created bound, started once, stopped and joined before it is freed.
@@ -49,18 +63,22 @@ final class CoreServer: @unchecked Sendable {
     let address: String
     let port: Int
 
-    init(configuration: Configuration, dispatcher: Dispatcher) throws(ServerError) {
-        context = CallbackContext(dispatcher: dispatcher, workers: configuration.workers)
+    init(configuration: Configuration, context: CallbackContext) throws(ServerError) {
+        self.context = context
         var config = iproto_config()
         config.port = configuration.port
+        config.listen_fd = configuration.listenFileDescriptor ?? -1
+        config.reuse_port = configuration.reusePort ? 1 : 0
         config.workers = UInt32(configuration.workers)
         config.max_body = UInt32(configuration.maxBodyBytes)
         config.max_output = configuration.maxOutputBytes
         config.max_connections = UInt32(configuration.maxConnections)
+        config.max_connections_per_ip = UInt32(configuration.maxConnectionsPerIP)
         config.read_timeout = configuration.readTimeout / .seconds(1)
         config.idle_timeout = configuration.idleTimeout / .seconds(1)
         config.shutdown_timeout = configuration.shutdownTimeout / .seconds(1)
         config.on_request = requestTrampoline
+        config.on_connection = connectionTrampoline
         config.context = Unmanaged.passUnretained(context).toOpaque()
         var error = [CChar](repeating: 0, count: 256)
         let created = configuration.host.withCString { host in
@@ -117,7 +135,11 @@ extension CloseReason {
     static let coreOrder: [(CloseReason, iproto_close_reason)] = [
         (.peer, IPROTO_CLOSE_PEER), (.idleTimeout, IPROTO_CLOSE_IDLE_TIMEOUT),
         (.readTimeout, IPROTO_CLOSE_READ_TIMEOUT), (.tooLarge, IPROTO_CLOSE_TOO_LARGE),
-        (.overLimit, IPROTO_CLOSE_OVER_LIMIT), (.shutdown, IPROTO_CLOSE_SHUTDOWN),
-        (.ioError, IPROTO_CLOSE_IO_ERROR),
+        (.overLimit, IPROTO_CLOSE_OVER_LIMIT), (.overIPLimit, IPROTO_CLOSE_OVER_IP_LIMIT),
+        (.shutdown, IPROTO_CLOSE_SHUTDOWN), (.ioError, IPROTO_CLOSE_IO_ERROR),
     ]
+
+    init(_ core: iproto_close_reason) {
+        self = Self.coreOrder.first { $0.1 == core }?.0 ?? .ioError
+    }
 }

@@ -1,0 +1,119 @@
+import Metrics
+import Synchronization
+
+/// Metric names, each under the configured prefix (e.g. `iprotod_requests_total`).
+enum MetricName {
+    static let requests = "requests_total"
+    static let requestDuration = "request_duration_seconds"
+    static let protocolErrors = "protocol_errors_total"
+    static let rateLimited = "rate_limited_total"
+    static let connectionsActive = "connections_active"
+    static let connectionsAccepted = "connections_accepted_total"
+    static let connectionsClosed = "connections_closed_total"
+    static let receivedBytes = "received_bytes_total"
+    static let sentBytes = "sent_bytes_total"
+    static let outputPaused = "output_paused_total"
+    static let acceptErrors = "accept_errors_total"
+    static let workers = "workers"
+}
+
+/// Per-request metrics of one worker. Each worker records into its own
+/// handles (label `worker`), so workers never contend on a counter or a
+/// histogram lock. Confined to its worker thread.
+final class WorkerMetrics {
+    private let prefix: String
+    private let worker: String
+    private let names: [UInt32: String]
+    private var requests: [UInt64: Counter] = [:]
+    private var durations: [UInt32: Metrics.Timer] = [:]
+
+    init(prefix: String, worker: Int, names: [UInt32: String]) {
+        self.prefix = prefix
+        self.worker = String(worker)
+        self.names = names
+    }
+
+    /// Counts a request and its handling time; handles are created on first use.
+    func record(funcID: UInt32, code: ReturnCode, nanoseconds: Int64) {
+        // Unknown func_ids share one label value, keeping label values bounded.
+        let known = names[funcID] != nil
+        let key = UInt64(known ? funcID : 0) << 32 | UInt64(code.rawValue)
+        let counter = requests[key] ?? {
+            let counter = Counter(label: "\(prefix)_\(MetricName.requests)",
+                                  dimensions: [("function", names[funcID] ?? "unknown"), ("code", "\(code.rawValue)"),
+                                               ("worker", worker)])
+            requests[key] = counter
+            return counter
+        }()
+        counter.increment()
+        guard known else { return }
+        let timer = durations[funcID] ?? {
+            let timer = Metrics.Timer(label: "\(prefix)_\(MetricName.requestDuration)",
+                                      dimensions: [("function", names[funcID]!), ("worker", worker)])
+            durations[funcID] = timer
+            return timer
+        }()
+        timer.recordNanoseconds(nanoseconds)
+    }
+}
+
+/// Server-wide metrics: the core's counters, published on demand (before a
+/// scrape) as deltas, and the few events counted as they happen.
+final class ServerMetrics: Sendable {
+    private let connectionsActive: Gauge
+    private let connectionsAccepted: Counter
+    private let connectionsClosed: [CloseReason: Counter]
+    private let receivedBytes: Counter
+    private let sentBytes: Counter
+    private let outputPaused: Counter
+    private let acceptErrors: Counter
+    private let bodyTooLarge: Counter
+    private let violations: [ReturnCode: Counter]
+    let rateLimited: Counter
+    private let published = Mutex(ServerStatistics())
+
+    init(prefix: String, workers: Int) {
+        func name(_ suffix: String) -> String { "\(prefix)_\(suffix)" }
+        connectionsActive = Gauge(label: name(MetricName.connectionsActive))
+        connectionsAccepted = Counter(label: name(MetricName.connectionsAccepted))
+        connectionsClosed = Dictionary(uniqueKeysWithValues: CloseReason.allCases.map {
+            ($0, Counter(label: name(MetricName.connectionsClosed), dimensions: [("reason", $0.rawValue)]))
+        })
+        receivedBytes = Counter(label: name(MetricName.receivedBytes))
+        sentBytes = Counter(label: name(MetricName.sentBytes))
+        outputPaused = Counter(label: name(MetricName.outputPaused))
+        acceptErrors = Counter(label: name(MetricName.acceptErrors))
+        let codes: [ReturnCode] = [.unknownFunction, .malformedBody, .badArguments, .outOfRange, .tooLong, .bodyTooLarge]
+        violations = Dictionary(uniqueKeysWithValues: codes.map {
+            ($0, Counter(label: name(MetricName.protocolErrors), dimensions: [("kind", $0.violation!)]))
+        })
+        bodyTooLarge = violations[.bodyTooLarge]!
+        rateLimited = Counter(label: name(MetricName.rateLimited))
+        Gauge(label: name(MetricName.workers)).record(workers)
+    }
+
+    /// Counts a request the client got wrong (the core's own rejections are published separately).
+    func recordViolation(_ code: ReturnCode) {
+        violations[code]?.increment()
+    }
+
+    /// Brings the metrics up to `statistics`: gauges are set, counters advance by what changed.
+    func publish(_ statistics: ServerStatistics) {
+        published.withLock { last in
+            func advance(_ counter: Counter, _ now: UInt64, _ before: UInt64) {
+                if now > before { counter.increment(by: Int64(now - before)) }
+            }
+            connectionsActive.record(Int64(statistics.connectionsActive))
+            advance(connectionsAccepted, statistics.connectionsAccepted, last.connectionsAccepted)
+            for (reason, counter) in connectionsClosed {
+                advance(counter, statistics.closed(reason), last.closed(reason))
+            }
+            advance(receivedBytes, statistics.bytesIn, last.bytesIn)
+            advance(sentBytes, statistics.bytesOut, last.bytesOut)
+            advance(outputPaused, statistics.outputPaused, last.outputPaused)
+            advance(acceptErrors, statistics.acceptErrors, last.acceptErrors)
+            advance(bodyTooLarge, statistics.bodyTooLarge, last.bodyTooLarge)
+            last = statistics
+        }
+    }
+}

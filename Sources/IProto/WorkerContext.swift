@@ -1,0 +1,121 @@
+import Logging
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What a connection carries from one request to the next. The bridge keeps
+/// it in the core's per-connection slot, so it costs no allocation.
+struct ConnectionState {
+    var bucket = TokenBucket()
+    var warnings = LogThrottle()
+}
+
+/// A connection event reported by the core.
+enum ConnectionEvent {
+    case opened
+    case closed(CloseReason)
+    /// Refused at accept, before it became a connection.
+    case rejected(CloseReason)
+}
+
+/// Everything one worker thread needs to serve requests: reusable buffers,
+/// its own metrics handles, the shared dispatcher and the admission rules.
+/// @unchecked Sendable: confined to its worker thread; only the core's
+/// callbacks for that worker touch it.
+final class WorkerContext: @unchecked Sendable {
+    let index: Int
+    /// The current request's body, copied here from the core's buffer.
+    var body: [UInt8] = []
+    /// The current response's body.
+    var writer = MessagePackWriter(capacity: 512)
+
+    private let dispatcher: Dispatcher
+    private let rateLimit: Double
+    private let rateBurst: Double
+    private let metrics: WorkerMetrics
+    private let serverMetrics: ServerMetrics
+    private let logger: Logger
+    private var rejections = LogThrottle()
+
+    init(index: Int, dispatcher: Dispatcher, configuration: Configuration, serverMetrics: ServerMetrics, logger: Logger) {
+        self.index = index
+        self.dispatcher = dispatcher
+        self.rateLimit = configuration.rateLimit
+        self.rateBurst = Double(configuration.rateBurst)
+        self.metrics = WorkerMetrics(prefix: configuration.metricsPrefix, worker: index, names: dispatcher.names)
+        self.serverMetrics = serverMetrics
+        var logger = logger
+        logger[metadataKey: "worker"] = "\(index)"
+        self.logger = logger
+    }
+
+    /// Serves the request whose body is in ``body``, leaving the response body
+    /// in ``writer``: admission (rate limit), dispatch, metrics, warnings.
+    func serve(funcID: UInt32, requestID: UInt32, connection: inout ConnectionState,
+               peer: () -> String, startedAt: Int64) -> ReturnCode {
+        writer.reset()
+        let code: ReturnCode
+        if rateLimit > 0, !connection.bucket.admit(now: Double(startedAt) / 1e9, rate: rateLimit, burst: rateBurst) {
+            code = .rateLimited
+            writer.writeString("rate limit of \(rateLimit.formatted) requests/s exceeded")
+            serverMetrics.rateLimited.increment()
+        } else {
+            code = dispatcher.respond(to: Request(funcID: funcID, requestID: requestID, body: body), into: &writer)
+        }
+        if code == .rateLimited || code.violation != nil {
+            serverMetrics.recordViolation(code)
+            warn(code, funcID: funcID, requestID: requestID, connection: &connection, peer: peer, now: startedAt)
+        }
+        metrics.record(funcID: funcID, code: code, nanoseconds: monotonicNanoseconds() - startedAt)
+        return code
+    }
+
+    /// Logs a refused request at warning, at most once per second per connection.
+    private func warn(_ code: ReturnCode, funcID: UInt32, requestID: UInt32, connection: inout ConnectionState,
+                      peer: () -> String, now: Int64) {
+        guard logger.logLevel <= .warning,
+              let suppressed = connection.warnings.admit(now: Double(now) / 1e9) else { return }
+        var metadata: Logger.Metadata = [
+            "peer": "\(peer())", "func": "\(dispatcher.names[funcID] ?? "0x" + hex(funcID))",
+            "request_id": "\(requestID)", "code": "\(code.rawValue)",
+            "reason": "\(code == .rateLimited ? "rate_limited" : code.violation ?? "")",
+        ]
+        if suppressed > 0 { metadata["suppressed"] = "\(suppressed)" }
+        logger.warning("request refused", metadata: metadata)
+    }
+
+    /// Logs connection life: open and ordinary closes at debug, closes that a
+    /// limit forced at warning (refusals throttled to one line per second per worker).
+    func record(_ event: ConnectionEvent, peer: () -> String) {
+        switch event {
+        case .opened:
+            logger.debug("connection opened", metadata: ["peer": "\(peer())"])
+        case .closed(let reason):
+            let level: Logger.Level = switch reason {
+            case .peer, .shutdown: .debug
+            case .idleTimeout: .info
+            default: .warning
+            }
+            logger.log(level: level, "connection closed", metadata: ["peer": "\(peer())", "reason": "\(reason.rawValue)"])
+        case .rejected(let reason):
+            guard logger.logLevel <= .warning,
+                  let suppressed = rejections.admit(now: Double(monotonicNanoseconds()) / 1e9) else { return }
+            var metadata: Logger.Metadata = ["peer": "\(peer())", "reason": "\(reason.rawValue)"]
+            if suppressed > 0 { metadata["suppressed"] = "\(suppressed)" }
+            logger.warning("connection refused", metadata: metadata)
+        }
+    }
+}
+
+/// Nanoseconds on the monotonic clock.
+func monotonicNanoseconds() -> Int64 {
+    var now = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &now)
+    return Int64(now.tv_sec) * 1_000_000_000 + Int64(now.tv_nsec)
+}
+
+extension Double {
+    /// "100" rather than "100.0" for whole numbers.
+    var formatted: String { self == rounded() && abs(self) < 1e15 ? String(Int64(self)) : String(self) }
+}
