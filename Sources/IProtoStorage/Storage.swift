@@ -1,4 +1,5 @@
 import IProto
+import Metrics
 import Synchronization
 
 /// The storage's availability, switched by the three ADM_STORAGE_SWITCH_* functions.
@@ -9,6 +10,9 @@ public enum StorageState: String, CaseIterable, Sendable {
     case readWrite = "read-write"
     /// Reads and writes fail with ``IProto/ReturnCode/storageMaintenance``.
     case maintenance
+
+    /// The state as a metric label value.
+    public var label: String { String(rawValue.map { $0 == "-" ? "_" : $0 }) }
 }
 
 extension ReturnCode {
@@ -35,15 +39,35 @@ public final class Storage: Sendable {
     }
 
     private let contents: Mutex<Contents>
+    private let stateGauges: [StorageState: Gauge]
+    private let stateChanges: [StorageState: Counter]
 
-    public init(state: StorageState = .readWrite) {
+    /// Metrics go to the swift-metrics backend: `PREFIX_storage_state{state}`
+    /// (1 for the current state, 0 for the others) and
+    /// `PREFIX_storage_state_changes_total{state}` (switches by target state).
+    public init(state: StorageState = .readWrite, metricsPrefix: String = "iproto") {
         contents = Mutex(Contents(state: state, slots: Array(repeating: [], count: Self.slotCount)))
+        stateGauges = Dictionary(uniqueKeysWithValues: StorageState.allCases.map {
+            ($0, Gauge(label: "\(metricsPrefix)_storage_state", dimensions: [("state", $0.label)]))
+        })
+        stateChanges = Dictionary(uniqueKeysWithValues: StorageState.allCases.map {
+            ($0, Counter(label: "\(metricsPrefix)_storage_state_changes_total", dimensions: [("state", $0.label)]))
+        })
+        showState(state)
     }
 
     public var state: StorageState { contents.withLock { $0.state } }
 
     public func switchState(to state: StorageState) {
-        contents.withLock { $0.state = state }
+        contents.withLock {
+            $0.state = state
+            showState(state)  // under the lock, so concurrent switches never show two states
+        }
+        stateChanges[state]?.increment()
+    }
+
+    private func showState(_ current: StorageState) {
+        for (state, gauge) in stateGauges { gauge.record(state == current ? 1 : 0) }
     }
 
     /// The bytes stored at `index` (empty if never written).

@@ -30,20 +30,20 @@ extension Handlers {
     public mutating func registerStorage(_ storage: Storage) {
         for (function, state) in [(StorageFunction.switchReadOnly, StorageState.readOnly),
                                   (.switchReadWrite, .readWrite), (.switchMaintenance, .maintenance)] {
-            register(function.rawValue) { request in
+            register(function.rawValue, name: function.name) { request in
                 _ = try request.arguments(0)
                 storage.switchState(to: state)
                 return .nil
             }
         }
-        register(StorageFunction.replace.rawValue) { request in
+        register(StorageFunction.replace.rawValue, name: StorageFunction.replace.name) { request in
             var arguments = try request.arguments(2)
             let index = try arguments.int(in: Storage.indices, name: "index")
             let value = try arguments.stringBytes()
             try storage.replace(index, with: value)
             return .nil
         }
-        register(StorageFunction.read.rawValue) { request in
+        register(StorageFunction.read.rawValue, name: StorageFunction.read.name) { request in
             var arguments = try request.arguments(1)
             return .stringBytes(try storage.read(try arguments.int(in: Storage.indices, name: "index")))
         }
