@@ -6,11 +6,15 @@ let package = Package(
     products: [
         .library(name: "IProto", targets: ["IProto"]),
         .library(name: "IProtoStorage", targets: ["IProtoStorage"]),
+        .library(name: "IProtoPrometheus", targets: ["IProtoPrometheus"]),
         .executable(name: "iprotod", targets: ["iprotod"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", exact: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", exact: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics", exact: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", exact: "2.4.1"),
+        .package(url: "https://github.com/swhitty/FlyingFox", exact: "0.27.1"),
     ],
     targets: [
         // System libraries from Debian (no pkg-config files ship for either).
@@ -28,13 +32,29 @@ let package = Package(
         // The safe Swift API over the core.
         .target(
             name: "IProto",
-            dependencies: ["CIProtoCore", "CMsgPuck"]
+            dependencies: [
+                "CIProtoCore",
+                "CMsgPuck",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ]
         ),
 
         // The assignment's storage service.
         .target(
             name: "IProtoStorage",
-            dependencies: ["IProto"]
+            dependencies: ["IProto", .product(name: "Metrics", package: "swift-metrics")]
+        ),
+
+        // Prometheus exposition of the swift-metrics the server records, over HTTP.
+        .target(
+            name: "IProtoPrometheus",
+            dependencies: [
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "FlyingFox", package: "FlyingFox"),
+                .product(name: "FlyingSocks", package: "FlyingFox"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
 
         // The server binary: flags, wiring, signals.
@@ -43,8 +63,11 @@ let package = Package(
             dependencies: [
                 "IProto",
                 "IProtoStorage",
+                "IProtoPrometheus",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
 

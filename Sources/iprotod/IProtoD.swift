@@ -1,21 +1,31 @@
 import ArgumentParser
+import Dispatch
 import IProto
+import IProtoPrometheus
 import IProtoStorage
 import Logging
+import Metrics
+import Prometheus
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
-@main
 struct IProtoD: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "iprotod",
         abstract: "Serve the iproto storage API (1000 string slots with read-only, read-write and maintenance states).",
         discussion: """
             The first line printed on standard output is "iprotod listening on HOST:PORT", \
-            with the port actually bound (useful with port 0). Logs go to standard error. \
-            SIGINT or SIGTERM stops accepting, flushes replies and exits 0.
+            with the port actually bound (useful with port 0); with metrics enabled the second \
+            is "iprotod metrics on HOST:PORT". Logs go to standard error. SIGINT or SIGTERM \
+            stops accepting, answers what was received, flushes and exits 0.
+
+            Every option can also be set in the environment as IPROTOD_<OPTION> \
+            (e.g. IPROTOD_MAX_BODY=1024); the command line wins. LOG_LEVEL is read too. \
+            Under systemd socket activation (LISTEN_FDS) the passed socket is served \
+            instead of --listen.
             """
     )
 
@@ -36,6 +46,15 @@ struct IProtoD: ParsableCommand {
     @Option(help: "Open connections across all workers; past it new connections are closed at once.")
     var maxConnections = defaults.maxConnections
 
+    @Option(help: "Open connections from one client address; past it new ones are closed at once; 0 disables.")
+    var maxConnectionsPerIp = defaults.maxConnectionsPerIP
+
+    @Option(help: "Sustained requests per second per connection; faster requests get return code 7; 0 disables.")
+    var rateLimit = defaults.rateLimit
+
+    @Option(help: "Requests a connection may send at once beyond the sustained rate (token bucket size).")
+    var rateBurst = defaults.rateBurst
+
     @Option(help: "Seconds to complete a request once its first byte arrived; 0 disables.")
     var readTimeout = defaults.readTimeout / .seconds(1)
 
@@ -51,42 +70,93 @@ struct IProtoD: ParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error or critical.")
     var logLevel: Logger.Level = .info
 
+    @Option(help: "Address of the Prometheus endpoint (GET /metrics), HOST:PORT; empty disables.")
+    var metricsListen = "127.0.0.1:8088"
+
+    @Flag(help: "Set SO_REUSEPORT, so a new iprotod can bind the same port before this one stops.")
+    var reusePort = false
+
     func validate() throws {
         _ = try makeConfiguration()
+        if !metricsListen.isEmpty { _ = try parseListenAddress(metricsListen, flag: "--metrics-listen") }
     }
 
     func run() throws {
+        // Block the stop signals before any thread exists; the main thread waits for them below.
+        let stopSignals = SignalSet([SIGINT, SIGTERM])
+        stopSignals.block()
+
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = logLevel
             return handler
         }
         let logger = Logger(label: "iprotod")
-        let storage = Storage(state: initialState)
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(Self.metricsFactory(registry))
+        Gauge(label: "iprotod_build_info", dimensions: [("version", iprotodVersion)]).record(1)
+
+        var configuration = try makeConfiguration()
+        if let inherited = SystemdSocket.inherited() {
+            configuration.listenFileDescriptor = inherited
+            logger.info("serving the socket passed by systemd", metadata: ["fd": "\(inherited)"])
+        }
+        let storage = Storage(state: initialState, metricsPrefix: configuration.metricsPrefix)
         var handlers = Handlers()
         handlers.registerStorage(storage)
 
-        // Block the stop signals before any thread starts, then wait for them synchronously.
-        let stopSignals = SignalSet([SIGINT, SIGTERM])
-        stopSignals.block()
-
         let server: Server
         do {
-            server = try Server(configuration: try makeConfiguration(), handlers: handlers)
+            server = try Server(configuration: configuration, handlers: handlers, logger: logger)
+        } catch {
+            throw ValidationError("\(error)")
+        }
+        // Bind the metrics port before serving anything, so that failing to bind it fails the start.
+        let endpoint = try startMetricsEndpoint(registry: registry, server: server, logger: logger)
+        do {
             try server.start()
         } catch {
             throw ValidationError("\(error)")
         }
         print("iprotod listening on \(server.address)")
+        if let endpoint { print("iprotod metrics on \(endpoint.address)") }
         fflush(nil)
-        logger.info("started", metadata: ["address": "\(server.address)", "workers": "\(workers)",
+        logger.info("started", metadata: ["address": "\(server.address)", "workers": "\(configuration.workers)",
                                           "state": "\(initialState.rawValue)"])
 
         let signal = stopSignals.wait()
         logger.info("stopping", metadata: ["signal": "\(signal)"])
         server.shutdown()
         server.wait()
+        if let endpoint { try? waitFor { await endpoint.metrics.stop() } }
         logger.info("stopped")
+    }
+
+    /// Serves GET /metrics unless --metrics-listen is empty; returns once the port is bound.
+    private func startMetricsEndpoint(registry: PrometheusCollectorRegistry, server: Server,
+                                      logger: Logger) throws -> (metrics: MetricsEndpoint, address: String)? {
+        guard !metricsListen.isEmpty else { return nil }
+        let (host, port) = try parseListenAddress(metricsListen, flag: "--metrics-listen")
+        do {
+            let metrics = try MetricsEndpoint(host: host, port: port, registry: registry, logger: logger) {
+                server.publishMetrics()
+            }
+            Task { try await metrics.run() }
+            return (metrics, try waitFor { try await metrics.waitUntilListening() })
+        } catch {
+            throw ValidationError("cannot serve metrics on \(metricsListen): \(error)")
+        }
+    }
+
+    /// Request latencies from 5 µs to 1 s.
+    private static func metricsFactory(_ registry: PrometheusCollectorRegistry) -> PrometheusMetricsFactory {
+        var factory = PrometheusMetricsFactory(registry: registry)
+        factory.defaultDurationHistogramBuckets = [
+            .microseconds(5), .microseconds(10), .microseconds(25), .microseconds(50), .microseconds(100),
+            .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2.5), .milliseconds(5),
+            .milliseconds(10), .milliseconds(25), .milliseconds(100), .milliseconds(250), .seconds(1),
+        ]
+        return factory
     }
 
     private func makeConfiguration() throws -> Configuration {
@@ -96,6 +166,11 @@ struct IProtoD: ParsableCommand {
         configuration.maxBodyBytes = maxBody
         configuration.maxOutputBytes = maxOutput
         configuration.maxConnections = maxConnections
+        configuration.maxConnectionsPerIP = maxConnectionsPerIp
+        configuration.rateLimit = rateLimit
+        configuration.rateBurst = rateBurst
+        configuration.reusePort = reusePort
+        configuration.metricsPrefix = "iprotod"
         configuration.readTimeout = try duration(readTimeout, "--read-timeout")
         configuration.idleTimeout = try duration(idleTimeout, "--idle-timeout")
         configuration.shutdownTimeout = try duration(shutdownTimeout, "--shutdown-timeout")
@@ -116,16 +191,33 @@ private func duration(_ seconds: Double, _ flag: String) throws -> Duration {
 }
 
 /// Splits "HOST:PORT" or "[V6]:PORT".
-func parseListenAddress(_ text: String) throws -> (host: String, port: UInt16) {
+func parseListenAddress(_ text: String, flag: String = "--listen") throws -> (host: String, port: UInt16) {
     guard let colon = text.lastIndex(of: ":") else {
-        throw ValidationError("--listen must be HOST:PORT, got \"\(text)\"")
+        throw ValidationError("\(flag) must be HOST:PORT, got \"\(text)\"")
     }
     var host = String(text[..<colon])
     if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
     guard !host.isEmpty, let port = UInt16(text[text.index(after: colon)...]) else {
-        throw ValidationError("--listen must be HOST:PORT with a port 0-65535, got \"\(text)\"")
+        throw ValidationError("\(flag) must be HOST:PORT with a port 0-65535, got \"\(text)\"")
     }
     return (host, port)
+}
+
+/// Runs async work from synchronous code and waits for its result.
+private func waitFor<T: Sendable>(_ operation: @escaping @Sendable () async throws -> T) throws -> T {
+    let result = Mutex<Result<T, any Error>?>(nil)
+    let done = DispatchSemaphore(value: 0)
+    Task {
+        do {
+            let value = try await operation()
+            result.withLock { $0 = .success(value) }
+        } catch {
+            result.withLock { $0 = .failure(error) }
+        }
+        done.signal()
+    }
+    done.wait()
+    return try result.withLock { $0! }.get()
 }
 
 extension StorageState: ExpressibleByArgument {}

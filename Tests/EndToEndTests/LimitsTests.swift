@@ -99,7 +99,7 @@ import Testing
     }
 
     @Test func clientThatNeverReadsCannotGrowServerMemory() throws {
-        let server = try ServerProcess(["--max-output", "65536"])
+        let server = try ServerProcess(["--max-output", "65536", "--rate-limit", "0"])
         let connection = try TestConnection(port: server.port, receiveBuffer: 16 * 1024, sendBuffer: 16 * 1024)
         _ = try connection.replace(0, String(repeating: "r", count: 256))
         let frame = Framing.request(funcID: API.read, requestID: 5, body: messagePack(0))  // 13-byte request, 275-byte reply

@@ -3,7 +3,7 @@
 #
 #   Tests/Fixtures/run.sh PATH_TO_IPROTOD
 #
-# For each NAME.bin (sorted): start a fresh `iprotod --listen 127.0.0.1:0
+# For each NAME.bin (sorted): start a fresh `iprotod --listen 127.0.0.1:0 --metrics-listen ""
 # --workers 1`, read the port from its first stdout line, send NAME.bin with
 # `nc -N` (half-close after sending, so the server answers everything and
 # closes), compare the reply with NAME.expected byte for byte, stop the server.
@@ -65,7 +65,7 @@ start_server() {
     local line="" i
     : >"$tmp/stdout"
     : >"$tmp/stderr"
-    "$iprotod" --listen 127.0.0.1:0 --workers 1 >"$tmp/stdout" 2>"$tmp/stderr" &
+    "$iprotod" --listen 127.0.0.1:0 --metrics-listen "" --workers 1 >"$tmp/stdout" 2>"$tmp/stderr" &
     server_pid=$!
     for ((i = 0; i < startup_timeout * 20; i++)); do
         if [[ $(wc -l <"$tmp/stdout") -ge 1 ]]; then  # a complete first line

@@ -8,6 +8,8 @@ import Glibc
 public final class ServerProcess {
     public let process: Process
     public let port: Int
+    /// The Prometheus endpoint's port.
+    public let metricsPort: Int
     private let output: Pipe
 
     /// Where the binary is: $IPROTOD_BIN, else beside the test bundle (same build folder).
@@ -17,22 +19,21 @@ public final class ServerProcess {
         return bundle.appendingPathComponent("iprotod").path
     }
 
-    /// Starts `iprotod --listen 127.0.0.1:0 ARGUMENTS` and waits for its first line.
+    /// Starts `iprotod --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 ARGUMENTS`
+    /// and waits for the two address lines.
     public init(_ arguments: [String] = [], startupTimeout: Double = 20) throws {
         process = Process()
         process.executableURL = URL(fileURLWithPath: Self.binaryPath)
-        process.arguments = ["--listen", "127.0.0.1:0"] + arguments
+        process.arguments = ["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"] + arguments
         output = Pipe()
         process.standardOutput = output
         process.standardError = ProcessInfo.processInfo.environment["IPROTO_TEST_VERBOSE"] == nil
             ? FileHandle.nullDevice : FileHandle.standardError
         try process.run()
         do {
-            let line = try Self.readLine(output.fileHandleForReading.fileDescriptor, timeout: startupTimeout)
-            guard line.hasPrefix("iprotod listening on "), let portText = line.split(separator: ":").last,
-                  let port = Int(portText)
-            else { throw TestSocketError("unexpected first line from iprotod: \"\(line)\"") }
-            self.port = port
+            let fd = output.fileHandleForReading.fileDescriptor
+            port = try Self.port(in: try Self.readLine(fd, timeout: startupTimeout), after: "iprotod listening on ")
+            metricsPort = try Self.port(in: try Self.readLine(fd, timeout: startupTimeout), after: "iprotod metrics on ")
         } catch {
             kill(process.processIdentifier, SIGKILL)
             process.waitUntilExit()
@@ -72,6 +73,13 @@ public final class ServerProcess {
               let kib = Int(line.split(whereSeparator: { $0 == " " || $0 == "\t" }).dropFirst().first ?? "")
         else { return 0 }
         return kib * 1024
+    }
+
+    private static func port(in line: String, after prefix: String) throws -> Int {
+        guard line.hasPrefix(prefix), let text = line.split(separator: ":").last, let port = Int(text) else {
+            throw TestSocketError("unexpected line from iprotod: \"\(line)\" (expected \"\(prefix)HOST:PORT\")")
+        }
+        return port
     }
 
     private static func readLine(_ fd: Int32, timeout: Double) throws -> String {
