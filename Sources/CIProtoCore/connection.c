@@ -33,10 +33,10 @@
  *
  * Graceful stop. A stopping worker marks its OPEN connections shutting_down.
  * Complete requests already stashed are still run; every request parsed
- * after that is answered with IPROTO_RC_SHUTTING_DOWN and not run. Once a
- * shutting-down connection has no unsent output and nothing runnable left, it
- * drains and lingers like after a rejected request: the client sees EOF after
- * its last reply and knows that whatever it sent later was not run.
+ * after that is answered with IPROTO_RC_SHUTTING_DOWN and not run, for
+ * IPROTO_DRAIN_GRACE (at most shutdown_timeout). Then the connection drains
+ * and lingers like after a rejected request: the client sees EOF after its
+ * last reply and knows that whatever it sent later was not run.
  */
 #include <endian.h>
 #include <errno.h>
@@ -74,6 +74,7 @@ struct iproto_conn {
     ev_tstamp last_progress;    /* last time bytes moved in either direction */
     ev_tstamp request_started;  /* when the stashed incomplete request began; 0 if none */
     ev_tstamp linger_started;
+    ev_tstamp drain_deadline;   /* shutting down: when to stop answering and half-close */
     struct obuf in;             /* unparsed input, starting at a frame boundary */
     struct obuf out;            /* replies the socket has not taken yet */
     iproto_conn_slot slot;      /* the embedding code's per-connection state */
@@ -113,6 +114,10 @@ static ev_tstamp conn_deadline(const struct iproto_conn *c, iproto_close_reason 
     if (c->state == CONN_LINGERING) {
         *reason = c->close_reason;
         return c->linger_started + IPROTO_LINGER_TIMEOUT;
+    }
+    if (c->state == CONN_OPEN && c->shutting_down) {
+        *reason = IPROTO_CLOSE_SHUTDOWN;
+        return c->drain_deadline;
     }
     ev_tstamp deadline = 0;
     if (cfg->idle_timeout > 0) {
@@ -411,8 +416,6 @@ static void conn_settle(struct iproto_conn *c) {
         if (!c->input_paused && c->state == CONN_OPEN)
             ev_io_start(loop, &c->read_watcher);
     }
-    if (c->state == CONN_OPEN && c->shutting_down && obuf_pending(&c->out) == 0 && !c->input_paused)
-        conn_begin_drain(c, IPROTO_CLOSE_SHUTDOWN, true);
     if (c->state != CONN_OPEN)
         obuf_free(&c->in);
     if (c->state == CONN_DRAINING && obuf_pending(&c->out) == 0) {
@@ -444,8 +447,13 @@ static unsigned stashed_requests(const struct iproto_conn *c) {
 
 /* `c` may be freed on return. */
 static void conn_begin_shutdown(struct iproto_conn *c) {
+    double grace = conn_config(c)->shutdown_timeout;
+    if (grace > IPROTO_DRAIN_GRACE)
+        grace = IPROTO_DRAIN_GRACE;
     c->shutting_down = true;
     c->requests_before_stop = stashed_requests(c);
+    c->drain_deadline = ev_now(c->worker->loop) + grace;
+    conn_arm_timer(c);
     conn_settle(c);
 }
 
@@ -485,10 +493,15 @@ static void on_timer(struct ev_loop *loop, ev_timer *timer, int revents) {
     struct iproto_conn *c = timer->data;
     iproto_close_reason reason = IPROTO_CLOSE_IDLE_TIMEOUT;
     ev_tstamp deadline = conn_deadline(c, &reason);
-    if (deadline != 0 && ev_now(loop) >= deadline)
-        conn_close(c, reason);
-    else
+    if (deadline == 0 || ev_now(loop) < deadline) {
         conn_arm_timer(c);
+    } else if (c->state == CONN_OPEN && c->shutting_down) {
+        /* The drain grace is over: send what is queued, then half-close and linger. */
+        conn_begin_drain(c, IPROTO_CLOSE_SHUTDOWN, true);
+        conn_settle(c);
+    } else {
+        conn_close(c, reason);
+    }
 }
 
 /* ---- worker-facing entry points ---- */

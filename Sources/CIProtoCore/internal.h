@@ -22,6 +22,8 @@
 #define IPROTO_ACCEPT_BACKOFF 0.1
 /* After rejecting a request, how long unread input is discarded before closing. */
 #define IPROTO_LINGER_TIMEOUT 2.0
+/* On stop, how long a connection keeps answering new requests with SHUTTING_DOWN before it half-closes. */
+#define IPROTO_DRAIN_GRACE 1.0
 
 /*
  * Per-worker counters. Only the owning thread writes them (relaxed atomic
