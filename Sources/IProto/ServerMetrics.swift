@@ -1,7 +1,7 @@
 import Metrics
 import Synchronization
 
-/// Metric names, each under the configured prefix (e.g. `iprotod_requests_total`).
+/// Metric names, each under the configured prefix (e.g. `iprotod_requests_total`), with their help text.
 enum MetricName {
     static let requests = "requests_total"
     static let requestDuration = "request_duration_seconds"
@@ -15,6 +15,29 @@ enum MetricName {
     static let outputPaused = "output_paused_total"
     static let acceptErrors = "accept_errors_total"
     static let workers = "workers"
+
+    static let help: [String: String] = [
+        requests: "Requests answered, by function, return code and worker thread.",
+        requestDuration: "Time to run a request and encode its reply, by function and worker thread.",
+        protocolErrors: "Requests that broke the protocol or the API's rules, by kind.",
+        rateLimited: "Requests refused because their connection exceeded its rate limit.",
+        connectionsActive: "Open client connections.",
+        connectionsAccepted: "Client connections accepted.",
+        connectionsClosed: "Client connections closed, by reason.",
+        receivedBytes: "Bytes read from clients.",
+        sentBytes: "Bytes written to clients.",
+        outputPaused: "Times reading from a connection paused because its unsent output reached the cap.",
+        acceptErrors: "accept() failures such as running out of file descriptors.",
+        workers: "Worker threads, each with its own event loop.",
+    ]
+}
+
+extension Server {
+    /// Help text of every metric the server records, by full name, for
+    /// backends that publish it (see IProtoPrometheus's DocumentedMetricsFactory).
+    public static func metricHelp(prefix: String) -> [String: String] {
+        Dictionary(uniqueKeysWithValues: MetricName.help.map { ("\(prefix)_\($0.key)", $0.value) })
+    }
 }
 
 /// Per-request metrics of one worker. Each worker records into its own

@@ -66,6 +66,14 @@ public final class Storage: Sendable {
         stateChanges[state]?.increment()
     }
 
+    /// Help text of the storage's metrics, by full name.
+    public static func metricHelp(prefix: String) -> [String: String] {
+        [
+            "\(prefix)_storage_state": "1 for the storage's current state, 0 for the others.",
+            "\(prefix)_storage_state_changes_total": "Switches of the storage state, by target state.",
+        ]
+    }
+
     private func showState(_ current: StorageState) {
         for (state, gauge) in stateGauges { gauge.record(state == current ? 1 : 0) }
     }

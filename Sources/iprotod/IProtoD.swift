@@ -30,6 +30,7 @@ struct IProtoD: ParsableCommand {
     )
 
     private static let defaults = Configuration()
+    private static let metricsPrefix = "iprotod"
 
     @Option(help: "Address to listen on, HOST:PORT ([V6]:PORT for IPv6); port 0 picks a free port.")
     var listen = "\(defaults.host):\(defaults.port)"
@@ -94,7 +95,7 @@ struct IProtoD: ParsableCommand {
         let logger = Logger(label: "iprotod")
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(Self.metricsFactory(registry))
-        Gauge(label: "iprotod_build_info", dimensions: [("version", iprotodVersion)]).record(1)
+        Gauge(label: "\(Self.metricsPrefix)_build_info", dimensions: [("version", iprotodVersion)]).record(1)
 
         var configuration = try makeConfiguration()
         if let inherited = SystemdSocket.inherited() {
@@ -148,15 +149,16 @@ struct IProtoD: ParsableCommand {
         }
     }
 
-    /// Request latencies from 5 µs to 1 s.
-    private static func metricsFactory(_ registry: PrometheusCollectorRegistry) -> PrometheusMetricsFactory {
-        var factory = PrometheusMetricsFactory(registry: registry)
-        factory.defaultDurationHistogramBuckets = [
+    /// Prometheus through swift-metrics, every family with its help text; request latencies from 5 µs to 1 s.
+    private static func metricsFactory(_ registry: PrometheusCollectorRegistry) -> DocumentedMetricsFactory {
+        let prefix = metricsPrefix
+        var help = Server.metricHelp(prefix: prefix).merging(Storage.metricHelp(prefix: prefix)) { first, _ in first }
+        help["\(prefix)_build_info"] = "Always 1; the version label says which iprotod this is."
+        return DocumentedMetricsFactory(registry: registry, help: help, durationBuckets: [
             .microseconds(5), .microseconds(10), .microseconds(25), .microseconds(50), .microseconds(100),
             .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2.5), .milliseconds(5),
             .milliseconds(10), .milliseconds(25), .milliseconds(100), .milliseconds(250), .seconds(1),
-        ]
-        return factory
+        ])
     }
 
     private func makeConfiguration() throws -> Configuration {
@@ -170,7 +172,7 @@ struct IProtoD: ParsableCommand {
         configuration.rateLimit = rateLimit
         configuration.rateBurst = rateBurst
         configuration.reusePort = reusePort
-        configuration.metricsPrefix = "iprotod"
+        configuration.metricsPrefix = Self.metricsPrefix
         configuration.readTimeout = try duration(readTimeout, "--read-timeout")
         configuration.idleTimeout = try duration(idleTimeout, "--idle-timeout")
         configuration.shutdownTimeout = try duration(shutdownTimeout, "--shutdown-timeout")
