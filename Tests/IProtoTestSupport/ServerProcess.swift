@@ -60,6 +60,35 @@ public final class ServerProcess {
         try TestConnection(port: port, timeout: timeout)
     }
 
+    /// The Prometheus text served at GET /metrics.
+    public func scrapeMetrics() throws -> String {
+        let connection = try TestConnection(port: metricsPort)
+        try connection.send(Array("GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".utf8))
+        let response = String(decoding: try connection.receiveUntilClosed(), as: UTF8.self)
+        guard response.hasPrefix("HTTP/1.1 200"), let split = response.range(of: "\r\n\r\n") else {
+            throw TestSocketError("unexpected metrics response: \(response.prefix(200))")
+        }
+        return String(response[split.upperBound...])
+    }
+
+    /// The scraped samples by series (`name{label="value",...}` as printed), summing nothing.
+    public func metrics() throws -> [String: Double] {
+        var samples: [String: Double] = [:]
+        for line in try scrapeMetrics().split(separator: "\n") where !line.hasPrefix("#") {
+            guard let space = line.lastIndex(of: " "), let value = Double(line[line.index(after: space)...]) else { continue }
+            samples[String(line[..<space])] = value
+        }
+        return samples
+    }
+
+    /// The sum of every series of `name` whose labels include all of `labels`.
+    public func metric(_ name: String, _ labels: [String: String] = [:]) throws -> Double {
+        try metrics().filter { series, _ in
+            guard series == name || series.hasPrefix(name + "{") else { return false }
+            return labels.allSatisfy { series.contains("\($0.key)=\"\($0.value)\"") }
+        }.values.reduce(0, +)
+    }
+
     /// Resident set size of the server process, in bytes (from /proc).
     public var residentBytes: Int { statusField("VmRSS:") }
 

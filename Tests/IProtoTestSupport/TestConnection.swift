@@ -48,13 +48,30 @@ public final class TestConnection {
     public let fd: Int32
     private var nextRequestID: UInt32 = 1
 
-    /// Connects to 127.0.0.1:`port`. `receiveBuffer`/`sendBuffer` shrink the socket buffers when set.
-    public init(port: Int, timeout: Double = 10, receiveBuffer: Int32? = nil, sendBuffer: Int32? = nil) throws {
+    /// Connects to 127.0.0.1:`port` from `source` (another loopback address
+    /// looks like another client). `receiveBuffer`/`sendBuffer` shrink the socket buffers when set.
+    public init(port: Int, timeout: Double = 10, source: String? = nil,
+                receiveBuffer: Int32? = nil, sendBuffer: Int32? = nil) throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw TestSocketError.system("socket") }
         if let receiveBuffer { setOption(SO_RCVBUF, receiveBuffer) }
         if let sendBuffer { setOption(SO_SNDBUF, sendBuffer) }
         setTimeout(timeout)
+        if let source {
+            var local = sockaddr_in()
+            local.sin_family = sa_family_t(AF_INET)
+            local.sin_addr.s_addr = inet_addr(source)
+            let rc = withUnsafePointer(to: &local) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                }
+            }
+            guard rc == 0 else {
+                let error = TestSocketError.system("bind \(source)")
+                Glibc.close(fd)
+                throw error
+            }
+        }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = in_port_t(UInt16(port).bigEndian)
