@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# The Debian packages iprotod needs, in one place. Installs what is missing when
+# run as root; otherwise prints the exact apt-get line and fails. Warns when an
+# installed version differs from the one the project is built and tested with.
+#
+#   scripts/install-deps.sh build   libraries the build links against
+#   scripts/install-deps.sh test    build + tools the tests drive
+set -euo pipefail
+
+# package=version tested (Debian 12 "bookworm"); a version of "-" is not pinned.
+build_packages=(
+    "libev-dev=1:4.33-1"
+    "libmsgpuck-dev=1.0.3-1.1+b1"
+)
+test_packages=(
+    "netcat-openbsd=-"   # fixtures are fed with nc -N
+    "xxd=-"              # fixture mismatches are shown as hex
+    "python3=-"          # the restart test
+    "prometheus=-"       # promtool checks the metrics text and prometheus.yml
+    "systemd=-"          # systemd-analyze verifies the units
+    "jq=-"               # deploy check reads the Grafana dashboard
+    "curl=-"             # deploy check scrapes /metrics
+)
+
+case "${1:-test}" in
+    build) wanted=("${build_packages[@]}") ;;
+    test) wanted=("${build_packages[@]}" "${test_packages[@]}") ;;
+    *) echo "usage: $0 build|test" >&2; exit 2 ;;
+esac
+
+installed_version() { dpkg-query -W -f='${Status} ${Version}' "$1" 2>/dev/null | sed -n 's/^install ok installed //p'; }
+
+missing=()
+for entry in "${wanted[@]}"; do
+    package=${entry%%=*}
+    [[ -n $(installed_version "$package") ]] || missing+=("$package")
+done
+if ((${#missing[@]} > 0)); then
+    if [[ $(id -u) -eq 0 ]]; then
+        echo "installing Debian packages: ${missing[*]}"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    else
+        echo "missing Debian packages; run: sudo apt-get install -y ${missing[*]}" >&2
+        exit 1
+    fi
+fi
+for entry in "${wanted[@]}"; do
+    package=${entry%%=*} pinned=${entry#*=}
+    actual=$(installed_version "$package")
+    if [[ $pinned != - && $actual != "$pinned" ]]; then
+        echo "warning: $package $actual is installed; iprotod is built and tested with $pinned" >&2
+    fi
+done
