@@ -6,7 +6,7 @@ import Testing
     @Test func readmeExampleServesItsOwnFunction() async throws {
         // The README's embedding example, on port 0.
         var handlers = Handlers()
-        handlers.register(0x0003_0001) { request in
+        handlers.register(0x0003_0001, name: "HELLO") { request in
             var arguments = try request.arguments(1)
             let name = try arguments.string(maxBytes: 64)
             return .string("hello, \(name)")
