@@ -1,4 +1,5 @@
 import Foundation
+import IProto
 import IProtoTestSupport
 import Testing
 
@@ -48,12 +49,61 @@ import Testing
         let result = try run(["--help"])
         #expect(result.status == 0)
         for flag in ["--listen", "--workers", "--max-body", "--max-output", "--max-connections", "--read-timeout",
-                     "--idle-timeout", "--shutdown-timeout", "--initial-state", "--log-level"] {
+                     "--idle-timeout", "--shutdown-timeout", "--initial-state", "--log-level", "--max-connections-per-ip",
+                     "--rate-limit", "--rate-burst", "--metrics-listen", "--reuse-port", "IPROTOD_"] {
             #expect(result.output.contains(flag), "missing \(flag)")
         }
-        for value in ["127.0.0.1:3301", "65536", "1048576", "1024", "read-write"] {
+        for value in ["127.0.0.1:3301", "65536", "1048576", "1024", "read-write", "127.0.0.1:8088"] {
             #expect(result.output.contains(value), "missing default \(value)")
         }
+    }
+
+    @Test func optionsComeFromTheEnvironmentAndTheCommandLineWins() throws {
+        let server = try ServerProcess(["--rate-limit", "0"], environment: [
+            "IPROTOD_MAX_BODY": "10", "IPROTOD_RATE_LIMIT": "1", "IPROTOD_INITIAL_STATE": "read-only",
+        ])
+        let connection = try server.connect()
+        #expect(try connection.replace(0, "x").returnCode == .readOnlyStorage)
+        for _ in 0..<5 { #expect(try connection.read(0).returnCode == .ok, "--rate-limit 0 beats IPROTOD_RATE_LIMIT=1") }
+        #expect(try connection.call(API.read, messagePack(.string("0123456789"))).returnCode == .bodyTooLarge)
+    }
+
+    @Test func invalidEnvironmentValuesFailAtStartup() throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: ServerProcess.binaryPath)
+        process.environment = ["IPROTOD_WORKERS": "zero"]
+        process.standardOutput = FileHandle.nullDevice
+        let errors = Pipe()
+        process.standardError = errors
+        try process.run()
+        let printed = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus != 0)
+        #expect(printed.contains("workers"), "stderr: \(printed)")
+    }
+
+    @Test func refusedRequestsAreLoggedAtMostOncePerSecondPerConnection() throws {
+        let log = FileManager.default.temporaryDirectory.appendingPathComponent("iprotod-\(UUID()).log").path
+        defer { try? FileManager.default.removeItem(atPath: log) }
+        let server = try ServerProcess(["--log-level", "debug"], log: log)
+        let connection = try server.connect()
+        var batch: [UInt8] = []
+        for id in 0..<500 { batch += Framing.request(funcID: 0x0009_0009, requestID: UInt32(id), body: []) }
+        try connection.send(batch)
+        for _ in 0..<500 { #expect(try connection.readResponse().returnCode == .unknownFunction) }
+        usleep(1_100_000)
+        #expect(try connection.call(0x0009_0009).returnCode == .unknownFunction)
+        connection.shutdownWrite()
+        #expect(connection.nextOutcome() == .closed)
+        #expect(server.stop() == 0)
+        let lines = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n")
+        let refused = lines.filter { $0.contains("request refused") }
+        #expect(refused.count == 2, "\(refused)")
+        #expect(refused.last?.contains("suppressed=499") == true, "\(refused)")
+        #expect(refused.first?.contains("reason=unknown_function") == true)
+        #expect(refused.first?.contains("peer=127.0.0.1:") == true)
+        #expect(lines.contains { $0.contains("connection opened") && $0.contains("debug") })
+        #expect(lines.contains { $0.contains("connection closed") && $0.contains("reason=peer") })
     }
 
     @Test(arguments: [SIGTERM, SIGINT])

@@ -20,15 +20,23 @@ public final class ServerProcess {
     }
 
     /// Starts `iprotod --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 ARGUMENTS`
-    /// and waits for the two address lines.
-    public init(_ arguments: [String] = [], startupTimeout: Double = 20) throws {
+    /// and waits for the two address lines. `environment` is added to the
+    /// inherited one; with `log` set, standard error goes to that file.
+    public init(_ arguments: [String] = [], environment: [String: String] = [:], log: String? = nil,
+                startupTimeout: Double = 20) throws {
         process = Process()
         process.executableURL = URL(fileURLWithPath: Self.binaryPath)
         process.arguments = ["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"] + arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
         output = Pipe()
         process.standardOutput = output
-        process.standardError = ProcessInfo.processInfo.environment["IPROTO_TEST_VERBOSE"] == nil
-            ? FileHandle.nullDevice : FileHandle.standardError
+        if let log {
+            FileManager.default.createFile(atPath: log, contents: nil)
+            process.standardError = FileHandle(forWritingAtPath: log)
+        } else {
+            process.standardError = ProcessInfo.processInfo.environment["IPROTO_TEST_VERBOSE"] == nil
+                ? FileHandle.nullDevice : FileHandle.standardError
+        }
         try process.run()
         do {
             let fd = output.fileHandleForReading.fileDescriptor
