@@ -1,48 +1,46 @@
 # Two commands set everything up on a fresh Debian machine with the Swift toolchain:
 #   make run    build iprotod (release) and start it on its defaults (ARGS="--listen 0.0.0.0:3301 ..." to change)
-#   make test   unit, end-to-end and netcat fixture tests
+#   make test   unit, end-to-end, netcat fixture, restart and deploy tests
 SHELL := /bin/bash
 SWIFT ?= swift
 ARGS ?=
 
-# Debian packages the build and the tests need (libev and msgpuck headers and libraries; nc for fixtures).
-DEBIAN_PACKAGES := libev-dev libmsgpuck-dev netcat-openbsd xxd
-
-.PHONY: all deps build run test unit-test fixture-test clean
+.PHONY: all build-deps test-deps build run test unit-test fixture-test restart-test deploy-check clean
 
 all: build
 
-# Installs missing packages when run as root; otherwise prints the exact command and stops.
-deps:
+# scripts/install-deps.sh lists the Debian packages (and pinned versions) in one place;
+# it installs what is missing when run as root, and otherwise prints the apt-get line.
+build-deps:
 	@command -v $(SWIFT) >/dev/null || { echo "swift not found: install the Swift 6 toolchain (see README)"; exit 1; }
-	@missing=""; \
-	for package in $(DEBIAN_PACKAGES); do \
-	  dpkg-query -W -f='$${Status}' $$package 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$package"; \
-	done; \
-	if [ -n "$$missing" ]; then \
-	  if [ "$$(id -u)" = 0 ]; then \
-	    echo "installing Debian packages:$$missing"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq$$missing >/dev/null; \
-	  else \
-	    echo "missing Debian packages; run: sudo apt-get install -y$$missing"; exit 1; \
-	  fi; \
-	fi
+	@scripts/install-deps.sh build
 
-build: deps
+test-deps: build-deps
+	@scripts/install-deps.sh test
+
+build: build-deps
 	$(SWIFT) build -c release --product iprotod
 
 run: build
 	"$$($(SWIFT) build -c release --show-bin-path)/iprotod" $(ARGS)
 
-test: unit-test fixture-test
+test: unit-test fixture-test restart-test deploy-check
 
-unit-test: deps
+unit-test: test-deps
 	$(SWIFT) build --build-tests
 	IPROTOD_BIN="$$($(SWIFT) build --show-bin-path)/iprotod" $(SWIFT) test --skip-build
 
-fixture-test: deps
+fixture-test: test-deps
 	$(SWIFT) build --product iprotod
 	Tests/Fixtures/run.sh "$$($(SWIFT) build --show-bin-path)/iprotod"
+
+restart-test: test-deps
+	$(SWIFT) build --product iprotod
+	python3 Tests/Restart/restart_test.py "$$($(SWIFT) build --show-bin-path)/iprotod"
+
+deploy-check: test-deps
+	$(SWIFT) build --product iprotod
+	deploy/check.sh "$$($(SWIFT) build --show-bin-path)/iprotod"
 
 clean:
 	rm -rf .build
