@@ -3,6 +3,7 @@ import FlyingSocks
 import Foundation
 import Logging
 import Prometheus
+import Synchronization
 
 /// Serves a Prometheus registry in the text exposition format at `GET /metrics`.
 public final class MetricsEndpoint: Sendable {
@@ -25,21 +26,33 @@ public final class MetricsEndpoint: Sendable {
         Task { [server] in await server.appendRoute("GET /metrics", handler: handler) }
     }
 
-    /// Serves until ``stop()``.
-    public func run() async throws { try await server.run() }
-
-    /// Waits until the socket listens and returns its address as "host:port".
-    public func waitUntilListening() async throws -> String {
-        try await server.waitUntilListening()
-        switch await server.listeningAddress {
-        case .ip4(let host, let port)?: return "\(host):\(port)"
-        case .ip6(let host, let port)?: return "[\(host)]:\(port)"
-        case .unix(let path)?: return path
-        case nil: return "?"
+    /// Starts serving and returns the bound address ("host:port") once the
+    /// socket listens; throws the bind error if it cannot.
+    public func start(timeout: Duration = .seconds(5)) async throws -> String {
+        let failure = Mutex<(any Error)?>(nil)
+        Task { [server] in
+            do { try await server.run() } catch { failure.withLock { $0 = error } }
         }
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if let error = failure.withLock({ $0 }) { throw error }
+            switch await server.listeningAddress {
+            case .ip4(let host, let port)?: return "\(host):\(port)"
+            case .ip6(let host, let port)?: return "[\(host)]:\(port)"
+            case .unix(let path)?: return path
+            case nil: try await Task.sleep(for: .milliseconds(5))
+            }
+        }
+        throw MetricsEndpointError(message: "not listening after \(timeout)")
     }
 
     public func stop() async { await server.stop() }
+}
+
+/// The endpoint could not start.
+public struct MetricsEndpointError: Error, CustomStringConvertible {
+    public var message: String
+    public var description: String { message }
 }
 
 /// FlyingFox's log lines, sent to swift-log one level lower: the endpoint is not the server's main job.

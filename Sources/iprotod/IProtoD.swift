@@ -113,6 +113,7 @@ struct IProtoD: ParsableCommand {
             throw ValidationError("\(error)")
         }
         // Bind the metrics port before serving anything, so that failing to bind it fails the start.
+        // It serves until the process exits.
         let endpoint = try startMetricsEndpoint(registry: registry, server: server, logger: logger)
         do {
             try server.start()
@@ -129,7 +130,6 @@ struct IProtoD: ParsableCommand {
         logger.info("stopping", metadata: ["signal": "\(signal)"])
         server.shutdown()
         server.wait()
-        if let endpoint { try? waitFor { await endpoint.metrics.stop() } }
         logger.info("stopped")
     }
 
@@ -142,8 +142,7 @@ struct IProtoD: ParsableCommand {
             let metrics = try MetricsEndpoint(host: host, port: port, registry: registry, logger: logger) {
                 server.publishMetrics()
             }
-            Task { try await metrics.run() }
-            return (metrics, try waitFor { try await metrics.waitUntilListening() })
+            return (metrics, try waitFor { try await metrics.start() })
         } catch {
             throw ValidationError("cannot serve metrics on \(metricsListen): \(error)")
         }

@@ -35,7 +35,18 @@ import Testing
         let result = try run(arguments + ["--listen", "127.0.0.1:0"].filter { _ in !arguments.contains("--listen") })
         #expect(result.status != 0)
         #expect(result.errors.contains(message), "stderr: \(result.errors)")
+        #expect(result.errors.hasPrefix("iprotod: ") && result.errors.split(separator: "\n").count == 1,
+                "one line: \(result.errors)")
         #expect(result.output.isEmpty)
+    }
+
+    @Test func metricsPortInUseIsAClearError() throws {
+        let first = try ServerProcess()
+        let result = try run(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:\(first.metricsPort)"])
+        #expect(result.status != 0)
+        #expect(result.errors.contains("cannot serve metrics on 127.0.0.1:\(first.metricsPort)"), "stderr: \(result.errors)")
+        #expect(result.errors.contains("Address already in use"))
+        #expect(result.output.isEmpty, "nothing is announced when the start fails")
     }
 
     @Test func portInUseIsAClearError() throws {
