@@ -83,23 +83,10 @@ stop_timeout=15     # seconds for iprotod to exit after SIGTERM
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/iprotod-deploy-check.XXXXXX")
 server_pid=""
 
-stop_server() {
-    local pid=$server_pid i
-    [[ -n $pid ]] || return 0
-    server_pid=""
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < stop_timeout * 20; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.05
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-        echo "  iprotod $pid ignored SIGTERM for ${stop_timeout}s; killing it" >&2
-        kill -KILL "$pid" 2>/dev/null || true
-    fi
-    wait "$pid" 2>/dev/null || true
-}
+# shellcheck source=../Tests/lib/server.sh
+source "$deploy/../Tests/lib/server.sh"
 cleanup() {
-    stop_server
+    stop_server || true
     rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -305,7 +292,7 @@ scraped=0
 if ! start_server >"$tmp/start.out" 2>&1; then
     mapfile -t problems <"$tmp/start.out"
     fail "c) iprotod starts with --metrics-listen and prints both addresses" "${problems[@]}"
-    stop_server
+    stop_server || true
     skip "c) iproto requests answered" "iprotod did not start"
     skip "c) GET /metrics and promtool check metrics" "iprotod did not start"
     skip "c) iprotod_requests_total counts the requests" "iprotod did not start"
@@ -356,7 +343,7 @@ else
             fail "c) iprotod_requests_total counts the $sent requests" "sum of iprotod_requests_total is $counted after 5s"
         fi
     fi
-    stop_server
+    stop_server || true
 fi
 
 # ---------------------------------------------- d) dashboard metrics exported

@@ -33,23 +33,8 @@ stop_timeout=15     # seconds for the server to exit after SIGTERM
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/iproto-fixtures.XXXXXX")
 server_pid=""
 
-# stop_server: SIGTERM, wait (bounded), then SIGKILL. Returns the exit status.
-stop_server() {
-    local pid=$server_pid status=0 i
-    [[ -n $pid ]] || return 0
-    server_pid=""
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < stop_timeout * 20; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.05
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-        echo "  server $pid ignored SIGTERM for ${stop_timeout}s; killing it" >&2
-        kill -KILL "$pid" 2>/dev/null || true
-    fi
-    wait "$pid" 2>/dev/null || status=$?
-    return "$status"
-}
+# shellcheck source=../lib/server.sh
+source "$fixtures_dir/../lib/server.sh"
 
 cleanup() {
     stop_server || true

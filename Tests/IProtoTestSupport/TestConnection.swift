@@ -57,35 +57,26 @@ public final class TestConnection {
         if let receiveBuffer { setOption(SO_RCVBUF, receiveBuffer) }
         if let sendBuffer { setOption(SO_SNDBUF, sendBuffer) }
         setTimeout(timeout)
-        if let source {
-            var local = sockaddr_in()
-            local.sin_family = sa_family_t(AF_INET)
-            local.sin_addr.s_addr = inet_addr(source)
-            let rc = withUnsafePointer(to: &local) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-                }
-            }
-            guard rc == 0 else {
-                let error = TestSocketError.system("bind \(source)")
-                Glibc.close(fd)
-                throw error
-            }
-        }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let rc = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        }
-        guard rc == 0 else {
-            let error = TestSocketError.system("connect")
+        do {
+            if let source { try withAddress(source, port: 0, "bind \(source)") { bind(fd, $0, $1) } }
+            try withAddress("127.0.0.1", port: port, "connect") { connect(fd, $0, $1) }
+        } catch {
             Glibc.close(fd)
             throw error
         }
+    }
+
+    /// Calls `operation` (bind or connect) with an IPv4 address; throws with `call`'s name on failure.
+    private func withAddress(_ host: String, port: Int, _ call: String,
+                             _ operation: (UnsafePointer<sockaddr>, socklen_t) -> Int32) throws {
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr(host)
+        let rc = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { operation($0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard rc == 0 else { throw TestSocketError.system(call) }
     }
 
     deinit { Glibc.close(fd) }
