@@ -7,7 +7,9 @@ let package = Package(
         .library(name: "IProto", targets: ["IProto"]),
         .library(name: "IProtoStorage", targets: ["IProtoStorage"]),
         .library(name: "IProtoPrometheus", targets: ["IProtoPrometheus"]),
+        .library(name: "IProtoClient", targets: ["IProtoClient"]),
         .executable(name: "iprotod", targets: ["iprotod"]),
+        .executable(name: "iproto", targets: ["iproto"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", exact: "1.8.2"),
@@ -46,6 +48,12 @@ let package = Package(
             dependencies: ["IProto", .product(name: "Metrics", package: "swift-metrics")]
         ),
 
+        // The client: async calls over pipelined, pooled connections.
+        .target(
+            name: "IProtoClient",
+            dependencies: ["IProto", "IProtoStorage"]
+        ),
+
         // Prometheus exposition of the swift-metrics the server records, over HTTP.
         .target(
             name: "IProtoPrometheus",
@@ -72,6 +80,17 @@ let package = Package(
             ]
         ),
 
+        // The command-line client: calls, state switches, raw requests.
+        .executableTarget(
+            name: "iproto",
+            dependencies: [
+                "IProto",
+                "IProtoClient",
+                "IProtoStorage",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+
         // Test-only helpers: a blocking TCP client and a launcher for the real binary.
         .target(
             name: "IProtoTestSupport",
@@ -80,7 +99,7 @@ let package = Package(
         ),
         .testTarget(name: "IProtoTests", dependencies: ["IProto", "IProtoTestSupport"]),
         .testTarget(name: "IProtoStorageTests", dependencies: ["IProtoStorage", "IProto"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["IProto", "IProtoTestSupport"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["IProto", "IProtoClient", "IProtoStorage", "IProtoTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

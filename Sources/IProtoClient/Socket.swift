@@ -1,0 +1,103 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A blocking TCP socket: the client's only contact with the socket system calls.
+/// The descriptor is fixed for the object's life; send and receive may run on
+/// different threads, as the kernel allows.
+final class Socket: Sendable {
+    let fd: Int32
+
+    private init(fd: Int32) { self.fd = fd }
+
+    deinit { close(fd) }
+
+    /// Connects to `host:port` (any address getaddrinfo gives), waiting at most `timeout`.
+    static func connect(host: String, port: Int, timeout: Duration, sendTimeout: Duration) throws(ClientError) -> Socket {
+        var hints = addrinfo()
+        hints.ai_family = AF_UNSPEC
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        var list: UnsafeMutablePointer<addrinfo>?
+        let rc = getaddrinfo(host, String(port), &hints, &list)
+        guard rc == 0, let first = list else {
+            throw .connectionFailed("cannot resolve \(host): \(String(cString: gai_strerror(rc)))")
+        }
+        defer { freeaddrinfo(list) }
+        var lastError = "no address for \(host)"
+        var candidate: UnsafeMutablePointer<addrinfo>? = first
+        while let address = candidate {
+            candidate = address.pointee.ai_next
+            let fd = socket(address.pointee.ai_family, address.pointee.ai_socktype | Int32(SOCK_CLOEXEC.rawValue), 0)
+            guard fd >= 0 else { lastError = String(cString: strerror(errno)); continue }
+            let socket = Socket(fd: fd)
+            if let error = socket.connect(address.pointee.ai_addr, address.pointee.ai_addrlen, timeout) {
+                lastError = error
+                continue
+            }
+            var one: Int32 = 1
+            setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+            var limit = timeval(sendTimeout)
+            setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size))
+            return socket
+        }
+        throw .connectionFailed("\(host):\(port): \(lastError)")
+    }
+
+    /// Non-blocking connect bounded by poll; returns an error text or nil.
+    private func connect(_ address: UnsafePointer<sockaddr>, _ length: socklen_t, _ timeout: Duration) -> String? {
+        let flags = fcntl(fd, F_GETFL)
+        _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK)
+        defer { _ = fcntl(fd, F_SETFL, flags) }
+        if Glibc.connect(fd, address, length) == 0 { return nil }
+        guard errno == EINPROGRESS else { return String(cString: strerror(errno)) }
+        var poller = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+        guard poll(&poller, 1, Int32(timeout / .milliseconds(1))) == 1 else { return "timed out after \(timeout)" }
+        var error: Int32 = 0
+        var size = socklen_t(MemoryLayout<Int32>.size)
+        getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &size)
+        return error == 0 ? nil : String(cString: strerror(error))
+    }
+
+    /// Sends every byte; fails when the peer is gone or the send timeout expires.
+    func send(_ bytes: [UInt8]) throws(ClientError) {
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes.withUnsafeBytes { raw in
+                Glibc.send(fd, raw.baseAddress! + offset, raw.count - offset, Int32(MSG_NOSIGNAL))
+            }
+            if n > 0 {
+                offset += n
+            } else if errno == EAGAIN || errno == EWOULDBLOCK {
+                throw .timedOut
+            } else if errno != EINTR {
+                throw .connectionClosed
+            }
+        }
+    }
+
+    enum Received { case data, timedOut, closed }
+
+    /// Waits up to `timeout` for bytes and appends what arrived to `buffer`.
+    func receive(into buffer: inout [UInt8], timeout: Duration) -> Received {
+        var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        let ready = poll(&poller, 1, Int32(timeout / .milliseconds(1)))
+        if ready == 0 || (ready < 0 && errno == EINTR) { return .timedOut }
+        let start = buffer.count
+        buffer.append(contentsOf: repeatElement(0, count: 65536))
+        let n = buffer.withUnsafeMutableBytes { raw in recv(fd, raw.baseAddress! + start, 65536, 0) }
+        buffer.removeLast(65536 - max(n, 0))
+        if n > 0 { return .data }
+        if n < 0 && (errno == EINTR || errno == EAGAIN) { return .timedOut }
+        return .closed
+    }
+
+    /// Wakes a blocked receiver and refuses further sends.
+    func shutdown() { Glibc.shutdown(fd, Int32(SHUT_RDWR)) }
+}
+
+extension timeval {
+    init(_ duration: Duration) {
+        let (seconds, attoseconds) = duration.components
+        self.init(tv_sec: Int(seconds), tv_usec: Int(attoseconds / 1_000_000_000_000))
+    }
+}
