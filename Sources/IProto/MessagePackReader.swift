@@ -64,6 +64,38 @@ public struct MessagePackReader: Sendable {
         return values
     }
 
+    /// Reads one whole value, containers included, nested at most ``maxDepth`` deep.
+    public mutating func readValue() throws(MessagePackError) -> MessagePackValue {
+        try readValue(depth: 0)
+    }
+
+    private mutating func readValue(depth: Int) throws(MessagePackError) -> MessagePackValue {
+        guard depth < Self.maxDepth else { throw .tooDeep }
+        switch try readToken() {
+        case .nil: return .nil
+        case .bool(let value): return .bool(value)
+        case .uint(let value): return .uint(value)
+        case .int(let value): return .int(value)
+        case .double(let value): return .double(value)
+        case .string(let range): return .stringBytes(Array(bytes[range]))
+        case .binary(let range): return .binary(Array(bytes[range]))
+        case .extension(let range): return .binary(Array(bytes[range]))
+        case .array(let count):
+            guard count <= bytes.count - offset else { throw .truncated }
+            var values: [MessagePackValue] = []
+            for _ in 0..<count { values.append(try readValue(depth: depth + 1)) }
+            return .array(values)
+        case .map(let count):
+            guard count * 2 <= bytes.count - offset else { throw .truncated }
+            var pairs: [MessagePackPair] = []
+            for _ in 0..<count {
+                let key = try readValue(depth: depth + 1)
+                pairs.append(MessagePackPair(key, try readValue(depth: depth + 1)))
+            }
+            return .map(pairs)
+        }
+    }
+
     public mutating func readNil() throws(MessagePackError) {
         let token = try readToken()
         guard case .nil = token else { throw .typeMismatch(expected: "nil", found: token.typeName) }

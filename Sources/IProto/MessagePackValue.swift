@@ -33,3 +33,44 @@ extension MessagePackValue: ExpressibleByStringLiteral, ExpressibleByIntegerLite
     public init(nilLiteral: ()) { self = .nil }
     public init(booleanLiteral value: Bool) { self = .bool(value) }
 }
+
+extension MessagePackValue: CustomStringConvertible {
+    /// JSON-like text: strings quoted (invalid UTF-8 shown as hex escapes), binary as hex.
+    public var description: String {
+        switch self {
+        case .nil: "nil"
+        case .bool(let value): "\(value)"
+        case .int(let value): "\(value)"
+        case .uint(let value): "\(value)"
+        case .double(let value): "\(value)"
+        case .string(let value): quoted(Array(value.utf8))
+        case .stringBytes(let bytes): quoted(bytes)
+        case .binary(let bytes): "bin(" + bytes.map { hexByte($0) }.joined() + ")"
+        case .array(let values): "[" + values.map(\.description).joined(separator: ", ") + "]"
+        case .map(let pairs): "{" + pairs.map { "\($0.key): \($0.value)" }.joined(separator: ", ") + "}"
+        }
+    }
+}
+
+private func hexByte(_ byte: UInt8) -> String {
+    let digits = String(byte, radix: 16)
+    return byte < 16 ? "0" + digits : digits
+}
+
+/// A string literal; bytes that are not printable valid UTF-8 become \xNN.
+private func quoted(_ bytes: [UInt8]) -> String {
+    guard let text = String(validating: bytes, as: UTF8.self) else {
+        return "\"" + bytes.map { $0 >= 0x20 && $0 < 0x7f ? String(UnicodeScalar($0)) : "\\x" + hexByte($0) }.joined() + "\""
+    }
+    var result = "\""
+    for scalar in text.unicodeScalars {
+        switch scalar {
+        case "\"": result += "\\\""
+        case "\\": result += "\\\\"
+        case "\n": result += "\\n"
+        case _ where scalar.value < 0x20: result += "\\x" + hexByte(UInt8(scalar.value))
+        default: result.unicodeScalars.append(scalar)
+        }
+    }
+    return result + "\""
+}

@@ -37,16 +37,28 @@ public struct ReturnCode: RawRepresentable, Hashable, Sendable, CustomStringConv
 
     public var description: String { "\(rawValue)" }
 
-    /// For codes that mean the client broke the protocol or the API's rules,
-    /// the kind of violation (a metric label); nil otherwise.
-    public var violation: String? {
+    /// The protocol code's name as in docs/protocol.md (`bad_arguments`); nil for service codes.
+    public var name: String? {
         switch self {
+        case .ok: "ok"
         case .unknownFunction: "unknown_function"
         case .malformedBody: "malformed_body"
         case .badArguments: "bad_arguments"
         case .outOfRange: "out_of_range"
         case .tooLong: "too_long"
         case .bodyTooLarge: "body_too_large"
+        case .rateLimited: "rate_limited"
+        case .shuttingDown: "shutting_down"
+        case .internalError: "internal_error"
+        default: nil
+        }
+    }
+
+    /// For codes that mean the client broke the protocol or the API's rules,
+    /// the kind of violation (a metric label); nil otherwise.
+    public var violation: String? {
+        switch self {
+        case .unknownFunction, .malformedBody, .badArguments, .outOfRange, .tooLong, .bodyTooLarge: name
         default: nil
         }
     }

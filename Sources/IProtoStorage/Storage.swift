@@ -20,6 +20,15 @@ extension ReturnCode {
     public static let storageReadOnly = ReturnCode(rawValue: ReturnCode.firstServiceCode)
     /// A read or write while the storage is in maintenance.
     public static let storageMaintenance = ReturnCode(rawValue: ReturnCode.firstServiceCode + 1)
+
+    /// The storage code's name as in docs/protocol.md; nil for other codes.
+    public var storageName: String? {
+        switch self {
+        case .storageReadOnly: "storage_read_only"
+        case .storageMaintenance: "storage_maintenance"
+        default: nil
+        }
+    }
 }
 
 /// The assignment's storage: 1000 string slots of at most 256 bytes, initially
