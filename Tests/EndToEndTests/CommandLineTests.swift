@@ -4,19 +4,8 @@ import IProtoTestSupport
 import Testing
 
 @Suite struct CommandLineTests {
-    /// Runs iprotod to completion; returns its exit status and standard error.
     private func run(_ arguments: [String]) throws -> (status: Int32, output: String, errors: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: ServerProcess.binaryPath)
-        process.arguments = arguments
-        let output = Pipe(), errors = Pipe()
-        process.standardOutput = output
-        process.standardError = errors
-        try process.run()
-        let out = output.fileHandleForReading.readDataToEndOfFile()
-        let err = errors.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: out, as: UTF8.self), String(decoding: err, as: UTF8.self))
+        try ServerProcess.run(ServerProcess.binaryPath, arguments)
     }
 
     @Test(arguments: [
@@ -80,17 +69,9 @@ import Testing
     }
 
     @Test func invalidEnvironmentValuesFailAtStartup() throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: ServerProcess.binaryPath)
-        process.environment = ["IPROTOD_WORKERS": "zero"]
-        process.standardOutput = FileHandle.nullDevice
-        let errors = Pipe()
-        process.standardError = errors
-        try process.run()
-        let printed = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        #expect(process.terminationStatus != 0)
-        #expect(printed.contains("workers"), "stderr: \(printed)")
+        let result = try ServerProcess.run(ServerProcess.binaryPath, [], environment: ["IPROTOD_WORKERS": "zero"])
+        #expect(result.status != 0)
+        #expect(result.errors.contains("workers"), "stderr: \(result.errors)")
     }
 
     @Test func refusedRequestsAreLoggedAtMostOncePerSecondPerConnection() throws {

@@ -15,8 +15,31 @@ public final class ServerProcess {
     /// Where the binary is: $IPROTOD_BIN, else beside the test bundle (same build folder).
     public static var binaryPath: String {
         if let path = ProcessInfo.processInfo.environment["IPROTOD_BIN"] { return path }
-        let bundle = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-        return bundle.appendingPathComponent("iprotod").path
+        return siblingPath("iprotod")
+    }
+
+    /// Another executable of the package, from the same build folder as iprotod.
+    public static func siblingPath(_ name: String) -> String {
+        let folder = ProcessInfo.processInfo.environment["IPROTOD_BIN"].map { URL(fileURLWithPath: $0) }
+            ?? URL(fileURLWithPath: CommandLine.arguments[0])
+        return folder.deletingLastPathComponent().appendingPathComponent(name).path
+    }
+
+    /// Runs `path` to completion; returns its exit status, standard output and standard error.
+    public static func run(_ path: String, _ arguments: [String],
+                           environment: [String: String]? = nil) throws -> (status: Int32, output: String, errors: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: path)
+        process.arguments = arguments
+        if let environment { process.environment = environment }
+        let output = Pipe(), errors = Pipe()
+        process.standardOutput = output
+        process.standardError = errors
+        try process.run()
+        let out = output.fileHandleForReading.readDataToEndOfFile()
+        let err = errors.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: out, as: UTF8.self), String(decoding: err, as: UTF8.self))
     }
 
     /// Starts `iprotod --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 ARGUMENTS`
