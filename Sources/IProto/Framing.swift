@@ -54,7 +54,8 @@ public enum Framing {
         withUnsafeBytes(of: value.littleEndian) { bytes.append(contentsOf: $0) }
     }
 
-    static func loadLittleEndian(_ bytes: [UInt8], at offset: Int) -> UInt32 {
+    /// The little-endian u32 at `offset`.
+    public static func loadLittleEndian(_ bytes: [UInt8], at offset: Int) -> UInt32 {
         (0..<4).reduce(0) { $0 | UInt32(bytes[offset + $1]) << (8 * $1) }
     }
 }
