@@ -81,10 +81,17 @@ let package = Package(
             ]
         ),
 
-        // The command-line client: calls, state switches, raw requests.
+        // Line editing for the REPL, over Debian's libedit.
+        .target(
+            name: "CLineEditor",
+            linkerSettings: [.linkedLibrary("edit")]
+        ),
+
+        // The command-line client: calls, state switches, raw requests, REPL, bench.
         .executableTarget(
             name: "iproto",
             dependencies: [
+                "CLineEditor",
                 "IProto",
                 "IProtoClient",
                 "IProtoStorage",

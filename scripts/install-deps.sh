@@ -11,6 +11,7 @@ set -euo pipefail
 build_packages=(
     "libev-dev=1:4.33-1"
     "libmsgpuck-dev=1.0.3-1.1+b1"
+    "libedit-dev=3.1-20221030-2"   # line editing in iproto repl
 )
 test_packages=(
     "netcat-openbsd=-"   # fixtures are fed with nc -N
@@ -20,6 +21,7 @@ test_packages=(
     "systemd=-"          # systemd-analyze verifies the units
     "jq=-"               # deploy check reads the Grafana dashboard
     "curl=-"             # deploy check scrapes /metrics
+    "tmux=-"             # drives iproto repl through a terminal in its test
 )
 
 case "${1:-test}" in

@@ -98,8 +98,10 @@ private final class SilentListener {
         let client = IProtoClient(host: "127.0.0.1", port: silent.port)
         let started = ContinuousClock.now
         await #expect(throws: ClientError.timedOut) { try await client.read(1, timeout: .milliseconds(200)) }
+        // The upper bound is loose: blocking tests beside this one can hold every thread of the
+        // cooperative pool for seconds before this task resumes. Without the timeout it would hang.
         let elapsed = ContinuousClock.now - started
-        #expect(elapsed >= .milliseconds(150) && elapsed < .seconds(3), "\(elapsed)")
+        #expect(elapsed >= .milliseconds(150) && elapsed < .seconds(60), "\(elapsed)")
     }
 
     @Test func cancellingTheTaskCancelsTheCall() async throws {
@@ -110,7 +112,7 @@ private final class SilentListener {
         let started = ContinuousClock.now
         call.cancel()
         await #expect(throws: ClientError.cancelled) { try await call.value }
-        #expect(ContinuousClock.now - started < .seconds(2))
+        #expect(ContinuousClock.now - started < .seconds(25), "well before the call's own 30 s timeout")
     }
 
     @Test func refusedConnectionsFailAndTheClientReconnectsAfterARestart() async throws {

@@ -1,3 +1,4 @@
+import Foundation
 import IProtoTestSupport
 import Testing
 
@@ -44,5 +45,72 @@ import Testing
         let nobody = try ServerProcess.run(ServerProcess.siblingPath("iproto"), ["call", "read", "1", "--port", "1"])
         #expect(nobody.status == 1)
         #expect(nobody.errors.hasPrefix("iproto: cannot connect: 127.0.0.1:1: Connection refused"))
+    }
+}
+
+/// `iproto repl` driven through a terminal (tmux): what a person would see.
+@Suite struct ReplTests {
+    private final class Terminal {
+        let socket = "iproto-test-\(UInt32.random(in: 0...UInt32.max))"
+
+        init(_ command: String) throws {
+            let status = spawnAndWait(["/usr/bin/tmux", "-L", socket, "new-session", "-d", "-s", "repl",
+                                       "-x", "120", "-y", "50", command])
+            guard status == 0 else { throw TestSocketError("tmux new-session exited with \(status)") }
+        }
+
+        deinit { _ = try? tmux(["kill-server"]) }
+
+        @discardableResult
+        func tmux(_ arguments: [String]) throws -> (status: Int32, output: String, errors: String) {
+            try ServerProcess.run("/usr/bin/tmux", ["-L", socket] + arguments)
+        }
+
+        /// Types keys: text, or tmux key names such as Enter and Tab.
+        func type(_ keys: String...) throws { try tmux(["send-keys", "-t", "repl"] + keys) }
+
+        var screen: String { (try? tmux(["capture-pane", "-p", "-t", "repl"]).output) ?? "" }
+
+        /// Waits until the screen shows `text`.
+        func shows(_ text: String, within seconds: Double = 10) -> Bool {
+            eventually(seconds) { screen.contains(text) }
+        }
+    }
+
+    @Test func editingCompletionHistoryAndServerRestart() throws {
+        var server: ServerProcess? = try ServerProcess()
+        let port = server!.port
+        let history = FileManager.default.temporaryDirectory.appendingPathComponent("iproto-history-\(UUID())").path
+        defer { try? FileManager.default.removeItem(atPath: history) }
+        let terminal = try Terminal("\(ServerProcess.siblingPath("iproto")) repl --port \(port) --history \(history)")
+        #expect(terminal.shows("type help"))
+
+        try terminal.type("replace 5 hello world", "Enter")
+        #expect(terminal.shows("ok"))
+        try terminal.type("rea", "Tab")  // completes the command (tmux trims the space it adds)
+        #expect(terminal.shows("iproto> read\n"))
+        try terminal.type("5", "Enter")
+        #expect(terminal.shows("\"hello world\""))
+        try terminal.type("sta", "Tab", "read-o", "Tab", "Enter")  // completes the command and its state
+        #expect(terminal.shows("iproto> state read-only"))
+        try terminal.type("replace 5 x", "Enter")
+        #expect(terminal.shows("error: server error 256: storage is read-only"))
+        try terminal.type("help", "Enter")
+        #expect(terminal.shows("raw FUNC_ID [HEX]"))
+
+        // The server restarts on the same port; the session carries on.
+        #expect(server!.stop() == 0)
+        server = try ServerProcess(["--listen", "127.0.0.1:\(port)"])
+        let recovered = eventually(15) {
+            _ = try? terminal.type("read 5", "Enter")
+            return terminal.shows("iproto> read 5\n\"\"", within: 1)
+        }
+        #expect(recovered, "screen:\n\(terminal.screen)")
+
+        try terminal.type("quit", "Enter")
+        // libedit's history file escapes spaces as \040.
+        #expect(eventually {
+            (try? String(contentsOfFile: history, encoding: .utf8))?.contains(#"replace\0405\040hello\040world"#) == true
+        })
     }
 }

@@ -156,3 +156,21 @@ public final class ServerProcess {
         throw TestSocketError("iprotod printed no address line within \(timeout) s (got \"\(String(decoding: line, as: UTF8.self))\")")
     }
 }
+
+/// Runs a program with its output discarded and waits for it, without
+/// Foundation's Process: that never reaps a client whose child daemonizes
+/// (tmux new-session), and its pipes would stay open in the daemon.
+public func spawnAndWait(_ arguments: [String]) -> Int32 {
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+    posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+    var argv = arguments.map { strdup($0) } + [nil]
+    defer { for argument in argv { free(argument) } }
+    var pid: pid_t = 0
+    guard posix_spawn(&pid, arguments[0], &actions, nil, &argv, environ) == 0 else { return -1 }
+    var status: Int32 = 0
+    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+    return (status >> 8) & 0xff
+}
