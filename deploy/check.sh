@@ -80,18 +80,9 @@ startup_timeout=20  # seconds for both address lines
 request_timeout=10  # seconds for one nc exchange or one scrape
 stop_timeout=15     # seconds for iprotod to exit after SIGTERM
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/iprotod-deploy-check.XXXXXX")
-server_pid=""
-
 # shellcheck source=../Tests/lib/server.sh
 source "$deploy/../Tests/lib/server.sh"
-cleanup() {
-    stop_server || true
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+start_workspace iprotod-deploy-check
 
 passed=0
 failed=0

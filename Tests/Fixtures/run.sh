@@ -30,19 +30,9 @@ startup_timeout=20  # seconds to wait for the "listening" line
 reply_timeout=10    # seconds for one fixture's exchange
 stop_timeout=15     # seconds for the server to exit after SIGTERM
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/iproto-fixtures.XXXXXX")
-server_pid=""
-
 # shellcheck source=../lib/server.sh
 source "$fixtures_dir/../lib/server.sh"
-
-cleanup() {
-    stop_server || true
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+start_workspace iproto-fixtures
 
 # start_server: starts iprotod, sets server_pid and port. Fails if no address
 # line appears within startup_timeout or the server exits first.

@@ -18,3 +18,13 @@ stop_server() {
     wait "$pid" 2>/dev/null || status=$?
     return "$status"
 }
+
+# start_workspace NAME: makes the temp dir $tmp; on exit or interruption the
+# server is stopped and $tmp removed.
+start_workspace() {
+    tmp=$(mktemp -d "${TMPDIR:-/tmp}/$1.XXXXXX")
+    server_pid=""
+    trap 'stop_server || true; rm -rf "$tmp"' EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+}
