@@ -1,11 +1,12 @@
 # Two commands set everything up on a fresh Debian machine with the Swift toolchain:
 #   make run    build iprotod (release) and start it on its defaults (ARGS="--listen 0.0.0.0:3301 ..." to change)
 #   make test   unit, end-to-end, netcat fixture, restart and deploy tests
+#   make bench  iprotod against a bare epoll responder and Redis; writes docs/benchmarks.md
 SHELL := /bin/bash
 SWIFT ?= swift
 ARGS ?=
 
-.PHONY: all build-deps test-deps build run test unit-test fixture-test restart-test deploy-check clean
+.PHONY: all build-deps test-deps bench-deps build run test unit-test fixture-test restart-test deploy-check bench clean
 
 all: build
 
@@ -17,6 +18,9 @@ build-deps:
 
 test-deps: build-deps
 	@scripts/install-deps.sh test
+
+bench-deps: build-deps
+	@scripts/install-deps.sh bench
 
 build: build-deps
 	$(SWIFT) build -c release --product iprotod
@@ -41,6 +45,10 @@ restart-test: test-deps
 deploy-check: test-deps
 	$(SWIFT) build --product iprotod
 	deploy/check.sh "$$($(SWIFT) build --show-bin-path)/iprotod"
+
+# Not part of make test: minutes of load on every core.
+bench: bench-deps
+	bench/run.sh
 
 clean:
 	rm -rf .build

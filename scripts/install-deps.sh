@@ -5,6 +5,7 @@
 #
 #   scripts/install-deps.sh build   libraries the build links against
 #   scripts/install-deps.sh test    build + tools the tests drive
+#   scripts/install-deps.sh bench   build + what make bench compares against and plots with
 set -euo pipefail
 
 # package=version tested (Debian 12 "bookworm"); a version of "-" is not pinned.
@@ -24,10 +25,18 @@ test_packages=(
     "tmux=-"             # drives iproto repl through a terminal in its test
 )
 
+bench_packages=(
+    "redis-server=5:7.0.15-1~deb12u10"   # the baseline server
+    "redis-tools=5:7.0.15-1~deb12u10"    # redis-benchmark
+    "gnuplot-nox=-"                      # docs/benchmarks.png
+    "python3=-"                          # holds the idle connections
+)
+
 case "${1:-test}" in
     build) wanted=("${build_packages[@]}") ;;
     test) wanted=("${build_packages[@]}" "${test_packages[@]}") ;;
-    *) echo "usage: $0 build|test" >&2; exit 2 ;;
+    bench) wanted=("${build_packages[@]}" "${bench_packages[@]}") ;;
+    *) echo "usage: $0 build|test|bench" >&2; exit 2 ;;
 esac
 
 installed_version() { dpkg-query -W -f='${Status} ${Version}' "$1" 2>/dev/null | sed -n 's/^install ok installed //p'; }
