@@ -223,6 +223,27 @@ import Testing
         #expect(server.process.terminationStatus == 0)
     }
 
+    /// A client that never reads keeps replies queued; the shutdown timeout closes it anyway.
+    @Test func unreadRepliesDoNotHoldTheShutdownBeyondItsTimeout() throws {
+        let server = try ServerProcess(["--shutdown-timeout", "1.5", "--rate-limit", "0", "--max-output", "65536"])
+        let connection = try TestConnection(port: server.port, receiveBuffer: 4096, sendBuffer: 4096)
+        _ = try connection.replace(0, String(repeating: "q", count: 256))
+        let frame = Framing.request(funcID: API.read, requestID: 1, body: messagePack(0))
+        let stream = [UInt8]((0..<200_000).lazy.flatMap { _ in frame })
+        var sent = 0
+        var idleRounds = 0
+        while sent < stream.count, idleRounds < 200 {  // until the server stops reading
+            let n = try connection.sendNonBlocking(stream[sent...])
+            sent += n
+            idleRounds = n > 0 ? 0 : idleRounds + 1
+            if n == 0 { usleep(2000) }
+        }
+        let stopped = Date()
+        #expect(server.stop() == 0)
+        let elapsed = Date().timeIntervalSince(stopped)
+        #expect(elapsed >= 1.2 && elapsed < 6, "stopped after \(elapsed) s")
+    }
+
     @Test func idleConnectionsDoNotHoldTheShutdownBeyondTheGrace() throws {
         let server = try ServerProcess()
         let connections = try (0..<20).map { _ in try server.connect() }
