@@ -42,20 +42,33 @@ public enum Framing {
         /// Parses the first 16 bytes of `bytes`; nil when fewer are there.
         public init?(_ bytes: some Collection<UInt8>) {
             guard bytes.count >= Framing.responseHeaderSize else { return nil }
-            let fields = Array(bytes.prefix(Framing.responseHeaderSize))
-            funcID = Framing.loadLittleEndian(fields, at: 0)
-            bodyLength = Framing.loadLittleEndian(fields, at: 4)
-            requestID = Framing.loadLittleEndian(fields, at: 8)
-            returnCode = ReturnCode(rawValue: Framing.loadLittleEndian(fields, at: 12))
+            self.init(Array(bytes.prefix(Framing.responseHeaderSize)), at: 0)
         }
+
+        /// Parses the header at `offset`, which the caller has checked holds 16 bytes.
+        init(_ bytes: [UInt8], at offset: Int) {
+            funcID = Framing.loadLittleEndian(bytes, at: offset)
+            bodyLength = Framing.loadLittleEndian(bytes, at: offset + 4)
+            requestID = Framing.loadLittleEndian(bytes, at: offset + 8)
+            returnCode = ReturnCode(rawValue: Framing.loadLittleEndian(bytes, at: offset + 12))
+        }
+    }
+
+    /// The complete response frame at `offset` in `bytes`: its header and where its body lies;
+    /// nil while the frame is incomplete. Every client in the package parses replies with it.
+    public static func response(in bytes: [UInt8], at offset: Int) -> (header: ResponseHeader, body: Range<Int>)? {
+        guard bytes.count - offset >= responseHeaderSize else { return nil }
+        let header = ResponseHeader(bytes, at: offset)
+        let bodyStart = offset + responseHeaderSize
+        guard bytes.count - bodyStart >= Int(header.bodyLength) else { return nil }
+        return (header, bodyStart..<bodyStart + Int(header.bodyLength))
     }
 
     static func appendLittleEndian(_ value: UInt32, to bytes: inout [UInt8]) {
         withUnsafeBytes(of: value.littleEndian) { bytes.append(contentsOf: $0) }
     }
 
-    /// The little-endian u32 at `offset`.
-    public static func loadLittleEndian(_ bytes: [UInt8], at offset: Int) -> UInt32 {
+    static func loadLittleEndian(_ bytes: [UInt8], at offset: Int) -> UInt32 {
         (0..<4).reduce(0) { $0 | UInt32(bytes[offset + $1]) << (8 * $1) }
     }
 }

@@ -162,19 +162,16 @@ final class ClientConnection: Sendable {
                 if state.withLock({ $0.socket !== socket }) { break reading }
             case .data:
                 var offset = 0
-                while buffer.count - offset >= Framing.responseHeaderSize {
-                    let header = Framing.ResponseHeader(buffer[offset...])!
-                    guard Int(header.bodyLength) <= configuration.maxResponseBody else {
-                        failure = .protocolViolation("response body of \(header.bodyLength) bytes")
-                        break reading
-                    }
-                    let end = offset + Framing.responseHeaderSize + Int(header.bodyLength)
-                    guard end <= buffer.count else { break }
-                    let body = Array(buffer[(offset + Framing.responseHeaderSize)..<end])
-                    finish(header.requestID, with: .success(Response(returnCode: header.returnCode, body: body)))
-                    offset = end
+                while let (header, body) = Framing.response(in: buffer, at: offset) {
+                    finish(header.requestID, with: .success(Response(returnCode: header.returnCode, body: Array(buffer[body]))))
+                    offset = body.upperBound
                 }
                 buffer.removeFirst(offset)
+                // A reply announcing more than the limit is not waited for (nor buffered).
+                if let header = Framing.ResponseHeader(buffer), Int(header.bodyLength) > configuration.maxResponseBody {
+                    failure = .protocolViolation("response body of \(header.bodyLength) bytes")
+                    break reading
+                }
             }
             expireOverdueCalls()
         }

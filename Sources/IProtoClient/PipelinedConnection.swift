@@ -22,15 +22,9 @@ public final class PipelinedConnection {
     /// Reads the next reply and returns its request_id and return code; the body is skipped.
     public func nextReply() throws(ClientError) -> (requestID: UInt32, returnCode: ReturnCode) {
         while true {
-            let available = buffer.count - offset
-            if available >= Framing.responseHeaderSize {
-                let bodyLength = Int(Framing.loadLittleEndian(buffer, at: offset + 4))
-                if available >= Framing.responseHeaderSize + bodyLength {
-                    let requestID = Framing.loadLittleEndian(buffer, at: offset + 8)
-                    let code = ReturnCode(rawValue: Framing.loadLittleEndian(buffer, at: offset + 12))
-                    offset += Framing.responseHeaderSize + bodyLength
-                    return (requestID, code)
-                }
+            if let (header, body) = Framing.response(in: buffer, at: offset) {
+                offset = body.upperBound
+                return (header.requestID, header.returnCode)
             }
             if offset > 0 {
                 buffer.removeFirst(offset)

@@ -54,13 +54,4 @@ import Testing
         ]
         for (code, raw) in table { #expect(code.rawValue == raw) }
     }
-
-    @Test func framingIsLittleEndian() {
-        #expect(Framing.request(funcID: 0x0002_0002, requestID: 0x0102_0304, body: [0x05])
-                == [0x02, 0x00, 0x02, 0x00, 0x01, 0x00, 0x00, 0x00, 0x04, 0x03, 0x02, 0x01, 0x05])
-        let response = Framing.response(funcID: 1, requestID: 2, returnCode: .badArguments, body: [0xc0])
-        let header = Framing.ResponseHeader(response)
-        #expect(header == Framing.ResponseHeader([1, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0]))
-        #expect(header?.bodyLength == 1)
-    }
 }
