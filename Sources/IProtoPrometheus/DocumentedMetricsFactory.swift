@@ -10,15 +10,17 @@ public struct DocumentedMetricsFactory: MetricsFactory {
     public let help: [String: String]
     /// Buckets of every timer (duration histogram).
     public let durationBuckets: [Duration]
-    /// Buckets of every aggregating recorder (value histogram).
+    /// Buckets of every aggregating recorder (value histogram); IProto records
+    /// request durations in seconds this way.
     public let valueBuckets: [Double]
 
+    /// `valueBuckets` default to `durationBuckets` in seconds.
     public init(registry: PrometheusCollectorRegistry, help: [String: String], durationBuckets: [Duration],
-                valueBuckets: [Double] = [0.001, 0.01, 0.1, 1, 10, 100, 1000]) {
+                valueBuckets: [Double]? = nil) {
         self.registry = registry
         self.help = help
         self.durationBuckets = durationBuckets
-        self.valueBuckets = valueBuckets
+        self.valueBuckets = valueBuckets ?? durationBuckets.map { $0 / .seconds(1) }
     }
 
     private func descriptor(_ label: String) -> MetricNameDescriptor {
