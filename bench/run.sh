@@ -515,4 +515,6 @@ if errors_seen:
 PY
 
 gnuplot -e "datafile='$work/plot.dat'; outfile='$PNG'" bench/plot.gp
+# The hand-kept record of hot-path changes and their measured effect goes after the generated part.
+{ echo; cat bench/history.md; } >>"$DOC"
 log "wrote $DOC and $PNG"
