@@ -47,13 +47,14 @@ final class WorkerMetrics {
     private let prefix: String
     private let worker: String
     private let names: [UInt32: String]
-    private var requests: [UInt64: Counter] = [:]
+    // Confined to one worker thread, like WorkerContext: no dynamic exclusivity checks.
+    @exclusivity(unchecked) private var requests: [UInt64: Counter] = [:]
     /// Seconds in an aggregating recorder (a value histogram) rather than a
     /// swift-metrics Timer: swift-prometheus' duration histogram compares
     /// `Duration`s out of line, which cost about a tenth of a request. The
     /// handler is called directly because `Recorder.record` converts through
     /// an unspecialized generic initializer.
-    private var durations: [UInt32: any RecorderHandler] = [:]
+    @exclusivity(unchecked) private var durations: [UInt32: any RecorderHandler] = [:]
 
     init(prefix: String, worker: Int, names: [UInt32: String]) {
         self.prefix = prefix

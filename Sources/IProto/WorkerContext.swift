@@ -25,10 +25,12 @@ enum ConnectionEvent {
 /// callbacks for that worker touch it.
 final class WorkerContext: @unchecked Sendable {
     let index: Int
+    // The mutable properties skip dynamic exclusivity checks (a tenth of a
+    // request's instructions): one thread uses this object and never re-enters it.
     /// The current request's body, copied here from the core's buffer.
-    var body: [UInt8] = []
+    @exclusivity(unchecked) var body: [UInt8] = []
     /// The current response's body.
-    var writer = MessagePackWriter(capacity: 512)
+    @exclusivity(unchecked) var writer = MessagePackWriter(capacity: 512)
 
     private let dispatcher: Dispatcher
     private let rateLimit: Double
@@ -36,7 +38,7 @@ final class WorkerContext: @unchecked Sendable {
     private let metrics: WorkerMetrics
     private let serverMetrics: ServerMetrics
     private let logger: Logger
-    private var rejections = LogThrottle()
+    @exclusivity(unchecked) private var rejections = LogThrottle()
 
     init(index: Int, dispatcher: Dispatcher, configuration: Configuration, serverMetrics: ServerMetrics, logger: Logger) {
         self.index = index
