@@ -42,48 +42,48 @@ extension Server {
 
 /// Per-request metrics of one worker. Each worker records into its own
 /// handles (label `worker`), so workers never contend on a counter or a
-/// histogram lock. Confined to its worker thread.
+/// histogram lock. Handles are found by function index (the dispatcher's),
+/// then by a short scan of the return codes seen. Confined to its worker thread.
 final class WorkerMetrics {
     private let prefix: String
     private let worker: String
-    private let names: [UInt32: String]
+    private let names: [String]
     // Confined to one worker thread, like WorkerContext: no dynamic exclusivity checks.
-    @exclusivity(unchecked) private var requests: [UInt64: Counter] = [:]
+    /// Request counters by function index (the last slot: unknown functions), then by code.
+    @exclusivity(unchecked) private var requests: [[(code: ReturnCode, counter: Counter)]]
     /// Seconds in an aggregating recorder (a value histogram) rather than a
     /// swift-metrics Timer: swift-prometheus' duration histogram compares
     /// `Duration`s out of line, which cost about a tenth of a request. The
     /// handler is called directly because `Recorder.record` converts through
     /// an unspecialized generic initializer.
-    @exclusivity(unchecked) private var durations: [UInt32: any RecorderHandler] = [:]
+    private let durations: [any RecorderHandler]
 
-    init(prefix: String, worker: Int, names: [UInt32: String]) {
+    init(prefix: String, worker: Int, names: [String]) {
         self.prefix = prefix
         self.worker = String(worker)
         self.names = names
+        requests = Array(repeating: [], count: names.count + 1)
+        durations = names.map { name in
+            MetricsSystem.factory.makeRecorder(label: "\(prefix)_\(MetricName.requestDuration)",
+                                               dimensions: [("function", name), ("worker", String(worker))],
+                                               aggregate: true)
+        }
     }
 
-    /// Counts a request and its handling time; handles are created on first use.
-    func record(funcID: UInt32, code: ReturnCode, nanoseconds: Int64) {
-        // Unknown func_ids share one label value, keeping label values bounded.
-        let known = names[funcID] != nil
-        let key = UInt64(known ? funcID : 0) << 32 | UInt64(code.rawValue)
-        let counter = requests[key] ?? {
+    /// Counts a request and its handling time; `function` is nil for an unknown
+    /// function, whose requests share one label value, keeping label values bounded.
+    func record(function: Int?, code: ReturnCode, nanoseconds: Int64) {
+        let slot = function ?? names.count
+        if let entry = requests[slot].first(where: { $0.code == code }) {
+            entry.counter.increment()
+        } else {
             let counter = Counter(label: "\(prefix)_\(MetricName.requests)",
-                                  dimensions: [("function", names[funcID] ?? "unknown"), ("code", "\(code.rawValue)"),
-                                               ("worker", worker)])
-            requests[key] = counter
-            return counter
-        }()
-        counter.increment()
-        guard known else { return }
-        let recorder = durations[funcID] ?? {
-            let recorder = MetricsSystem.factory.makeRecorder(
-                label: "\(prefix)_\(MetricName.requestDuration)",
-                dimensions: [("function", names[funcID]!), ("worker", worker)], aggregate: true)
-            durations[funcID] = recorder
-            return recorder
-        }()
-        recorder.record(Double(nanoseconds) / 1e9)
+                                  dimensions: [("function", function.map { names[$0] } ?? "unknown"),
+                                               ("code", "\(code.rawValue)"), ("worker", worker)])
+            requests[slot].append((code, counter))
+            counter.increment()
+        }
+        if let function { durations[function].record(Double(nanoseconds) / 1e9) }
     }
 }
 

@@ -57,29 +57,32 @@ final class WorkerContext: @unchecked Sendable {
     func serve(funcID: UInt32, requestID: UInt32, connection: inout ConnectionState,
                peer: () -> String, startedAt: Int64) -> ReturnCode {
         writer.reset()
+        let function = dispatcher.index(of: funcID)
         let code: ReturnCode
         if rateLimit > 0, !connection.bucket.admit(now: Double(startedAt) / 1e9, rate: rateLimit, burst: rateBurst) {
             code = .rateLimited
             writer.writeString("rate limit of \(rateLimit.formatted) requests/s exceeded")
             serverMetrics.rateLimited.increment()
         } else {
-            code = dispatcher.respond(to: Request(funcID: funcID, requestID: requestID, body: body), into: &writer)
+            code = dispatcher.respond(to: Request(funcID: funcID, requestID: requestID, body: body),
+                                      function: function, into: &writer)
         }
         if code == .rateLimited || code.violation != nil {
             serverMetrics.recordViolation(code)
-            warn(code, funcID: funcID, requestID: requestID, connection: &connection, peer: peer, now: startedAt)
+            warn(code, function: function, funcID: funcID, requestID: requestID, connection: &connection,
+                 peer: peer, now: startedAt)
         }
-        metrics.record(funcID: funcID, code: code, nanoseconds: monotonicNanoseconds() - startedAt)
+        metrics.record(function: function, code: code, nanoseconds: monotonicNanoseconds() - startedAt)
         return code
     }
 
     /// Logs a refused request at warning, at most once per second per connection.
-    private func warn(_ code: ReturnCode, funcID: UInt32, requestID: UInt32, connection: inout ConnectionState,
-                      peer: () -> String, now: Int64) {
+    private func warn(_ code: ReturnCode, function: Int?, funcID: UInt32, requestID: UInt32,
+                      connection: inout ConnectionState, peer: () -> String, now: Int64) {
         guard logger.logLevel <= .warning,
               let suppressed = connection.warnings.admit(now: Double(now) / 1e9) else { return }
         var metadata: Logger.Metadata = [
-            "peer": "\(peer())", "func": "\(dispatcher.names[funcID] ?? "0x" + hex(funcID))",
+            "peer": "\(peer())", "func": "\(function.map { dispatcher.names[$0] } ?? "0x" + hex(funcID))",
             "request_id": "\(requestID)", "code": "\(code.rawValue)",
             "reason": "\(code == .rateLimited ? "rate_limited" : code.violation ?? "")",
         ]
