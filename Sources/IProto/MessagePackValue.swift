@@ -45,22 +45,24 @@ extension MessagePackValue: CustomStringConvertible {
         case .double(let value): "\(value)"
         case .string(let value): quoted(Array(value.utf8))
         case .stringBytes(let bytes): quoted(bytes)
-        case .binary(let bytes): "bin(" + bytes.map { hexByte($0) }.joined() + ")"
+        case .binary(let bytes): "bin(" + bytes.hexDigits() + ")"
         case .array(let values): "[" + values.map(\.description).joined(separator: ", ") + "]"
         case .map(let pairs): "{" + pairs.map { "\($0.key): \($0.value)" }.joined(separator: ", ") + "}"
         }
     }
 }
 
-private func hexByte(_ byte: UInt8) -> String {
-    let digits = String(byte, radix: 16)
-    return byte < 16 ? "0" + digits : digits
+extension Sequence<UInt8> {
+    /// Two lowercase hex digits per byte, joined by `separator`.
+    public func hexDigits(separator: String = "") -> String {
+        map { $0 < 16 ? "0" + String($0, radix: 16) : String($0, radix: 16) }.joined(separator: separator)
+    }
 }
 
 /// A string literal; bytes that are not printable valid UTF-8 become \xNN.
 private func quoted(_ bytes: [UInt8]) -> String {
     guard let text = String(validating: bytes, as: UTF8.self) else {
-        return "\"" + bytes.map { $0 >= 0x20 && $0 < 0x7f ? String(UnicodeScalar($0)) : "\\x" + hexByte($0) }.joined() + "\""
+        return "\"" + bytes.map { $0 >= 0x20 && $0 < 0x7f ? String(UnicodeScalar($0)) : "\\x" + [$0].hexDigits() }.joined() + "\""
     }
     var result = "\""
     for scalar in text.unicodeScalars {
@@ -68,7 +70,7 @@ private func quoted(_ bytes: [UInt8]) -> String {
         case "\"": result += "\\\""
         case "\\": result += "\\\\"
         case "\n": result += "\\n"
-        case _ where scalar.value < 0x20: result += "\\x" + hexByte(UInt8(scalar.value))
+        case _ where scalar.value < 0x20: result += "\\x" + [UInt8(scalar.value)].hexDigits()
         default: result.unicodeScalars.append(scalar)
         }
     }

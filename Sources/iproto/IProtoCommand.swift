@@ -119,7 +119,7 @@ struct Raw: AsyncParsableCommand {
         }
         let name = reply.returnCode.name ?? reply.returnCode.storageName ?? "service code"
         print("return_code \(reply.returnCode.rawValue) (\(name))")
-        print("body \(reply.body.map { hexByte($0) }.joined(separator: " "))")
+        print("body \(reply.body.hexDigits(separator: " "))")
         print("value \(describe(reply.body))")
         if reply.returnCode != .ok { throw ExitCode.failure }
     }
@@ -138,10 +138,6 @@ func parseHex(_ text: String) -> [UInt8]? {
         bytes.append(byte)
     }
     return bytes
-}
-
-func hexByte(_ byte: UInt8) -> String {
-    byte < 16 ? "0" + String(byte, radix: 16) : String(byte, radix: 16)
 }
 
 /// The body's MessagePack values, or why it is not MessagePack.
