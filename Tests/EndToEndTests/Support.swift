@@ -1,4 +1,3 @@
-import Foundation
 import IProto
 import IProtoTestSupport
 
@@ -22,14 +21,4 @@ extension TestConnection {
     func replace(_ index: Int, _ value: String) throws -> TestResponse {
         try call(API.replace, messagePack(.int(Int64(index)), .string(value)))
     }
-}
-
-/// Polls `condition` every 10 ms until it holds or `timeout` passes.
-func eventually(_ timeout: Double = 10, _ condition: () -> Bool) -> Bool {
-    let deadline = Date().addingTimeInterval(timeout)
-    while Date() < deadline {
-        if condition() { return true }
-        usleep(10_000)
-    }
-    return condition()
 }

@@ -174,3 +174,13 @@ public func spawnAndWait(_ arguments: [String]) -> Int32 {
     while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
     return (status >> 8) & 0xff
 }
+
+/// Polls `condition` every 10 ms until it holds or `timeout` (seconds) passes.
+public func eventually(_ timeout: Double = 10, _ condition: () -> Bool) -> Bool {
+    let deadline = Date().addingTimeInterval(timeout)
+    while Date() < deadline {
+        if condition() { return true }
+        usleep(10_000)
+    }
+    return condition()
+}

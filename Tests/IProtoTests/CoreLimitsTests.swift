@@ -21,15 +21,6 @@ import Testing
         return server
     }
 
-    private func eventually(_ timeout: Double = 10, _ condition: () -> Bool) -> Bool {
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
-            if condition() { return true }
-            usleep(10_000)
-        }
-        return condition()
-    }
-
     @Test func oversizedBodyIsCountedAndClosed() throws {
         let server = try makeServer { $0.maxBodyBytes = 100 }
         defer { server.shutdown(); server.wait() }
