@@ -28,9 +28,6 @@ public struct Handlers: Sendable {
         names[funcID] = name ?? "0x\(hex(funcID))"
     }
 
-    /// The name `funcID` was registered with, or nil for an unknown function.
-    public func name(of funcID: UInt32) -> String? { names[funcID] }
-
     /// The registered func_ids, in ascending order.
     public var funcIDs: [UInt32] { table.keys.sorted() }
 }

@@ -42,9 +42,6 @@ final class ClientConnection: Sendable {
         self.configuration = configuration
     }
 
-    /// Calls in flight.
-    var inFlight: Int { state.withLock { $0.calls.count } }
-
     func call(_ funcID: UInt32, body: [UInt8], timeout: Duration) async throws(ClientError) -> Response {
         let deadline = ContinuousClock.now + timeout
         let socket = try await connectedSocket(before: deadline)
