@@ -23,6 +23,8 @@ let package = Package(
         // System libraries from Debian (no pkg-config files ship for either).
         .systemLibrary(name: "CLibev", path: "CLibev", providers: [.apt(["libev-dev"])]),
         .systemLibrary(name: "CMsgPuck", providers: [.apt(["libmsgpuck-dev"])]),
+        // epoll, which Glibc's Swift module does not export.
+        .systemLibrary(name: "CEpoll"),
 
         // The C core: event loops, sockets, buffers, framing, limits.
         .target(
@@ -52,7 +54,7 @@ let package = Package(
         // The client: async calls over pipelined, pooled connections.
         .target(
             name: "IProtoClient",
-            dependencies: ["IProto", "IProtoStorage"]
+            dependencies: ["CEpoll", "IProto", "IProtoStorage"]
         ),
 
         // Prometheus exposition of the swift-metrics the server records, over HTTP.

@@ -54,13 +54,15 @@ public enum Framing {
         }
     }
 
-    /// The complete response frame at `offset` in `bytes`: its header and where its body lies;
-    /// nil while the frame is incomplete. Every client in the package parses replies with it.
-    public static func response(in bytes: [UInt8], at offset: Int) -> (header: ResponseHeader, body: Range<Int>)? {
-        guard bytes.count - offset >= responseHeaderSize else { return nil }
+    /// The complete response frame at `offset` in `bytes` (received up to `end`, by default
+    /// all of them): its header and where its body lies; nil while the frame is incomplete.
+    /// Every client in the package parses replies with it.
+    public static func response(in bytes: [UInt8], at offset: Int, end: Int? = nil) -> (header: ResponseHeader, body: Range<Int>)? {
+        let end = end ?? bytes.count
+        guard end - offset >= responseHeaderSize else { return nil }
         let header = ResponseHeader(bytes, at: offset)
         let bodyStart = offset + responseHeaderSize
-        guard bytes.count - bodyStart >= Int(header.bodyLength) else { return nil }
+        guard end - bodyStart >= Int(header.bodyLength) else { return nil }
         return (header, bodyStart..<bodyStart + Int(header.bodyLength))
     }
 

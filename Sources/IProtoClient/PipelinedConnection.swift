@@ -1,40 +1,71 @@
 import IProto
 
-/// A blocking connection for load generation: write a batch of request frames
-/// in one call, then read the replies as they come. Not for sharing between
-/// threads; ``IProtoClient`` is the general-purpose client.
+/// A non-blocking connection for load generation, driven by a ``Poller``:
+/// request frames go out in as few writes as the socket allows, and replies
+/// are parsed from what has arrived. Not for sharing between threads;
+/// ``IProtoClient`` is the general-purpose client.
 public final class PipelinedConnection {
-    private let socket: Socket
-    private let timeout: Duration
-    private var buffer: [UInt8] = []
-    private var offset = 0
+    let socket: Socket
+    /// Received bytes: replies parsed up to `parsed`, received up to `received`.
+    /// Grows to hold the largest reply; consumed bytes are moved out before each read.
+    private var input = [UInt8](repeating: 0, count: 64 * 1024)
+    private var parsed = 0
+    private var received = 0
+    private var output: [UInt8] = []
+    private var outputOffset = 0
 
     public init(host: String, port: Int, timeout: Duration = .seconds(5)) throws(ClientError) {
         socket = try Socket.connect(host: host, port: port, timeout: timeout, sendTimeout: timeout)
-        self.timeout = timeout
+        socket.makeNonBlocking()
     }
 
-    /// Writes `frames` (complete request frames) with one call where the socket allows.
+    /// True while written frames wait for room in the socket: watch the
+    /// connection for writability and call ``flush()`` when it has some.
+    public var hasPendingOutput: Bool { outputOffset < output.count }
+
+    /// Queues complete request frames and sends what the socket takes now.
     public func send(_ frames: [UInt8]) throws(ClientError) {
-        try socket.send(frames)
+        if hasPendingOutput {
+            output += frames
+        } else {
+            output = frames
+            outputOffset = 0
+        }
+        try flush()
     }
 
-    /// Reads the next reply and returns its request_id and return code; the body is skipped.
-    public func nextReply() throws(ClientError) -> (requestID: UInt32, returnCode: ReturnCode) {
-        while true {
-            if let (header, body) = Framing.response(in: buffer, at: offset) {
-                offset = body.upperBound
-                return (header.requestID, header.returnCode)
-            }
-            if offset > 0 {
-                buffer.removeFirst(offset)
-                offset = 0
-            }
-            switch socket.receive(into: &buffer, timeout: timeout) {
-            case .data: continue
-            case .timedOut: throw .timedOut
+    /// Sends queued bytes until the socket would block.
+    public func flush() throws(ClientError) {
+        while hasPendingOutput {
+            switch socket.sendSome(output, from: outputOffset) {
+            case .bytes(let n): outputOffset += n
+            case .wouldBlock: return
             case .closed: throw .connectionClosed
             }
         }
+    }
+
+    /// Reads what has arrived, until the socket would block.
+    public func receive() throws(ClientError) {
+        if parsed > 0 {
+            for index in parsed..<received { input[index - parsed] = input[index] }  // a partial reply at most
+            received -= parsed
+            parsed = 0
+        }
+        while true {
+            if received == input.count { input += repeatElement(0, count: input.count) }
+            switch socket.receiveSome(into: &input, at: received) {
+            case .bytes(let n): received += n
+            case .wouldBlock: return
+            case .closed: throw .connectionClosed
+            }
+        }
+    }
+
+    /// The next complete reply among the received bytes (its body skipped), or nil.
+    public func nextReply() -> (requestID: UInt32, returnCode: ReturnCode)? {
+        guard let (header, body) = Framing.response(in: input, at: parsed, end: received) else { return nil }
+        parsed = body.upperBound
+        return (header.requestID, header.returnCode)
     }
 }

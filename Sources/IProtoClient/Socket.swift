@@ -91,6 +91,35 @@ final class Socket: Sendable {
         return .closed
     }
 
+    /// Puts the socket in non-blocking mode, for use with a ``Poller``.
+    func makeNonBlocking() { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
+
+    /// What one call on a non-blocking socket did.
+    enum Transfer: Equatable { case bytes(Int), wouldBlock, closed }
+
+    /// One send of `bytes[offset...]` on a non-blocking socket.
+    func sendSome(_ bytes: [UInt8], from offset: Int) -> Transfer {
+        while true {
+            let n = bytes.withUnsafeBytes { raw in
+                Glibc.send(fd, raw.baseAddress! + offset, raw.count - offset, Int32(MSG_NOSIGNAL))
+            }
+            if n >= 0 { return .bytes(n) }
+            if errno == EAGAIN || errno == EWOULDBLOCK { return .wouldBlock }
+            if errno != EINTR { return .closed }
+        }
+    }
+
+    /// One recv on a non-blocking socket into `buffer[offset...]`.
+    func receiveSome(into buffer: inout [UInt8], at offset: Int) -> Transfer {
+        while true {
+            let n = buffer.withUnsafeMutableBytes { raw in recv(fd, raw.baseAddress! + offset, raw.count - offset, 0) }
+            if n > 0 { return .bytes(n) }
+            if n == 0 { return .closed }
+            if errno == EAGAIN || errno == EWOULDBLOCK { return .wouldBlock }
+            if errno != EINTR { return .closed }
+        }
+    }
+
     /// Wakes a blocked receiver and refuses further sends.
     func shutdown() { Glibc.shutdown(fd, Int32(SHUT_RDWR)) }
 }

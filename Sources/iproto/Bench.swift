@@ -11,17 +11,22 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Load a server with pipelined storage calls and report throughput and latency.",
         discussion: """
-            Each connection runs on its own thread: it writes PIPELINE requests in one call, \
-            reads their replies, and repeats (with --rate, at that total pace). Latency is \
-            from a batch's write to each reply, recorded in HdrHistogram. A progress line \
-            goes to standard error every second; --json prints the summary as JSON.
+            Each connection writes PIPELINE requests at once, reads their replies, and repeats \
+            (with --rate, at that total pace, the connections' starts spread over one period). \
+            The connections are shared among --threads threads, each driving its own over epoll, \
+            as redis-benchmark does, so the load generator costs the machine little. Latency is \
+            from a batch's write to each reply, recorded in HdrHistogram. A progress line goes \
+            to standard error every second; --json prints the summary as JSON.
             """
     )
 
     @OptionGroup var connection: ConnectionOptions
 
-    @Option(help: "Connections, one thread each.")
+    @Option(help: "Connections.")
     var connections = 50
+
+    @Option(help: "Threads driving the connections.")
+    var threads = 1
 
     @Option(help: "Requests written at once per connection (pipeline depth).")
     var pipeline = 1
@@ -49,6 +54,7 @@ struct Bench: ParsableCommand {
 
     func validate() throws {
         guard connections >= 1, connections <= 10_000 else { throw ValidationError("--connections must be 1-10000") }
+        guard threads >= 1, threads <= connections else { throw ValidationError("--threads must be 1-connections") }
         guard pipeline >= 1, pipeline <= 100_000 else { throw ValidationError("--pipeline must be 1-100000") }
         guard duration > 0 else { throw ValidationError("--duration must be positive") }
         guard requests.map({ $0 >= connections * pipeline }) ?? true else {
@@ -63,35 +69,43 @@ struct Bench: ParsableCommand {
     func run() throws {
         let operations = try parseMix(mix)
         let value = String(repeating: "v", count: valueSize)
-        let batchesPerConnection = requests.map { Int(($0 + connections * pipeline - 1) / (connections * pipeline)) }
-        let batchInterval = rate.map { Double(connections * pipeline) / $0 }
-        let deadline = Date().addingTimeInterval(duration)
+        let started = DispatchTime.now().uptimeNanoseconds
+        let plan = LoadPlan(
+            connections: connections, pipeline: pipeline,
+            batchesPerConnection: requests.map { ($0 + connections * pipeline - 1) / (connections * pipeline) },
+            deadline: started + UInt64(duration * 1e9),
+            interval: rate.map { UInt64(Double(connections * pipeline) / $0 * 1e9) },
+            replyTimeout: UInt64(connection.timeout * 1e9))
         let progress = Progress()
         let results = Mutex<[WorkerResult]>([])
         let failure = Mutex<String?>(nil)
-        let started = Date()
 
         let group = DispatchGroup()
-        for worker in 0..<connections {
+        for thread in 0..<threads {
             group.enter()
             let thread = Thread { [connection] in
                 defer { group.leave() }
                 do {
-                    var load = try Load(worker: worker, host: connection.host, port: connection.port,
-                                        timeout: .seconds(connection.timeout), pipeline: pipeline,
-                                        operations: operations, keys: keys, value: value)
-                    let result = try load.run(batches: batchesPerConnection, until: deadline,
-                                              interval: batchInterval, progress: progress)
+                    let lanes = try stride(from: thread, to: connections, by: threads).map { index in
+                        do {
+                            return try Lane(index: index, host: connection.host, port: connection.port,
+                                            timeout: .seconds(connection.timeout), pipeline: pipeline,
+                                            operations: operations, keys: keys, value: value)
+                        } catch {
+                            throw LoadFailure(connection: index, error: error)
+                        }
+                    }
+                    let result = try LoadThread(lanes: lanes, plan: plan, progress: progress).run()
                     results.withLock { $0.append(result) }
                 } catch {
-                    failure.withLock { $0 = $0 ?? "connection \(worker): \(error)" }
+                    failure.withLock { $0 = $0 ?? "\(error)" }
                 }
             }
-            thread.stackSize = 256 * 1024
+            thread.stackSize = 512 * 1024
             thread.start()
         }
         while group.wait(timeout: .now() + 1) == .timedOut {
-            let elapsed = Date().timeIntervalSince(started)
+            let elapsed = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
             let done = progress.requests.load(ordering: .relaxed)
             FileHandle.standardError.write(Data(String(format: "\r%6.1f s  %12d requests  %10.0f req/s ", elapsed, done,
                                                        Double(done) / elapsed).utf8))
@@ -99,7 +113,8 @@ struct Bench: ParsableCommand {
         FileHandle.standardError.write(Data("\n".utf8))
         if let failure = failure.withLock({ $0 }) { throw ValidationError(failure) }
 
-        let summary = Summary(results.withLock { $0 }, seconds: Date().timeIntervalSince(started),
+        let summary = Summary(results.withLock { $0 },
+                              seconds: Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9,
                               connections: connections, pipeline: pipeline)
         print(json ? summary.json : summary.text)
     }
@@ -140,32 +155,58 @@ func parseMix(_ text: String) throws -> [StorageFunction] {
     return pattern
 }
 
-/// One connection's load loop and what it measured.
-struct Load {
-    private let connection: PipelinedConnection
-    private let pipeline: Int
-    private var frames: [[UInt8]]
-    private var nextFrame = 0
+/// What every load thread follows; times are `DispatchTime` nanoseconds.
+struct LoadPlan: Sendable {
+    let connections: Int
+    let pipeline: Int
+    /// Batches each connection sends, or nil to send until `deadline`.
+    let batchesPerConnection: Int?
+    let deadline: UInt64
+    /// With a target rate: the time between one connection's batches.
+    let interval: UInt64?
+    /// How long replies may stop coming before the run fails.
+    let replyTimeout: UInt64
+}
 
-    init(worker: Int, host: String, port: Int, timeout: Duration, pipeline: Int, operations: [StorageFunction],
+/// A connection that could not be opened or failed mid-run.
+struct LoadFailure: Error, CustomStringConvertible {
+    let connection: Int
+    let error: any Error
+    var description: String { "connection \(connection): \(error)" }
+}
+
+/// One connection of the load: its fixed cycle of request batches and where it is in it.
+struct Lane {
+    let index: Int
+    let connection: PipelinedConnection
+    private let batches: [[UInt8]]
+    private var nextBatch = 0
+    /// Replies still expected for the batch in flight.
+    var awaiting = 0
+    var sentAt: UInt64 = 0
+    /// When the next batch is due (with a target rate).
+    var dueAt: UInt64 = 0
+    var batchesSent = 0
+
+    init(index: Int, host: String, port: Int, timeout: Duration, pipeline: Int, operations: [StorageFunction],
          keys: Int, value: String) throws {
+        self.index = index
         connection = try PipelinedConnection(host: host, port: port, timeout: timeout)
-        self.pipeline = pipeline
         // A fixed cycle of batches, built once: the loop only writes them.
         let cycle = max(1, operations.count * keys / max(1, pipeline) / 10)
-        frames = (0..<min(cycle, 64)).map { batch in
+        batches = (0..<min(cycle, 64)).map { batch in
             var bytes: [UInt8] = []
             for slot in 0..<pipeline {
-                let n = (worker * 7919 + batch * pipeline + slot)
-                let index = Int64(n % keys)
+                let n = (index * 7919 + batch * pipeline + slot)
+                let key = Int64(n % keys)
                 var body = MessagePackWriter()
                 switch operations[n % operations.count] {
                 case .replace:
-                    body.write(.int(index))
+                    body.write(.int(key))
                     body.write(.string(value))
                     bytes += Framing.request(funcID: StorageFunction.replace.rawValue, requestID: UInt32(slot), body: body.bytes)
                 default:
-                    body.write(.int(index))
+                    body.write(.int(key))
                     bytes += Framing.request(funcID: StorageFunction.read.rawValue, requestID: UInt32(slot), body: body.bytes)
                 }
             }
@@ -173,29 +214,113 @@ struct Load {
         }
     }
 
-    mutating func run(batches: Int?, until deadline: Date, interval: Double?, progress: Progress) throws -> WorkerResult {
-        var result = WorkerResult()
-        var nextSend = DispatchTime.now().uptimeNanoseconds
-        var sent = 0
-        while batches.map({ sent < $0 }) ?? (Date() < deadline) {
-            if let interval {
-                let now = DispatchTime.now().uptimeNanoseconds
-                if nextSend > now { usleep(UInt32((nextSend - now) / 1000)) }
-                nextSend += UInt64(interval * 1e9)
+    /// The next batch of the cycle.
+    mutating func takeBatch() -> [UInt8] {
+        defer { nextBatch = (nextBatch + 1) % batches.count }
+        return batches[nextBatch]
+    }
+}
+
+/// Drives a share of the connections from one thread: each connection has one
+/// batch in flight at a time; a reply is read as soon as epoll reports it.
+final class LoadThread {
+    private var lanes: [Lane]
+    private let plan: LoadPlan
+    private let progress: Progress
+    private let poller: Poller
+    private var result = WorkerResult()
+    /// Lanes that will send again or still wait for replies.
+    private var unfinished: Int
+
+    init(lanes: [Lane], plan: LoadPlan, progress: Progress) throws(ClientError) {
+        self.lanes = lanes
+        self.plan = plan
+        self.progress = progress
+        poller = try Poller()
+        unfinished = lanes.count
+        let now = DispatchTime.now().uptimeNanoseconds
+        for token in lanes.indices {
+            poller.watch(lanes[token].connection, token: token)
+            // At a target rate, the connections' first batches are spread over one interval.
+            self.lanes[token].dueAt = now + (plan.interval ?? 0) * UInt64(lanes[token].index) / UInt64(plan.connections)
+        }
+    }
+
+    func run() throws -> WorkerResult {
+        var lastReply = DispatchTime.now().uptimeNanoseconds
+        while unfinished > 0 {
+            let now = DispatchTime.now().uptimeNanoseconds
+            var waitNanoseconds: UInt64 = 100_000_000  // bounded, so the deadline and timeouts are seen
+            for token in lanes.indices where lanes[token].awaiting == 0 && lanes[token].dueAt != .max {
+                if lanes[token].dueAt <= now {
+                    try start(token, now: now)
+                } else {
+                    waitNanoseconds = min(waitNanoseconds, lanes[token].dueAt - now)
+                }
             }
-            let start = DispatchTime.now().uptimeNanoseconds
-            try connection.send(frames[nextFrame])
-            nextFrame = (nextFrame + 1) % frames.count
-            for _ in 0..<pipeline {
-                let (_, code) = try connection.nextReply()
-                let latency = DispatchTime.now().uptimeNanoseconds - start
-                result.latency.record(latency)
-                if code != .ok { result.errors[code.rawValue, default: 0] += 1 }
+            var replied = false
+            try poller.wait(milliseconds: Int32((waitNanoseconds + 999_999) / 1_000_000)) { token throws(ClientError) in
+                replied = try service(token) || replied
             }
-            sent += 1
-            progress.requests.add(pipeline, ordering: .relaxed)
+            let after = DispatchTime.now().uptimeNanoseconds
+            if replied {
+                lastReply = after
+            } else if after - lastReply > plan.replyTimeout, lanes.contains(where: { $0.awaiting > 0 }) {
+                throw LoadFailure(connection: lanes.first { $0.awaiting > 0 }!.index, error: ClientError.timedOut)
+            }
         }
         return result
+    }
+
+    /// Sends the lane's next batch, or retires the lane when the run is over.
+    private func start(_ token: Int, now: UInt64) throws {
+        let sent = lanes[token].batchesSent
+        guard plan.batchesPerConnection.map({ sent < $0 }) ?? (now < plan.deadline) else {
+            lanes[token].dueAt = .max
+            unfinished -= 1
+            return
+        }
+        lanes[token].batchesSent += 1
+        lanes[token].awaiting = plan.pipeline
+        lanes[token].sentAt = now
+        lanes[token].dueAt = plan.interval.map { lanes[token].dueAt + $0 } ?? now
+        let batch = lanes[token].takeBatch()
+        do {
+            try lanes[token].connection.send(batch)
+        } catch {
+            throw LoadFailure(connection: lanes[token].index, error: error)
+        }
+        if lanes[token].connection.hasPendingOutput { poller.watch(lanes[token].connection, token: token, writable: true) }
+        progress.requests.add(plan.pipeline, ordering: .relaxed)
+    }
+
+    /// Writes what waits, reads what arrived, and records the replies; true if there were any.
+    private func service(_ token: Int) throws(ClientError) -> Bool {
+        let connection = lanes[token].connection
+        do {
+            if connection.hasPendingOutput {
+                try connection.flush()
+                if !connection.hasPendingOutput { poller.watch(connection, token: token) }
+            }
+            try connection.receive()
+        } catch {
+            throw .protocolViolation("connection \(lanes[token].index): \(error)")
+        }
+        let now = DispatchTime.now().uptimeNanoseconds
+        var replies = 0
+        while let (_, code) = connection.nextReply() {
+            guard lanes[token].awaiting > 0 else {
+                throw .protocolViolation("connection \(lanes[token].index): a reply to no request")
+            }
+            lanes[token].awaiting -= 1
+            replies += 1
+            result.latency.record(now - lanes[token].sentAt)
+            if code != .ok { result.errors[code.rawValue, default: 0] += 1 }
+        }
+        if replies > 0, lanes[token].awaiting == 0, plan.interval == nil {
+            do { try start(token, now: now) } catch { throw .protocolViolation("\(error)") }
+        }
+        return replies > 0
     }
 }
 

@@ -48,6 +48,51 @@ import Testing
     }
 }
 
+/// `iproto bench` against the real server: counts, mix, pacing and failures.
+@Suite struct BenchToolTests {
+    private func bench(_ port: Int, _ arguments: String...) throws -> (status: Int32, summary: [String: Any], errors: String) {
+        let run = try ServerProcess.run(ServerProcess.siblingPath("iproto"), ["bench", "--port", "\(port)", "--json"] + arguments)
+        let summary = (try? JSONSerialization.jsonObject(with: Data(run.output.utf8))) as? [String: Any] ?? [:]
+        return (run.status, summary, run.errors)
+    }
+
+    @Test func countedRunSendsTheRequestsAndTheMix() throws {
+        let server = try ServerProcess(["--rate-limit", "0"])
+        let run = try bench(server.port, "--connections", "4", "--threads", "2", "--pipeline", "8",
+                            "--requests", "2000", "--mix", "read=50,replace=50", "--keys", "1", "--value-size", "7")
+        #expect(run.status == 0, "\(run.errors)")
+        let requests = run.summary["requests"] as? Int ?? 0
+        #expect((2000...2000 + 4 * 8).contains(requests))  // whole batches: rounded up to connections x pipeline
+        #expect(run.summary["errors"] as? [String: Int] == [:])
+        let latency = run.summary["latency_us"] as? [String: Double] ?? [:]
+        #expect(Set(latency.keys) == ["p50", "p90", "p99", "p99.9", "max"])
+        #expect(latency["p50"].map { $0 > 0 && $0 <= latency["max"]! } == true)
+        // With one key, every REPLACE wrote slot 0.
+        let read = try ServerProcess.run(ServerProcess.siblingPath("iproto"), ["call", "read", "0", "--port", "\(server.port)"])
+        #expect(read.output == "vvvvvvv\n")
+    }
+
+    @Test func targetRateIsKept() throws {
+        let server = try ServerProcess(["--rate-limit", "0"])
+        // 10 connections at 500 requests/s in all: one request every 20 ms each, 50 each in one second.
+        let run = try bench(server.port, "--connections", "10", "--rate", "500", "--duration", "1")
+        #expect(run.status == 0, "\(run.errors)")
+        let requests = run.summary["requests"] as? Int ?? 0
+        #expect((300...510).contains(requests), "sent \(requests)")
+    }
+
+    @Test func errorsAreCountedAndRefusedConnectionsFail() throws {
+        let server = try ServerProcess(["--rate-limit", "0"])
+        _ = try ServerProcess.run(ServerProcess.siblingPath("iproto"), ["state", "read-only", "--port", "\(server.port)"])
+        let refused = try bench(server.port, "--connections", "2", "--requests", "100", "--mix", "replace=1")
+        #expect(refused.status == 0)
+        #expect(refused.summary["errors"] as? [String: Int] == ["256": 100])
+        let nobody = try bench(1, "--connections", "2", "--requests", "10")
+        #expect(nobody.status != 0)
+        #expect(nobody.errors.contains("connection 0: cannot connect: 127.0.0.1:1"))
+    }
+}
+
 /// `iproto repl` driven through a terminal (tmux): what a person would see.
 @Suite struct ReplTests {
     private final class Terminal {
