@@ -1,12 +1,12 @@
 # Two commands set everything up on a fresh Debian machine with the Swift toolchain:
 #   make run    build iprotod (release) and start it on its defaults (ARGS="--listen 0.0.0.0:3301 ..." to change)
-#   make test   unit, end-to-end, netcat fixture, restart and deploy tests
+#   make test   unit, end-to-end, netcat fixture, restart, crash and deploy tests
 #   make bench  iprotod against a bare epoll responder and Redis; writes docs/benchmarks.md
 SHELL := /bin/bash
 SWIFT ?= swift
 ARGS ?=
 
-.PHONY: all build-deps test-deps bench-deps build run test unit-test fixture-test restart-test deploy-check bench clean
+.PHONY: all build-deps test-deps bench-deps build run test unit-test fixture-test restart-test crash-test deploy-check bench clean
 
 all: build
 
@@ -28,7 +28,7 @@ build: build-deps
 run: build
 	"$$($(SWIFT) build -c release --show-bin-path)/iprotod" $(ARGS)
 
-test: unit-test fixture-test restart-test deploy-check
+test: unit-test fixture-test restart-test crash-test deploy-check
 
 unit-test: test-deps
 	$(SWIFT) build --build-tests
@@ -41,6 +41,11 @@ fixture-test: test-deps
 restart-test: test-deps
 	$(SWIFT) build --product iprotod
 	python3 Tests/Restart/restart_test.py "$$($(SWIFT) build --show-bin-path)/iprotod"
+
+# kill -9 under write load, 10 times; CRASH_KILLS=200 for a long run.
+crash-test: test-deps
+	$(SWIFT) build --product iprotod
+	python3 Tests/Crash/crash_test.py "$$($(SWIFT) build --show-bin-path)/iprotod" --kills $${CRASH_KILLS:-10}
 
 deploy-check: test-deps
 	$(SWIFT) build --product iprotod

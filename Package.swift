@@ -25,6 +25,8 @@ let package = Package(
         .systemLibrary(name: "CMsgPuck", providers: [.apt(["libmsgpuck-dev"])]),
         // epoll, which Glibc's Swift module does not export.
         .systemLibrary(name: "CEpoll"),
+        // zlib's crc32 for the storage journal.
+        .systemLibrary(name: "CZlib", providers: [.apt(["zlib1g-dev"])]),
 
         // The C core: event loops, sockets, buffers, framing, limits.
         .target(
@@ -48,7 +50,7 @@ let package = Package(
         // The assignment's storage service.
         .target(
             name: "IProtoStorage",
-            dependencies: ["IProto", .product(name: "Metrics", package: "swift-metrics")]
+            dependencies: ["CZlib", "IProto", .product(name: "Metrics", package: "swift-metrics")]
         ),
 
         // The client: async calls over pipelined, pooled connections.

@@ -13,6 +13,7 @@ build_packages=(
     "libev-dev=1:4.33-1"
     "libmsgpuck-dev=1.0.3-1.1+b1"
     "libedit-dev=3.1-20221030-2"   # line editing in iproto repl
+    "zlib1g-dev=1:1.2.13.dfsg-1"   # crc32 for the storage journal
 )
 test_packages=(
     "netcat-openbsd=-"   # fixtures are fed with nc -N

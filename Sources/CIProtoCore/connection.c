@@ -217,6 +217,9 @@ void iproto_reply(iproto_conn *c, uint32_t func_id, uint32_t request_id, uint32_
 static void conn_flush(struct iproto_conn *c) {
     struct worker *w = c->worker;
     struct obuf *source = obuf_pending(&c->out) > 0 ? &c->out : &w->batch;
+    const iproto_config *cfg = conn_config(c);
+    if (cfg->on_flush && obuf_pending(source) > 0)
+        cfg->on_flush(cfg->context, w->index);
     while (!c->broken && obuf_pending(source) > 0) {
         ssize_t n = send(c->fd, source->data + source->pos, obuf_pending(source), MSG_NOSIGNAL);
         if (n > 0) {

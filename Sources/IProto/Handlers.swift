@@ -14,8 +14,12 @@ public struct Handlers: Sendable {
     /// answers with ``ReturnCode/internalError``.
     public typealias Handler = @Sendable (Request) throws -> MessagePackValue
 
+    /// Runs on a worker thread right before it sends a batch of replies.
+    public typealias ReplyBarrier = @Sendable () -> Void
+
     private(set) var table: [UInt32: Handler] = [:]
     private(set) var names: [UInt32: String] = [:]
+    private(set) var replyBarriers: [ReplyBarrier] = []
 
     public init() {}
 
@@ -26,6 +30,14 @@ public struct Handlers: Sendable {
         precondition(table[funcID] == nil, "func_id 0x\(String(funcID, radix: 16)) is registered twice")
         table[funcID] = handler
         names[funcID] = name ?? "0x\(hex(funcID))"
+    }
+
+    /// Adds `barrier`, run on a worker thread before each batch of its replies
+    /// leaves the process: a service makes what the replies acknowledge durable
+    /// there, with one sync for the whole batch (group commit). Blocking in it
+    /// delays that worker's replies, never their order.
+    public mutating func beforeReplies(_ barrier: @escaping ReplyBarrier) {
+        replyBarriers.append(barrier)
     }
 
     /// The registered func_ids, in ascending order.

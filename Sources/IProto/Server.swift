@@ -33,7 +33,8 @@ public final class Server: Sendable {
             WorkerContext(index: index, dispatcher: dispatcher, configuration: configuration,
                           serverMetrics: metrics, logger: logger)
         }
-        core = try CoreServer(configuration: configuration, context: CallbackContext(workers: workers))
+        core = try CoreServer(configuration: configuration,
+                              context: CallbackContext(workers: workers, replyBarriers: handlers.replyBarriers))
     }
 
     /// The bound address as `host:port` (`[v6]:port` for IPv6).

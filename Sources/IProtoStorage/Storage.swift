@@ -37,6 +37,10 @@ extension ReturnCode {
 /// One lock covers the state and the slots, so every operation is atomic with
 /// respect to the others: a read never sees a torn value, and no write lands
 /// after the switch to read-only that was acknowledged before it.
+///
+/// In memory only by default (the assignment's storage); opened on a data
+/// directory, every change is journaled (``StorageJournal``) and survives
+/// restarts and crashes once acknowledged.
 public final class Storage: Sendable {
     public static let slotCount = 1000
     public static let maxValueBytes = 256
@@ -50,12 +54,46 @@ public final class Storage: Sendable {
     private let contents: Mutex<Contents>
     private let stateGauges: [StorageState: Gauge]
     private let stateChanges: [StorageState: Counter]
+    /// The write-ahead log and snapshots; nil when in memory only.
+    public let journal: StorageJournal?
+    /// What opening the data directory found; nil when in memory only.
+    public let recovery: Recovery?
+    /// Serializes snapshots.
+    private let snapshotting = Mutex(())
 
-    /// Metrics go to the swift-metrics backend: `PREFIX_storage_state{state}`
-    /// (1 for the current state, 0 for the others) and
-    /// `PREFIX_storage_state_changes_total{state}` (switches by target state).
-    public init(state: StorageState = .readWrite, metricsPrefix: String = "iproto") {
-        contents = Mutex(Contents(state: state, slots: Array(repeating: [], count: Self.slotCount)))
+    /// An in-memory storage. Metrics go to the swift-metrics backend:
+    /// `PREFIX_storage_state{state}` (1 for the current state, 0 for the
+    /// others) and `PREFIX_storage_state_changes_total{state}` (switches by
+    /// target state).
+    public convenience init(state: StorageState = .readWrite, metricsPrefix: String = "iproto") {
+        self.init(contents: Contents(state: state, slots: Array(repeating: [], count: Self.slotCount)),
+                  journal: nil, recovery: nil, metricsPrefix: metricsPrefix)
+    }
+
+    /// A storage kept in `dataDirectory` (created if missing; its parent must
+    /// exist): the last snapshot and the log after it are loaded, and every
+    /// change from now on is journaled with `fsync`. `initialState` applies
+    /// only to a new directory; otherwise the last recorded state wins.
+    /// ``recovery`` tells what was found. Also exports
+    /// `PREFIX_wal_records_total`, `PREFIX_wal_syncs_total` and
+    /// `PREFIX_snapshots_total`.
+    public convenience init(dataDirectory: String, fsync: FsyncPolicy, initialState: StorageState = .readWrite,
+                            metricsPrefix: String = "iproto") throws(JournalError) {
+        let (journal, recovered, recovery) = try StorageJournal.open(directory: dataDirectory, fsync: fsync,
+                                                                    metricsPrefix: metricsPrefix)
+        self.init(contents: Contents(state: recovered.state ?? initialState, slots: recovered.slots),
+                  journal: journal, recovery: recovery, metricsPrefix: metricsPrefix)
+        if recovered.state == nil {  // a new directory records its initial state first
+            contents.withLock { journal.append(.state($0.state)) }
+            journal.commit()
+        }
+    }
+
+    private init(contents: Contents, journal: StorageJournal?, recovery: Recovery?, metricsPrefix: String) {
+        self.contents = Mutex(contents)
+        self.journal = journal
+        self.recovery = recovery
+        let state = contents.state
         stateGauges = Dictionary(uniqueKeysWithValues: StorageState.allCases.map {
             ($0, Gauge(label: "\(metricsPrefix)_storage_state", dimensions: [("state", $0.label)]))
         })
@@ -69,9 +107,11 @@ public final class Storage: Sendable {
 
     public func switchState(to state: StorageState) {
         contents.withLock {
+            journal?.append(.state(state))
             $0.state = state
             showState(state)  // under the lock, so concurrent switches never show two states
         }
+        if journal?.fsync == .always { journal?.commit() }
         stateChanges[state]?.increment()
     }
 
@@ -80,7 +120,7 @@ public final class Storage: Sendable {
         [
             "\(prefix)_storage_state": "1 for the storage's current state, 0 for the others.",
             "\(prefix)_storage_state_changes_total": "Switches of the storage state, by target state.",
-        ]
+        ].merging(StorageJournal.metricHelp(prefix: prefix)) { first, _ in first }
     }
 
     private func showState(_ current: StorageState) {
@@ -104,10 +144,26 @@ public final class Storage: Sendable {
         }
         try contents.withLock { contents throws(IProtoError) in
             switch contents.state {
-            case .readWrite: contents.slots[index] = value
+            case .readWrite:
+                journal?.append(.replace(index: index, value: value))
+                contents.slots[index] = value
             case .readOnly: throw IProtoError(.storageReadOnly, "storage is read-only")
             case .maintenance: throw Self.maintenanceError
             }
+        }
+        if journal?.fsync == .always { journal?.commit() }
+    }
+
+    /// Writes a snapshot of the contents and drops the log it replaces;
+    /// nothing to do when in memory only. Writes wait only while the
+    /// contents are copied and the log moves to a new segment.
+    public func snapshot() throws(JournalError) {
+        guard let journal else { return }
+        try snapshotting.withLock { _ throws(JournalError) in
+            let (lsn, copy) = try contents.withLock { contents throws(JournalError) in
+                (try journal.beginSnapshot(), contents)
+            }
+            try journal.finishSnapshot(lsn: lsn, state: copy.state, slots: copy.slots)
         }
     }
 

@@ -26,8 +26,10 @@ public enum StorageFunction: UInt32, CaseIterable, Sendable {
 }
 
 extension Handlers {
-    /// Registers the five storage functions, served by `storage`.
+    /// Registers the five storage functions, served by `storage`; with a
+    /// journal, replies wait for the changes they acknowledge to be logged.
     public mutating func registerStorage(_ storage: Storage) {
+        if let journal = storage.journal { beforeReplies { journal.commit() } }
         for (function, state) in [(StorageFunction.switchReadOnly, StorageState.readOnly),
                                   (.switchReadWrite, .readWrite), (.switchMaintenance, .maintenance)] {
             register(function.rawValue, name: function.name) { request in

@@ -68,6 +68,18 @@ struct IProtoD: ParsableCommand {
     @Option(help: "Storage state at start: read-write, read-only or maintenance.")
     var initialState: StorageState = .readWrite
 
+    @Option(help: "Keep the storage in this directory (write-ahead log and snapshots) so acknowledged writes survive restarts and crashes; empty keeps it in memory only.")
+    var dataDir = ""
+
+    @Option(help: "With --data-dir: always (a sync per write), batch (one sync per batch of replies) or never (the kernel's page cache only).")
+    var fsync: FsyncPolicy = .batch
+
+    @Option(help: "With --data-dir: seconds between snapshots, taken when something changed (and on shutdown).")
+    var snapshotInterval = 60.0
+
+    @Option(help: "With --data-dir: log bytes since the last snapshot that trigger a snapshot sooner.")
+    var snapshotLogBytes = 64 << 20
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error or critical.")
     var logLevel: Logger.Level = .info
 
@@ -79,6 +91,8 @@ struct IProtoD: ParsableCommand {
 
     func validate() throws {
         _ = try makeConfiguration()
+        _ = try duration(snapshotInterval, "--snapshot-interval")
+        guard snapshotLogBytes > 0 else { throw ValidationError("--snapshot-log-bytes must be positive") }
         if !metricsListen.isEmpty { _ = try parseListenAddress(metricsListen, flag: "--metrics-listen") }
     }
 
@@ -102,7 +116,11 @@ struct IProtoD: ParsableCommand {
             configuration.listenFileDescriptor = inherited
             logger.info("serving the socket passed by systemd", metadata: ["fd": "\(inherited)"])
         }
-        let storage = Storage(state: initialState, metricsPrefix: configuration.metricsPrefix)
+        let storage = try openStorage(prefix: configuration.metricsPrefix, logger: logger)
+        let snapshots = storage.journal.map {
+            SnapshotSchedule(storage: storage, journal: $0, interval: snapshotInterval,
+                             logBytes: snapshotLogBytes, logger: logger)
+        }
         var handlers = Handlers()
         handlers.registerStorage(storage)
 
@@ -124,13 +142,33 @@ struct IProtoD: ParsableCommand {
         if let endpoint { print("iprotod metrics on \(endpoint.address)") }
         fflush(nil)
         logger.info("started", metadata: ["address": "\(server.address)", "workers": "\(configuration.workers)",
-                                          "state": "\(initialState.rawValue)"])
+                                          "state": "\(storage.state.rawValue)"])
 
         let signal = stopSignals.wait()
         logger.info("stopping", metadata: ["signal": "\(signal)"])
         server.shutdown()
         server.wait()
+        snapshots?.stopAndSnapshot()
         logger.info("stopped")
+    }
+
+    /// The storage in memory, or recovered from --data-dir with what recovery found logged.
+    private func openStorage(prefix: String, logger: Logger) throws -> Storage {
+        guard !dataDir.isEmpty else { return Storage(state: initialState, metricsPrefix: prefix) }
+        let storage: Storage
+        do {
+            storage = try Storage(dataDirectory: dataDir, fsync: fsync, initialState: initialState, metricsPrefix: prefix)
+        } catch {
+            throw ValidationError("--data-dir \(dataDir): \(error)")
+        }
+        let recovery = storage.recovery!
+        for warning in recovery.warnings { logger.warning("\(warning)") }
+        logger.info(recovery.fresh ? "storage created" : "storage recovered", metadata: [
+            "data_dir": "\(dataDir)", "fsync": "\(fsync.rawValue)", "snapshot_lsn": "\(recovery.snapshotLSN)",
+            "last_lsn": "\(recovery.lastLSN)", "replayed": "\(recovery.recordsReplayed)",
+            "truncated_bytes": "\(recovery.truncatedBytes)", "state": "\(storage.state.rawValue)",
+        ])
+        return storage
     }
 
     /// Serves GET /metrics unless --metrics-listen is empty; returns once the port is bound.
@@ -222,4 +260,5 @@ private func waitFor<T: Sendable>(_ operation: @escaping @Sendable () async thro
 }
 
 extension StorageState: ExpressibleByArgument {}
+extension FsyncPolicy: ExpressibleByArgument {}
 extension Logger.Level: @retroactive ExpressibleByArgument {}

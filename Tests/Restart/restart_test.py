@@ -17,54 +17,16 @@ server guarantees that such a request was not run. Any other outcome is a
 failure. Prints the figures, then "N passed, M failed".
 """
 import os
-import signal
 import socket
-import struct
-import subprocess
 import sys
 import threading
 import time
 
-REPLACE = 0x00020001
-SHUTTING_DOWN = 8
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from iproto import REPLACE, SHUTTING_DOWN, Server, frame, read_reply, replace_body  # noqa: E402
+
 CLIENTS = 4
 PHASE_SECONDS = 1.5
-
-
-def frame(func_id, request_id, body):
-    return struct.pack("<III", func_id, len(body), request_id) + body
-
-
-def replace_body(index, text):
-    data = text.encode()
-    return bytes([index, 0xA0 | len(data)]) + data  # fixint index, fixstr value (< 32 bytes)
-
-
-def receive_exactly(sock, n):
-    data = b""
-    while len(data) < n:
-        chunk = sock.recv(n - len(data))
-        if not chunk:
-            raise ConnectionError("closed")
-        data += chunk
-    return data
-
-
-class Server:
-    def __init__(self, iprotod, args, pass_fds=()):
-        self.process = subprocess.Popen(
-            args, executable=None, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, pass_fds=pass_fds)
-        line = self.process.stdout.readline().decode().strip()
-        if not line.startswith("iprotod listening on "):
-            self.process.kill()
-            raise RuntimeError(f"unexpected first line: {line!r}")
-        self.address = line.rsplit(" ", 1)[1]
-
-    def stop(self):
-        started = time.monotonic()
-        self.process.send_signal(signal.SIGTERM)
-        status = self.process.wait(timeout=30)
-        return status, time.monotonic() - started
 
 
 class Load:
@@ -100,9 +62,7 @@ class Load:
                         sock = socket.create_connection(("127.0.0.1", self.port), timeout=10)
                     self.count("sent")
                     sock.sendall(request)
-                    header = receive_exactly(sock, 16)
-                    func_id, length, reply_id, code = struct.unpack("<IIII", header)
-                    receive_exactly(sock, length)
+                    func_id, reply_id, code, _ = read_reply(sock)
                 except (ConnectionError, OSError):
                     # Closed before the reply: the request was not run; send it again elsewhere.
                     self.count("retried")
@@ -173,7 +133,7 @@ def main():
         os.dup2(listener.fileno(), 3)
     port = listener.getsockname()[1]
     activated = ["/bin/sh", "-c", 'LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" "$@"', iprotod] + common
-    results.append(restart("socket activation", lambda: Server(iprotod, activated, pass_fds=(3,)), port))
+    results.append(restart("socket activation", lambda: Server(activated, pass_fds=(3,)), port))
     if listener.fileno() != 3:
         os.close(3)
     listener.close()
@@ -184,7 +144,7 @@ def main():
     port = probe.getsockname()[1]
     probe.close()
     reuse = [iprotod, "--listen", f"127.0.0.1:{port}", "--reuse-port"] + common
-    results.append(restart("SO_REUSEPORT", lambda: Server(iprotod, reuse), port))
+    results.append(restart("SO_REUSEPORT", lambda: Server(reuse), port))
 
     passed = sum(results)
     print(f"{passed} passed, {len(results) - passed} failed")

@@ -98,6 +98,13 @@ typedef void (*iproto_request_fn)(void *context, iproto_conn *conn, unsigned wor
                                   uint32_t func_id, uint32_t request_id,
                                   const char *body, uint32_t body_length);
 
+/*
+ * Called on a worker thread right before it sends replies: whatever those
+ * replies acknowledge can be made durable first, one sync for the whole batch
+ * (group commit).
+ */
+typedef void (*iproto_flush_fn)(void *context, unsigned worker);
+
 typedef struct iproto_config {
     const char *host;           /* numeric address or name to bind */
     uint16_t port;              /* 0 picks a free port */
@@ -113,6 +120,7 @@ typedef struct iproto_config {
     double shutdown_timeout;    /* seconds to flush output on stop before closing anyway */
     iproto_request_fn on_request;
     iproto_conn_fn on_connection; /* optional */
+    iproto_flush_fn on_flush;     /* optional */
     void *context;              /* passed to the callbacks */
 } iproto_config;
 

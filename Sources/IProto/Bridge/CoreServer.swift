@@ -6,8 +6,12 @@ import CIProtoCore
 /// @unchecked: every field is immutable, and each worker context is confined to its worker thread.
 final class CallbackContext: @unchecked Sendable {
     let workers: [WorkerContext]
+    let replyBarriers: [Handlers.ReplyBarrier]
 
-    init(workers: [WorkerContext]) { self.workers = workers }
+    init(workers: [WorkerContext], replyBarriers: [Handlers.ReplyBarrier]) {
+        self.workers = workers
+        self.replyBarriers = replyBarriers
+    }
 }
 
 extension ConnectionState {
@@ -65,6 +69,10 @@ private let connectionTrampoline: iproto_conn_fn = { context, worker, event, pee
     worker.record(swiftEvent, peer: { peer.map { String(cString: $0) } ?? "?" })
 }
 
+private let flushTrampoline: iproto_flush_fn = { context, _ in
+    for barrier in Unmanaged<CallbackContext>.fromOpaque(context!).takeUnretainedValue().replyBarriers { barrier() }
+}
+
 /// Owns one C server: created bound, started once, stopped and joined before it is freed.
 /// @unchecked: the C functions used after creation (start, stop, wait, stats) are thread-safe,
 /// and `Server` calls start and wait under its own lifecycle rules.
@@ -90,6 +98,7 @@ final class CoreServer: @unchecked Sendable {
         config.shutdown_timeout = configuration.shutdownTimeout / .seconds(1)
         config.on_request = requestTrampoline
         config.on_connection = connectionTrampoline
+        config.on_flush = context.replyBarriers.isEmpty ? nil : flushTrampoline
         config.context = Unmanaged.passUnretained(context).toOpaque()
         var error = [CChar](repeating: 0, count: 256)
         let created = configuration.host.withCString { host in
