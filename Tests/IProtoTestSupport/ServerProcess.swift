@@ -54,7 +54,7 @@ public final class ServerProcess {
         output = Pipe()
         process.standardOutput = output
         if let log {
-            FileManager.default.createFile(atPath: log, contents: nil)
+            _ = FileManager.default.createFile(atPath: log, contents: nil)
             process.standardError = FileHandle(forWritingAtPath: log)
         } else {
             process.standardError = ProcessInfo.processInfo.environment["IPROTO_TEST_VERBOSE"] == nil

@@ -105,18 +105,18 @@ final class CoreServer: @unchecked Sendable {
             config.host = host
             return iproto_server_create(&config, &error, error.count)
         }
-        guard let created else { throw ServerError(message: String(cString: error)) }
+        guard let created else { throw ServerError(message: String(cBuffer: error)) }
         handle = created
         var buffer = [CChar](repeating: 0, count: 96)
         iproto_server_address(handle, &buffer, buffer.count)
-        address = String(cString: buffer)
+        address = String(cBuffer: buffer)
         port = Int(iproto_server_port(handle))
     }
 
     func start() throws(ServerError) {
         var error = [CChar](repeating: 0, count: 256)
         guard iproto_server_start(handle, &error, error.count) == 0 else {
-            throw ServerError(message: String(cString: error))
+            throw ServerError(message: String(cBuffer: error))
         }
     }
 
@@ -161,5 +161,12 @@ extension CloseReason {
 
     init(_ core: iproto_close_reason) {
         self = Self.coreOrder.first { $0.1 == core }?.0 ?? .ioError
+    }
+}
+
+extension String {
+    /// The text a C function wrote into `buffer`, up to its NUL.
+    init(cBuffer buffer: [CChar]) {
+        self.init(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 }
