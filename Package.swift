@@ -10,6 +10,7 @@ let package = Package(
         .library(name: "IProtoClient", targets: ["IProtoClient"]),
         .executable(name: "iprotod", targets: ["iprotod"]),
         .executable(name: "iproto", targets: ["iproto"]),
+        .plugin(name: "IProtoCodegenPlugin", targets: ["IProtoCodegenPlugin"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", exact: "1.8.2"),
@@ -50,13 +51,15 @@ let package = Package(
         // The assignment's storage service.
         .target(
             name: "IProtoStorage",
-            dependencies: ["CZlib", "IProto", .product(name: "Metrics", package: "swift-metrics")]
+            dependencies: ["CZlib", "IProto", .product(name: "Metrics", package: "swift-metrics")],
+            plugins: ["IProtoCodegenPlugin"]
         ),
 
         // The client: async calls over pipelined, pooled connections.
         .target(
             name: "IProtoClient",
-            dependencies: ["CEpoll", "IProto", "IProtoStorage"]
+            dependencies: ["CEpoll", "IProto", "IProtoStorage"],
+            plugins: ["IProtoCodegenPlugin"]
         ),
 
         // Prometheus exposition of the swift-metrics the server records, over HTTP.
@@ -104,6 +107,15 @@ let package = Package(
             ]
         ),
 
+        // API descriptions (*.iproto-api) → service protocols, Handlers registration, client methods, API tables.
+        .target(name: "IProtoCodegen"),
+        .executableTarget(
+            name: "iproto-codegen",
+            dependencies: ["IProtoCodegen", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        // Runs iproto-codegen on a target's API descriptions at build time.
+        .plugin(name: "IProtoCodegenPlugin", capability: .buildTool(), dependencies: ["iproto-codegen"]),
+
         // Test-only helpers: a blocking TCP client and a launcher for the real binary.
         .target(
             name: "IProtoTestSupport",
@@ -113,6 +125,13 @@ let package = Package(
         .testTarget(name: "IProtoTests", dependencies: ["IProto", "IProtoTestSupport"]),
         .testTarget(name: "IProtoStorageTests", dependencies: ["IProtoStorage", "IProto"]),
         .testTarget(name: "EndToEndTests", dependencies: ["IProto", "IProtoClient", "IProtoStorage", "IProtoTestSupport"]),
+        .testTarget(name: "IProtoCodegenTests", dependencies: ["IProtoCodegen"], exclude: ["Golden"]),
+        // A test-only service generated from its own description, served and called end to end.
+        .testTarget(
+            name: "GeneratedServiceTests",
+            dependencies: ["IProto", "IProtoClient", "IProtoTestSupport"],
+            plugins: ["IProtoCodegenPlugin"]
+        ),
     ],
     swiftLanguageModes: [.v6]
 )

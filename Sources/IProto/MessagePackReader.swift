@@ -31,12 +31,15 @@ public struct MessagePackReader: Sendable {
         try decodeMessagePackToken(bytes, at: offset).token
     }
 
-    /// Skips one whole value, containers included, validating it on the way.
+    /// Skips one whole value, containers included, validating it on the way,
+    /// and returns its header token.
     ///
     /// Iterative with a checked element budget: a container announcing more
     /// elements than bytes remain is rejected at once, not counted through.
-    public mutating func skipValue() throws(MessagePackError) {
-        guard let first = try readContainerHeader() else { return }  // scalars need no stack
+    @discardableResult
+    public mutating func skipValue() throws(MessagePackError) -> MessagePackToken {
+        let header = try readToken()
+        guard let first = try valuesInside(header) else { return header }  // scalars need no stack
         var pending = [first]  // values still to skip at each open nesting level
         while let last = pending.last {
             if last == 0 {
@@ -44,18 +47,19 @@ public struct MessagePackReader: Sendable {
                 continue
             }
             pending[pending.count - 1] = last - 1
-            guard let values = try readContainerHeader() else { continue }
+            guard let values = try valuesInside(readToken()) else { continue }
             guard pending.count < Self.maxDepth else { throw .tooDeep }
             pending.append(values)
         }
+        return header
     }
 
-    /// Reads one value header. For a container, returns how many values follow
-    /// (a map's pairs count twice), rejecting counts larger than the bytes left;
-    /// for a scalar, which is then fully read, returns nil.
-    private mutating func readContainerHeader() throws(MessagePackError) -> Int? {
+    /// For a container header just read, how many values follow (a map's pairs
+    /// count twice), rejecting counts larger than the bytes left; nil for a
+    /// scalar, which is then fully read.
+    private func valuesInside(_ header: MessagePackToken) throws(MessagePackError) -> Int? {
         let values: Int
-        switch try readToken() {
+        switch header {
         case .array(let count): values = count
         case .map(let count): values = count * 2
         default: return nil

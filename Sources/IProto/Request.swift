@@ -20,54 +20,87 @@ public struct Request: Sendable {
     /// Anything else — invalid MessagePack, more or fewer values — throws
     /// before the handler acts, so trailing garbage never half-executes a call.
     public func arguments(_ count: Int) throws(IProtoError) -> Arguments {
+        let (values, first) = try countValues(in: body)
         var reader = MessagePackReader(body)
-        var values = 0
-        do {
-            while !reader.isAtEnd {
-                try reader.skipValue()
-                values += 1
-            }
-        } catch {
-            throw IProtoError(.malformedBody, "malformed MessagePack body: \(error)")
-        }
-        reader = MessagePackReader(body)
-        if values == 1, case .array(let elements)? = try? reader.peekToken(), elements == count {
+        if values == 1, case .array(let elements) = first, elements == count {
             _ = try? reader.readArrayHeader()
             return Arguments(reader: reader, count: count)
         }
         if values == count { return Arguments(reader: reader, count: count) }
-        if count == 0, values == 1, case .nil? = try? reader.peekToken() {
+        if count == 0, values == 1, case .nil = first {
             return Arguments(reader: reader, count: 0)
         }
         let expected = "expected \(count) argument\(count == 1 ? "" : "s")"
-        if values == 1, case .array(let elements)? = try? reader.peekToken() {
+        if values == 1, case .array(let elements) = first {
             throw IProtoError(.badArguments, "\(expected), got an array of \(elements)")
         }
         throw IProtoError(.badArguments, "\(expected), got \(values) value\(values == 1 ? "" : "s")")
     }
 }
 
+/// How many MessagePack values `body` holds one after another, validating
+/// each, and the first one's header (nil when there is none), which decides
+/// the body's form without decoding it again.
+private func countValues(in body: [UInt8]) throws(IProtoError) -> (values: Int, first: MessagePackToken?) {
+    var reader = MessagePackReader(body)
+    var values = 0
+    var first: MessagePackToken?
+    do {
+        while !reader.isAtEnd {
+            let header = try reader.skipValue()
+            if values == 0 { first = header }
+            values += 1
+        }
+    } catch {
+        throw IProtoError(.malformedBody, "malformed MessagePack body: \(error)")
+    }
+    return (values, first)
+}
+
 /// Typed access to a request's arguments, in order. Errors name the argument
 /// (1-based) and map to ``ReturnCode/badArguments``, ``ReturnCode/outOfRange``
 /// or ``ReturnCode/tooLong``.
+///
+/// Arrays are read element by element: ``arrayCount(maxCount:name:)`` reads an
+/// array argument's header, and the reads after it return its elements, which
+/// errors attribute to that argument.
 public struct Arguments: Sendable {
     private var reader: MessagePackReader
     private let count: Int
     private var position = 0
+    /// Elements of the arrays opened by `arrayCount` not read yet. Reads are
+    /// depth-first, so one total covers nested arrays too.
+    private var elementsLeft = 0
 
     init(reader: MessagePackReader, count: Int) {
         self.reader = reader
         self.count = count
     }
 
-    /// Reads the next argument with `read`, turning decoding errors into bad-argument errors.
+    /// Typed access to a body of exactly `count` values one after another, with
+    /// no array form: a reply's body, where one array is one value. Invalid
+    /// MessagePack or another number of values throws.
+    public init(values body: [UInt8], count: Int) throws(IProtoError) {
+        let values = try countValues(in: body).values
+        guard values == count else {
+            throw IProtoError(.badArguments, "expected \(count) value\(count == 1 ? "" : "s"), got \(values)")
+        }
+        self.init(reader: MessagePackReader(body), count: count)
+    }
+
+    /// Reads the next argument (or array element) with `read`, turning decoding errors into bad-argument errors.
+    @inline(__always)  // keeps the per-argument read free of a closure call
     private mutating func next<T>(
         _ read: (inout MessagePackReader) throws(MessagePackError) -> T
     ) throws(IProtoError) -> T {
-        guard position < count else {
-            throw IProtoError(.internalError, "handler read more than its \(count) declared arguments")
+        if elementsLeft > 0 {
+            elementsLeft -= 1
+        } else {
+            guard position < count else {
+                throw IProtoError(.internalError, "handler read more than its \(count) declared arguments")
+            }
+            position += 1
         }
-        position += 1
         do {
             return try read(&reader)
         } catch {
@@ -93,6 +126,15 @@ public struct Arguments: Sendable {
         return exact
     }
 
+    /// Reads a non-negative integer; a negative one is out of range.
+    public mutating func uint() throws(IProtoError) -> UInt {
+        let value = try next { reader throws(MessagePackError) in try reader.readInteger() }
+        guard case .unsigned(let unsigned) = value else {
+            throw IProtoError(.outOfRange, "argument \(position): \(value) is negative")
+        }
+        return UInt(unsigned)
+    }
+
     public mutating func bool() throws(IProtoError) -> Bool {
         try next { reader throws(MessagePackError) in try reader.readBool() }
     }
@@ -101,21 +143,23 @@ public struct Arguments: Sendable {
         try next { reader throws(MessagePackError) in try reader.readDouble() }
     }
 
-    /// Reads a string's raw bytes, at most `maxBytes` of them.
-    public mutating func stringBytes(maxBytes: Int = .max) throws(IProtoError) -> [UInt8] {
+    /// Reads a string's raw bytes, at most `maxBytes` of them; errors call it
+    /// `name` ("value of 257 bytes exceeds 256 bytes") or else by its position.
+    public mutating func stringBytes(maxBytes: Int = .max, name: String? = nil) throws(IProtoError) -> [UInt8] {
         let bytes = try next { reader throws(MessagePackError) in try reader.readStringBytes() }
-        try checkLength(bytes.count, maxBytes, "string")
+        try checkLength(bytes.count, maxBytes, "bytes", name, "string")
         return Array(bytes)
     }
 
     /// Reads a string of at most `maxBytes` UTF-8 bytes; invalid UTF-8 is repaired.
-    public mutating func string(maxBytes: Int = .max) throws(IProtoError) -> String {
-        String(decoding: try stringBytes(maxBytes: maxBytes), as: UTF8.self)
+    public mutating func string(maxBytes: Int = .max, name: String? = nil) throws(IProtoError) -> String {
+        String(decoding: try stringBytes(maxBytes: maxBytes, name: name), as: UTF8.self)
     }
 
-    public mutating func binary(maxBytes: Int = .max) throws(IProtoError) -> [UInt8] {
+    /// Reads binary data of at most `maxBytes` bytes, named in errors as for strings.
+    public mutating func binary(maxBytes: Int = .max, name: String? = nil) throws(IProtoError) -> [UInt8] {
         let bytes = try next { reader throws(MessagePackError) in try reader.readBinary() }
-        try checkLength(bytes.count, maxBytes, "binary")
+        try checkLength(bytes.count, maxBytes, "bytes", name, "binary")
         return Array(bytes)
     }
 
@@ -123,9 +167,29 @@ public struct Arguments: Sendable {
         try next { reader throws(MessagePackError) in try reader.readNil() }
     }
 
-    private func checkLength(_ length: Int, _ maxBytes: Int, _ kind: String) throws(IProtoError) {
-        guard length <= maxBytes else {
-            throw IProtoError(.tooLong, "argument \(position): \(kind) of \(length) bytes exceeds \(maxBytes)")
+    /// Consumes the next value if it is nil (an optional value left out) and says whether it did.
+    public mutating func skipNil() throws(IProtoError) -> Bool {
+        guard case .nil? = try? reader.peekToken() else { return false }
+        try `nil`()
+        return true
+    }
+
+    /// Reads an array's header, at most `maxCount` elements, and returns its
+    /// element count: the next that many reads return the elements. Errors
+    /// call it `name` or else by its position.
+    public mutating func arrayCount(maxCount: Int = .max, name: String? = nil) throws(IProtoError) -> Int {
+        let elements = try next { reader throws(MessagePackError) in try reader.readArrayHeader() }
+        try checkLength(elements, maxCount, "elements", name, "array")
+        elementsLeft += elements
+        return elements
+    }
+
+    /// Throws unless `length` is within `limit`, calling the value `name` or
+    /// else "argument N: `kind`" (built only then: this runs on every read).
+    private func checkLength(_ length: Int, _ limit: Int, _ unit: String, _ name: String?, _ kind: String) throws(IProtoError) {
+        guard length <= limit else {
+            let subject = name ?? "argument \(position): \(kind)"
+            throw IProtoError(.tooLong, "\(subject) of \(length) \(unit) exceeds \(limit) \(unit)")
         }
     }
 }

@@ -1,36 +1,25 @@
-import IProto
 import IProtoStorage
 
-/// Typed calls for the storage API; server errors are thrown as
-/// ``ClientError/server(_:)`` with the return code (e.g. `.storageReadOnly`).
+/// Conveniences over the storage calls generated from storage.iproto-api
+/// (`read(index:)`, `replace(index:value:)`, `switchReadOnly()`…), for text
+/// values and state switches by value.
 extension IProtoClient {
-    /// The string stored at `index` (invalid UTF-8 is repaired; see ``readBytes(_:)``).
+    /// The string stored at `index`, invalid UTF-8 repaired; `read(index:)` gives the bytes as stored.
     public func read(_ index: Int, timeout: Duration? = nil) async throws(ClientError) -> String {
-        String(decoding: try await readBytes(index, timeout: timeout), as: UTF8.self)
-    }
-
-    /// The bytes stored at `index`, exactly as stored.
-    public func readBytes(_ index: Int, timeout: Duration? = nil) async throws(ClientError) -> [UInt8] {
-        let reply = try await call(StorageFunction.read.rawValue, arguments: [.int(Int64(index))], timeout: timeout)
-        var reader = MessagePackReader(reply.body)
-        guard let value = try? reader.readStringBytes(), reader.isAtEnd else {
-            throw .protocolViolation("STORAGE_READ reply is not one string")
-        }
-        return Array(value)
+        String(decoding: try await read(index: index, timeout: timeout), as: UTF8.self)
     }
 
     /// Stores `value` at `index`.
     public func replace(_ index: Int, with value: String, timeout: Duration? = nil) async throws(ClientError) {
-        _ = try await call(StorageFunction.replace.rawValue, arguments: [.int(Int64(index)), .string(value)], timeout: timeout)
+        try await replace(index: index, value: Array(value.utf8), timeout: timeout)
     }
 
     /// Switches the storage to `state`.
     public func switchState(to state: StorageState, timeout: Duration? = nil) async throws(ClientError) {
-        let function: StorageFunction = switch state {
-        case .readOnly: .switchReadOnly
-        case .readWrite: .switchReadWrite
-        case .maintenance: .switchMaintenance
+        switch state {
+        case .readOnly: try await switchReadOnly(timeout: timeout)
+        case .readWrite: try await switchReadWrite(timeout: timeout)
+        case .maintenance: try await switchMaintenance(timeout: timeout)
         }
-        _ = try await call(function.rawValue, arguments: [], timeout: timeout)
     }
 }

@@ -51,7 +51,7 @@ struct Repl: AsyncParsableCommand {
                 return Self.help
             case ("read", 1):
                 guard let index = Int(arguments[0]) else { return "error: INDEX must be a number" }
-                return MessagePackValue.stringBytes(try await client.readBytes(index)).description
+                return MessagePackValue.stringBytes(try await client.read(index: index)).description
             case ("replace", 2):
                 guard let index = Int(arguments[0]) else { return "error: INDEX must be a number" }
                 try await client.replace(index, with: unquoted(arguments[1]))

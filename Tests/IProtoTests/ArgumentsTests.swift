@@ -63,6 +63,50 @@ import Testing
         #expect { try tooLong.string(maxBytes: 5) } throws: { ($0 as? IProtoError)?.code == .tooLong }
     }
 
+    @Test func lengthErrorsUseTheGivenName() throws {
+        var arguments = try request(messagePackBytes(.string("abc")) + messagePackBytes(.binary([1, 2]))).arguments(2)
+        #expect(throws: IProtoError(.tooLong, "value of 3 bytes exceeds 2 bytes")) { try arguments.stringBytes(maxBytes: 2, name: "value") }
+        #expect(throws: IProtoError(.tooLong, "argument 2: binary of 2 bytes exceeds 1 bytes")) { try arguments.binary(maxBytes: 1) }
+    }
+
+    @Test func unsignedIntegers() throws {
+        var arguments = try request([0xcf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]).arguments(2)
+        #expect(try arguments.uint() == UInt.max)
+        #expect(throws: IProtoError(.outOfRange, "argument 2: -1 is negative")) { try arguments.uint() }
+    }
+
+    @Test func optionalValues() throws {
+        var arguments = try request([0xc0, 0x05]).arguments(2)
+        #expect(try arguments.skipNil())
+        #expect(try !arguments.skipNil())
+        #expect(try arguments.int() == 5)
+    }
+
+    @Test func arraysAreReadElementByElement() throws {
+        // [[1, 2], []] then "x": nested elements do not count as arguments.
+        var arguments = try request([0x92, 0x92, 0x01, 0x02, 0x90, 0xa1, 0x78]).arguments(2)
+        #expect(try arguments.arrayCount() == 2)
+        #expect(try arguments.arrayCount() == 2)
+        #expect(try arguments.int() == 1)
+        #expect(try arguments.int() == 2)
+        #expect(try arguments.arrayCount() == 0)
+        #expect(try arguments.string() == "x")
+        var tooMany = try request([0x93, 0x01, 0x02, 0x03]).arguments(1)
+        #expect(throws: IProtoError(.tooLong, "ids of 3 elements exceeds 2 elements")) { try tooMany.arrayCount(maxCount: 2, name: "ids") }
+        var element = try request([0x92, 0x01, 0xa1, 0x78]).arguments(1)
+        _ = try element.arrayCount()
+        _ = try element.int()
+        #expect(throws: IProtoError(.badArguments, "argument 1: expected integer, got string")) { try element.int() }
+    }
+
+    @Test func valuesWithoutTheArrayForm() throws {
+        var array = try Arguments(values: [0x91, 0x05], count: 1)  // one array, not the array form
+        #expect(try array.arrayCount() == 1)
+        #expect(try array.int() == 5)
+        #expect(throws: IProtoError(.badArguments, "expected 1 value, got 2")) { try Arguments(values: [0x01, 0x02], count: 1) }
+        #expect { try Arguments(values: [0xc1], count: 1) } throws: { ($0 as? IProtoError)?.code == .malformedBody }
+    }
+
     @Test func readingPastTheDeclaredCountIsAnInternalError() throws {
         var arguments = try request([0x01]).arguments(1)
         _ = try arguments.int()
