@@ -60,6 +60,8 @@ enum conn_state { CONN_OPEN, CONN_DRAINING, CONN_LINGERING };
 struct iproto_conn {
     struct worker *worker;
     struct iproto_conn *prev, *next;
+    struct iproto_conn *deferred_prev, *deferred_next;
+    bool deferred;                     /* in the worker's `deferred` list */
     int fd;
     enum conn_state state;
     iproto_close_reason close_reason;  /* used once DRAINING, LINGERING or broken */
@@ -151,11 +153,39 @@ static void conn_arm_timer(struct iproto_conn *c) {
     ev_timer_again(loop, &c->timer);
 }
 
+/* ---- deferred sending (with an on_flush barrier) ---- */
+
+static void conn_defer(struct iproto_conn *c) {
+    struct worker *w = c->worker;
+    if (c->deferred)
+        return;
+    c->deferred = true;
+    c->deferred_prev = NULL;
+    c->deferred_next = w->deferred;
+    if (w->deferred)
+        w->deferred->deferred_prev = c;
+    w->deferred = c;
+}
+
+static void conn_undefer(struct iproto_conn *c) {
+    struct worker *w = c->worker;
+    if (!c->deferred)
+        return;
+    c->deferred = false;
+    if (c->deferred_prev)
+        c->deferred_prev->deferred_next = c->deferred_next;
+    else
+        w->deferred = c->deferred_next;
+    if (c->deferred_next)
+        c->deferred_next->deferred_prev = c->deferred_prev;
+}
+
 /* ---- closing ---- */
 
 static void conn_close(struct iproto_conn *c, iproto_close_reason reason) {
     struct worker *w = c->worker;
     const iproto_config *cfg = conn_config(c);
+    conn_undefer(c);
     if (cfg->on_connection != NULL)
         cfg->on_connection(cfg->context, w->index, IPROTO_CONN_CLOSED, c->peer, reason);
     if (cfg->max_connections_per_ip > 0)
@@ -199,7 +229,9 @@ static void conn_mark_broken(struct iproto_conn *c, int error) {
 
 void iproto_reply(iproto_conn *c, uint32_t func_id, uint32_t request_id, uint32_t return_code,
                   const char *body, uint32_t body_length) {
-    struct obuf *target = obuf_pending(&c->out) > 0 ? &c->out : &c->worker->batch;
+    /* Deferred replies wait on their connection; otherwise the worker's batch gathers them. */
+    bool keep = obuf_pending(&c->out) > 0 || conn_config(c)->on_flush != NULL;
+    struct obuf *target = keep ? &c->out : &c->worker->batch;
     if (!obuf_reserve(target, IPROTO_RESPONSE_HEADER_SIZE + (size_t)body_length)) {
         conn_mark_broken(c, ENOMEM);
         return;
@@ -213,13 +245,20 @@ void iproto_reply(iproto_conn *c, uint32_t func_id, uint32_t request_id, uint32_
     target->len += IPROTO_RESPONSE_HEADER_SIZE + (size_t)body_length;
 }
 
-/* Sends what the socket takes; what it does not take stays queued on the connection. */
+/*
+ * Sends what the socket takes; what it does not take stays queued on the
+ * connection. With an on_flush barrier, replies are only sent by
+ * conn_send_deferred: here the connection joins the deferred list, unless it
+ * waits for the socket to drain (on_writable brings it back).
+ */
 static void conn_flush(struct iproto_conn *c) {
     struct worker *w = c->worker;
+    if (conn_config(c)->on_flush != NULL && !w->sending_deferred) {
+        if (obuf_pending(&c->out) > 0 && !ev_is_active(&c->write_watcher))
+            conn_defer(c);
+        return;
+    }
     struct obuf *source = obuf_pending(&c->out) > 0 ? &c->out : &w->batch;
-    const iproto_config *cfg = conn_config(c);
-    if (cfg->on_flush && obuf_pending(source) > 0)
-        cfg->on_flush(cfg->context, w->index);
     while (!c->broken && obuf_pending(source) > 0) {
         ssize_t n = send(c->fd, source->data + source->pos, obuf_pending(source), MSG_NOSIGNAL);
         if (n > 0) {
@@ -486,9 +525,36 @@ static void on_readable(struct ev_loop *loop, ev_io *watcher, int revents) {
 }
 
 static void on_writable(struct ev_loop *loop, ev_io *watcher, int revents) {
+    (void)revents;
+    /* Stopped so that, with deferred sending, the flush below queues the connection; restarted if still full. */
+    ev_io_stop(loop, watcher);
+    conn_settle(watcher->data);
+}
+
+/*
+ * Before the worker polls again: runs the barrier once for every reply made
+ * since, then sends them. Sending may resume paused input, whose replies
+ * join a new round (a new barrier) rather than going out unsynced.
+ */
+void conn_send_deferred(struct ev_loop *loop, ev_prepare *watcher, int revents) {
     (void)loop;
     (void)revents;
-    conn_settle(watcher->data);
+    struct worker *w = watcher->data;
+    const iproto_config *cfg = &w->server->config;
+    while (w->deferred != NULL) {
+        cfg->on_flush(cfg->context, w->index);
+        struct iproto_conn *round = w->deferred;
+        w->deferred = NULL;
+        while (round != NULL) {
+            struct iproto_conn *c = round;
+            round = c->deferred_next;
+            c->deferred = false;
+            w->sending_deferred = true;
+            conn_flush(c);
+            w->sending_deferred = false;
+            conn_settle(c);  /* may free c */
+        }
+    }
 }
 
 static void on_timer(struct ev_loop *loop, ev_timer *timer, int revents) {

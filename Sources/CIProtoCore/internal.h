@@ -62,6 +62,16 @@ struct worker {
     size_t read_buffer_size;
     struct obuf batch;
 
+    /*
+     * With an on_flush barrier, replies are not sent as they are made: the
+     * connections holding some wait in `deferred` (doubly linked), and before
+     * the loop polls again `flush_watcher` runs the barrier once and sends them
+     * all (group commit across every connection served in the iteration).
+     */
+    struct iproto_conn *deferred;
+    ev_prepare flush_watcher;
+    bool sending_deferred;
+
     struct iproto_conn *connections;  /* doubly linked, owned by this worker */
     unsigned connection_count;
 
@@ -84,6 +94,7 @@ struct iproto_server {
 void conn_accept(struct worker *w, int fd, const struct sockaddr_storage *peer, const ip_key *key);
 void conn_shutdown_all(struct worker *w);
 void conn_destroy_all(struct worker *w);
+void conn_send_deferred(struct ev_loop *loop, ev_prepare *watcher, int revents);
 void format_peer(const struct sockaddr_storage *address, char *out, size_t size);
 
 #endif

@@ -98,8 +98,13 @@ import Testing
         #expect(try connection.read(0).returnCode == .ok)
     }
 
-    @Test func clientThatNeverReadsCannotGrowServerMemory() throws {
-        let server = try ServerProcess(["--max-output", "65536", "--rate-limit", "0"])
+    /// Also with --data-dir, where replies wait for the log's barrier and are sent once per loop iteration.
+    @Test(arguments: [false, true])
+    func clientThatNeverReadsCannotGrowServerMemory(journaled: Bool) throws {
+        let dataDirectory = NSTemporaryDirectory() + "iprotod-limits-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: dataDirectory) }
+        let server = try ServerProcess(["--max-output", "65536", "--rate-limit", "0"]
+            + (journaled ? ["--data-dir", dataDirectory] : []))
         let connection = try TestConnection(port: server.port, receiveBuffer: 16 * 1024, sendBuffer: 16 * 1024)
         _ = try connection.replace(0, String(repeating: "r", count: 256))
         let frame = Framing.request(funcID: API.read, requestID: 5, body: messagePack(0))  // 13-byte request, 275-byte reply
