@@ -1,12 +1,13 @@
 # Two commands set everything up on a fresh Debian machine with the Swift toolchain:
 #   make run    build iprotod (release) and start it on its defaults (ARGS="--listen 0.0.0.0:3301 ..." to change)
-#   make test   unit, end-to-end, netcat fixture, restart, crash and deploy tests
+#   make test   unit, end-to-end, netcat fixture, sanitizer, restart, crash, abuse (short) and deploy tests
 #   make bench  iprotod against a bare epoll responder and Redis; writes docs/benchmarks.md
+#   make abuse  the abuse scenarios in full; writes docs/robustness.md
 SHELL := /bin/bash
 SWIFT ?= swift
 ARGS ?=
 
-.PHONY: all build-deps test-deps bench-deps build run test unit-test fixture-test restart-test crash-test deploy-check bench clean
+.PHONY: all build-deps test-deps bench-deps build run test unit-test fixture-test sanitize-test restart-test crash-test abuse-test deploy-check bench abuse clean
 
 all: build
 
@@ -28,7 +29,7 @@ build: build-deps
 run: build
 	"$$($(SWIFT) build -c release --show-bin-path)/iprotod" $(ARGS)
 
-test: unit-test fixture-test restart-test crash-test deploy-check
+test: unit-test fixture-test sanitize-test restart-test crash-test abuse-test deploy-check
 
 unit-test: test-deps
 	$(SWIFT) build --build-tests
@@ -37,6 +38,22 @@ unit-test: test-deps
 fixture-test: test-deps
 	$(SWIFT) build --product iprotod
 	Tests/Fixtures/run.sh "$$($(SWIFT) build --show-bin-path)/iprotod"
+
+# The fixture and end-to-end suites once more, against iprotod and iproto built with
+# AddressSanitizer (the C core also with UndefinedBehaviorSanitizer, which Swift lacks);
+# any report fails. Leak checking is off: the Swift runtime keeps its metadata until exit.
+SANITIZE_BUILD = $(SWIFT) build --sanitize=address -Xcc -fsanitize=undefined --scratch-path .build-sanitize
+SANITIZE_REPORTS = $(CURDIR)/.build-sanitize/reports
+sanitize-test: unit-test
+	$(SANITIZE_BUILD) --product iprotod
+	$(SANITIZE_BUILD) --product iproto
+	rm -rf $(SANITIZE_REPORTS) && mkdir -p $(SANITIZE_REPORTS)
+	export ASAN_OPTIONS=log_path=$(SANITIZE_REPORTS)/asan:detect_leaks=0:quarantine_size_mb=16 \
+		UBSAN_OPTIONS=log_path=$(SANITIZE_REPORTS)/ubsan:print_stacktrace=1 && \
+	bin="$$($(SANITIZE_BUILD) --show-bin-path)" && \
+	Tests/Fixtures/run.sh "$$bin/iprotod" && \
+	IPROTOD_BIN="$$bin/iprotod" $(SWIFT) test --skip-build --filter EndToEndTests
+	@if [ -n "$$(ls -A $(SANITIZE_REPORTS))" ]; then cat $(SANITIZE_REPORTS)/*; echo "sanitizer reports above"; exit 1; fi
 
 restart-test: test-deps
 	$(SWIFT) build --product iprotod
@@ -47,6 +64,12 @@ crash-test: test-deps
 	$(SWIFT) build --product iprotod
 	python3 Tests/Crash/crash_test.py "$$($(SWIFT) build --show-bin-path)/iprotod" --kills $${CRASH_KILLS:-10}
 
+# Every abuse scenario beside a conforming client, 2 s each at a tenth of the scale.
+abuse-test: test-deps
+	$(SWIFT) build --product iprotod
+	$(SWIFT) build --product iproto
+	python3 Tests/Abuse/abuse_test.py "$$($(SWIFT) build --show-bin-path)/iprotod" "$$($(SWIFT) build --show-bin-path)/iproto" --short
+
 deploy-check: test-deps
 	$(SWIFT) build --product iprotod
 	deploy/check.sh "$$($(SWIFT) build --show-bin-path)/iprotod"
@@ -54,6 +77,13 @@ deploy-check: test-deps
 # Not part of make test: minutes of load on every core.
 bench: bench-deps
 	bench/run.sh
+
+# Not part of make test: 8 s per scenario at full scale (10,000 connections), release build.
+abuse: test-deps
+	$(SWIFT) build -c release --product iprotod
+	$(SWIFT) build -c release --product iproto
+	python3 Tests/Abuse/abuse_test.py "$$($(SWIFT) build -c release --show-bin-path)/iprotod" \
+		"$$($(SWIFT) build -c release --show-bin-path)/iproto" --doc docs/robustness.md
 
 clean:
 	rm -rf .build

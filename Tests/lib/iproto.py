@@ -3,6 +3,7 @@ import signal
 import struct
 import subprocess
 import time
+import urllib.request
 
 SWITCH_READONLY = 0x00010001
 SWITCH_READWRITE = 0x00010002
@@ -77,6 +78,21 @@ class Server:
             raise RuntimeError(f"iprotod did not start: {line!r}" + (f"; see {log}" if log else ""))
         self.address = line.rsplit(" ", 1)[1]
         self.port = int(self.address.rsplit(":", 1)[1])
+        self.metrics_port = None
+        if "--metrics-listen" in args and args[args.index("--metrics-listen") + 1]:
+            line = self.process.stdout.readline().decode().strip()
+            self.metrics_port = int(line.rsplit(":", 1)[1])
+
+    def metrics(self):
+        """The Prometheus scrape as {'name{labels}': value}."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10) as reply:
+            text = reply.read().decode()
+        return {key: float(value) for key, value in
+                (line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#"))}
+
+    def rss_kib(self):
+        with open(f"/proc/{self.process.pid}/status") as status:
+            return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
 
     def stop(self):
         """SIGTERM; returns the exit status and the seconds it took."""
