@@ -52,6 +52,12 @@ def connect(port, source, timeout=10):
     return sock
 
 
+def close_with_reset(sock):
+    """Closes with an RST instead of a FIN (SO_LINGER with a zero timeout)."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
 def sources(first, count):
     """count loopback addresses from 127.0.0.<first> on."""
     return [f"127.0.{(first + i) // 250}.{(first + i) % 250 + 2}" for i in range(count)]
@@ -195,9 +201,7 @@ def connect_storm(abuse):
         while abuse.running():
             try:
                 sock = connect(abuse.port, source, timeout=2)
-                if reset:
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                sock.close()
+                (close_with_reset if reset else socket.socket.close)(sock)
                 abuse.count("connections")
             except OSError:
                 abuse.count("refused")
@@ -217,8 +221,7 @@ def reset_mid_reply(abuse):
                 sock = connect(abuse.port, source, timeout=2)
                 sock.sendall(requests)
                 sock.recv(4096)
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                sock.close()
+                close_with_reset(sock)
                 abuse.count("resets")
             except OSError:
                 abuse.count("refused")
