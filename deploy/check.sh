@@ -20,7 +20,7 @@
 #      hide everything); `systemd-analyze security --offline` must rate the
 #      service's exposure at most 2.0.
 #   b) promtool check config prometheus/prometheus.yml.
-#   c) starts PATH_TO_IPROTOD --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0,
+#   c) starts PATH_TO_IPROTOD --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 --data-dir TMP,
 #      reads both addresses from its first two stdout lines (bounded wait),
 #      sends iproto requests with nc and checks their return codes, scrapes
 #      GET /metrics with curl, runs promtool check metrics on the scrape and
@@ -241,7 +241,9 @@ start_server() {
     for var in $(compgen -e); do
         [[ $var == IPROTOD_* || $var == LOG_LEVEL || $var == LISTEN_* ]] && scrub+=(-u "$var")
     done
-    env "${scrub[@]}" "$iprotod" --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 >"$tmp/stdout" 2>"$tmp/stderr" &
+    # With a data directory, so that the journal's metrics (on the dashboard too) are exported.
+    env "${scrub[@]}" "$iprotod" --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 --data-dir "$tmp/data" \
+        >"$tmp/stdout" 2>"$tmp/stderr" &
     server_pid=$!
     for ((i = 0; i < startup_timeout * 20; i++)); do
         [[ $(wc -l <"$tmp/stdout") -ge 2 ]] && break  # two complete lines
