@@ -20,6 +20,10 @@
  * byte is copied once, and memory follows the bytes received, not the size a
  * header announces).
  * An idle connection therefore holds no input memory.
+ * A connection runs at most IPROTO_REQUESTS_PER_TURN requests per turn of the
+ * loop; past that its read watcher stops and the rest of what it sent waits in
+ * the stash for a turn in the next iteration (the worker's `backlog`), after
+ * the other connections have had theirs.
  *
  * Output path. While a connection has no unsent output, its replies go into the
  * worker's `batch` and are sent with one send() when the read batch is done.
@@ -57,11 +61,18 @@
 
 enum conn_state { CONN_OPEN, CONN_DRAINING, CONN_LINGERING };
 
+/* Membership in one of a worker's lists of connections waiting for a turn. */
+struct conn_link {
+    struct iproto_conn *prev, *next;
+    bool linked;
+};
+
 struct iproto_conn {
     struct worker *worker;
     struct iproto_conn *prev, *next;
-    struct iproto_conn *deferred_prev, *deferred_next;
-    bool deferred;                     /* in the worker's `deferred` list */
+    struct conn_link deferred;         /* in the worker's `deferred` list: replies wait for the barrier */
+    struct conn_link backlog;          /* in the worker's `backlog`: stashed requests wait for a turn */
+    unsigned turn_budget;              /* requests this connection may still run in this turn */
     int fd;
     enum conn_state state;
     iproto_close_reason close_reason;  /* used once DRAINING, LINGERING or broken */
@@ -153,31 +164,52 @@ static void conn_arm_timer(struct iproto_conn *c) {
     ev_timer_again(loop, &c->timer);
 }
 
-/* ---- deferred sending (with an on_flush barrier) ---- */
+/* ---- the worker's turn lists: deferred sending, backlog ---- */
 
-static void conn_defer(struct iproto_conn *c) {
-    struct worker *w = c->worker;
-    if (c->deferred)
+typedef struct conn_link *(*conn_link_of)(struct iproto_conn *c);
+static struct conn_link *deferred_link(struct iproto_conn *c) { return &c->deferred; }
+static struct conn_link *backlog_link(struct iproto_conn *c) { return &c->backlog; }
+
+static void list_push(struct iproto_conn **head, struct iproto_conn *c, conn_link_of link) {
+    struct conn_link *l = link(c);
+    if (l->linked)
         return;
-    c->deferred = true;
-    c->deferred_prev = NULL;
-    c->deferred_next = w->deferred;
-    if (w->deferred)
-        w->deferred->deferred_prev = c;
-    w->deferred = c;
+    l->linked = true;
+    l->prev = NULL;
+    l->next = *head;
+    if (*head)
+        link(*head)->prev = c;
+    *head = c;
 }
 
-static void conn_undefer(struct iproto_conn *c) {
-    struct worker *w = c->worker;
-    if (!c->deferred)
+static void list_remove(struct iproto_conn **head, struct iproto_conn *c, conn_link_of link) {
+    struct conn_link *l = link(c);
+    if (!l->linked)
         return;
-    c->deferred = false;
-    if (c->deferred_prev)
-        c->deferred_prev->deferred_next = c->deferred_next;
+    l->linked = false;
+    if (l->prev)
+        link(l->prev)->next = l->next;
     else
-        w->deferred = c->deferred_next;
-    if (c->deferred_next)
-        c->deferred_next->deferred_prev = c->deferred_prev;
+        *head = l->next;
+    if (l->next)
+        link(l->next)->prev = l->prev;
+}
+
+/* Takes the first connection of a list detached from its worker (see the turn functions). */
+static struct iproto_conn *list_take(struct iproto_conn **detached, conn_link_of link) {
+    struct iproto_conn *c = *detached;
+    *detached = link(c)->next;
+    link(c)->linked = false;
+    return c;
+}
+
+/* The connection ran out of budget with requests left: stop reading and wait for the next turn. */
+static void conn_backlog(struct iproto_conn *c) {
+    struct worker *w = c->worker;
+    ev_io_stop(w->loop, &c->read_watcher);
+    list_push(&w->backlog, c, backlog_link);
+    ev_check_start(w->loop, &w->backlog_watcher);
+    ev_idle_start(w->loop, &w->backlog_spinner);
 }
 
 /* ---- closing ---- */
@@ -185,7 +217,8 @@ static void conn_undefer(struct iproto_conn *c) {
 static void conn_close(struct iproto_conn *c, iproto_close_reason reason) {
     struct worker *w = c->worker;
     const iproto_config *cfg = conn_config(c);
-    conn_undefer(c);
+    list_remove(&w->deferred, c, deferred_link);
+    list_remove(&w->backlog, c, backlog_link);
     if (cfg->on_connection != NULL)
         cfg->on_connection(cfg->context, w->index, IPROTO_CONN_CLOSED, c->peer, reason);
     if (cfg->max_connections_per_ip > 0)
@@ -255,7 +288,7 @@ static void conn_flush(struct iproto_conn *c) {
     struct worker *w = c->worker;
     if (conn_config(c)->on_flush != NULL && !w->sending_deferred) {
         if (obuf_pending(&c->out) > 0 && !ev_is_active(&c->write_watcher))
-            conn_defer(c);
+            list_push(&w->deferred, c, deferred_link);
         return;
     }
     struct obuf *source = obuf_pending(&c->out) > 0 ? &c->out : &w->batch;
@@ -316,6 +349,10 @@ static size_t conn_parse(struct iproto_conn *c, const char *data, size_t len) {
     size_t offset = 0;
     while (c->state == CONN_OPEN && !c->input_paused && !c->broken &&
            len - offset >= IPROTO_REQUEST_HEADER_SIZE) {
+        if (c->turn_budget == 0) {
+            conn_backlog(c);
+            break;
+        }
         const char *header = data + offset;
         uint32_t func_id = load_u32le(header);
         uint32_t body_length = load_u32le(header + 4);
@@ -335,6 +372,7 @@ static size_t conn_parse(struct iproto_conn *c, const char *data, size_t len) {
         else
             conn_reply_message(c, func_id, request_id, IPROTO_RC_SHUTTING_DOWN, "server is shutting down");
         offset += IPROTO_REQUEST_HEADER_SIZE + (size_t)body_length;
+        c->turn_budget--;
         STAT_ADD(w, requests, 1);
         if (conn_unsent(c) >= cfg->max_output) {
             c->input_paused = true;
@@ -349,7 +387,7 @@ static size_t conn_parse(struct iproto_conn *c, const char *data, size_t len) {
 
 /* After the stash changed: track when its incomplete request began, for the read timeout. */
 static void conn_note_stash(struct iproto_conn *c, bool frame_completed) {
-    if (c->in.len == 0 || c->input_paused || c->state != CONN_OPEN) {
+    if (c->in.len == 0 || c->input_paused || c->backlog.linked || c->state != CONN_OPEN) {
         c->request_started = 0;
         obuf_shrink_if_empty(&c->in, IN_STASH_KEEP);
         return;
@@ -455,7 +493,7 @@ static void conn_settle(struct iproto_conn *c) {
             break;
         c->input_paused = false;
         conn_parse_stash(c);
-        if (!c->input_paused && c->state == CONN_OPEN)
+        if (!c->input_paused && !c->backlog.linked && c->state == CONN_OPEN)
             ev_io_start(loop, &c->read_watcher);
     }
     if (c->state != CONN_OPEN)
@@ -509,8 +547,9 @@ static void on_readable(struct ev_loop *loop, ev_io *watcher, int revents) {
         conn_discard_input(c);
         return;
     }
+    c->turn_budget = IPROTO_REQUESTS_PER_TURN;
     for (int i = 0; i < IPROTO_READS_PER_WAKEUP; i++) {
-        if (c->state != CONN_OPEN || c->input_paused || c->broken)
+        if (c->state != CONN_OPEN || c->input_paused || c->backlog.linked || c->broken)
             break;
         size_t asked = 0;
         ssize_t n = conn_read_once(c, &asked);
@@ -546,9 +585,7 @@ void conn_send_deferred(struct ev_loop *loop, ev_prepare *watcher, int revents) 
         struct iproto_conn *round = w->deferred;
         w->deferred = NULL;
         while (round != NULL) {
-            struct iproto_conn *c = round;
-            round = c->deferred_next;
-            c->deferred = false;
+            struct iproto_conn *c = list_take(&round, deferred_link);
             w->sending_deferred = true;
             conn_flush(c);
             w->sending_deferred = false;
@@ -571,6 +608,37 @@ static void on_timer(struct ev_loop *loop, ev_timer *timer, int revents) {
     } else {
         conn_close(c, reason);
     }
+}
+
+/*
+ * Once per loop iteration, after the other events: one more turn, with a fresh
+ * budget, for each connection whose stash still holds requests. A connection
+ * that uses this budget up too waits for the next iteration again.
+ */
+void conn_serve_backlog(struct ev_loop *loop, ev_check *watcher, int revents) {
+    (void)revents;
+    struct worker *w = watcher->data;
+    struct iproto_conn *turn = w->backlog;
+    w->backlog = NULL;
+    while (turn != NULL) {
+        struct iproto_conn *c = list_take(&turn, backlog_link);
+        c->turn_budget = IPROTO_REQUESTS_PER_TURN;
+        conn_parse_stash(c);
+        if (!c->backlog.linked && !c->input_paused && c->state == CONN_OPEN)
+            ev_io_start(loop, &c->read_watcher);
+        conn_settle(c);  /* may free c */
+    }
+    if (w->backlog == NULL) {
+        ev_check_stop(loop, watcher);
+        ev_idle_stop(loop, &w->backlog_spinner);
+    }
+}
+
+/* The backlog's idle watcher only keeps the loop polling without sleeping. */
+void conn_keep_polling(struct ev_loop *loop, ev_idle *watcher, int revents) {
+    (void)loop;
+    (void)watcher;
+    (void)revents;
 }
 
 /* ---- worker-facing entry points ---- */

@@ -14,6 +14,12 @@
 #define IPROTO_READ_CHUNK (64 * 1024)
 /* Reads per connection per wake-up, so one busy client cannot starve the others. */
 #define IPROTO_READS_PER_WAKEUP 16
+/*
+ * Requests one connection may run per turn of the loop. A client pipelining
+ * thousands at once would otherwise hold its worker for milliseconds while the
+ * other connections wait; past this, the rest waits in its stash for the next turn.
+ */
+#define IPROTO_REQUESTS_PER_TURN 128
 /* Batched replies are sent once they reach this size, even mid-batch. */
 #define IPROTO_BATCH_FLUSH (64 * 1024)
 /* Connections accepted per wake-up of the listening socket. */
@@ -72,6 +78,16 @@ struct worker {
     ev_prepare flush_watcher;
     bool sending_deferred;
 
+    /*
+     * Connections that used up their turn's request budget with complete
+     * requests left in their stash. `backlog_watcher` gives each another turn
+     * once per loop iteration, after the other connections' events;
+     * `backlog_spinner`, an idle watcher, keeps the loop from sleeping meanwhile.
+     */
+    struct iproto_conn *backlog;
+    ev_check backlog_watcher;
+    ev_idle backlog_spinner;
+
     struct iproto_conn *connections;  /* doubly linked, owned by this worker */
     unsigned connection_count;
 
@@ -95,6 +111,8 @@ void conn_accept(struct worker *w, int fd, const struct sockaddr_storage *peer, 
 void conn_shutdown_all(struct worker *w);
 void conn_destroy_all(struct worker *w);
 void conn_send_deferred(struct ev_loop *loop, ev_prepare *watcher, int revents);
+void conn_serve_backlog(struct ev_loop *loop, ev_check *watcher, int revents);
+void conn_keep_polling(struct ev_loop *loop, ev_idle *watcher, int revents);
 void format_peer(const struct sockaddr_storage *address, char *out, size_t size);
 
 #endif

@@ -231,6 +231,9 @@ static bool worker_init(struct worker *w, struct iproto_server *s, unsigned inde
     w->accept_watcher.data = w->accept_backoff.data = w->stop_signal.data = w->shutdown_deadline.data = w;
     ev_io_start(w->loop, &w->accept_watcher);
     ev_async_start(w->loop, &w->stop_signal);
+    ev_check_init(&w->backlog_watcher, conn_serve_backlog);
+    ev_idle_init(&w->backlog_spinner, conn_keep_polling);
+    w->backlog_watcher.data = w;
     if (s->config.on_flush != NULL) {
         ev_prepare_init(&w->flush_watcher, conn_send_deferred);
         w->flush_watcher.data = w;
