@@ -45,12 +45,16 @@ public final class Server: Sendable {
 
     /// Starts the worker threads and returns. Calling it twice is a programming error.
     public func start() throws(ServerError) {
-        let first = started.withLock { started in
+        precondition(markStarted(), "Server.start() called twice")
+        try core.start()
+    }
+
+    /// Records the start; false if the server had already started.
+    private func markStarted() -> Bool {
+        started.withLock { started in
             defer { started = true }
             return !started
         }
-        precondition(first, "Server.start() called twice")
-        try core.start()
     }
 
     /// Stops accepting and drains: requests already received are answered,
@@ -62,9 +66,10 @@ public final class Server: Sendable {
     /// Blocks until the workers have exited after ``shutdown()``.
     public func wait() { core.wait() }
 
-    /// Starts the server and suspends until it stops; cancelling the task shuts it down.
+    /// Starts the server (unless ``start()`` already did) and suspends until
+    /// it stops; cancelling the task shuts it down.
     public func run() async throws(ServerError) {
-        try start()
+        if markStarted() { try core.start() }
         await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
                 DispatchQueue.global().async {

@@ -32,6 +32,7 @@ private struct Toolbox: ToolboxService {
         var handlers = Handlers()
         handlers.registerToolboxService(Toolbox())
         let server = try Server(configuration: .init(host: "127.0.0.1", port: 0), handlers: handlers)
+        try server.start()  // serving now, whenever the run task gets a thread of the cooperative pool
         let running = Task { try await server.run() }
         let client = IProtoClient(host: "127.0.0.1", port: server.port)
         do {

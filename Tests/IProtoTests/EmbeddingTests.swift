@@ -12,6 +12,9 @@ import Testing
             return .string("hello, \(name)")
         }
         let server = try Server(configuration: .init(host: "127.0.0.1", port: 0), handlers: handlers)
+        // Started here, so that serving does not wait until the run task gets a thread of the
+        // cooperative pool, which the other suites' blocking tests may hold for many seconds.
+        try server.start()
         let running = Task { try await server.run() }
 
         // Blocking socket calls run off the cooperative pool, which the server's task needs.
