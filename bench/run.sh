@@ -8,7 +8,7 @@
 # Needs the Swift 6 toolchain, a C compiler, python3, redis-server,
 # redis-tools (redis-benchmark, redis-cli) and gnuplot-nox. Everything runs on
 # 127.0.0.1; every process the script starts is stopped when it exits. About
-# 3-4 minutes on 2 cores once the release build is up to date.
+# About 5 minutes on 2 cores once the release build is up to date.
 #
 # Knobs (environment): BENCH_DURATION seconds per run (8), BENCH_RUNS runs per
 # throughput scenario, the best kept (2), BENCH_IDLE connections for the idle
@@ -112,9 +112,11 @@ free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-start_redis() {
+start_redis() { # start_redis [ARGS...]: --appendonly no unless ARGS say otherwise
     server_port=$(free_port)
-    local argv=(redis-server --port "$server_port" --bind 127.0.0.1 --save "" --appendonly no
+    local persistence=("$@")
+    ((${#persistence[@]} > 0)) || persistence=(--appendonly no)
+    local argv=(redis-server --port "$server_port" --bind 127.0.0.1 --save "" "${persistence[@]}"
         --dir "$work" --logfile "$work/redis.log")
     "${argv[@]}" &
     server_pid=$!
@@ -128,7 +130,7 @@ start_redis() {
         fi
         sleep 0.05
     done
-    record "$server_port" redis-server --port "$server_port" --bind 127.0.0.1 --save "" --appendonly no
+    record "$server_port" redis-server --port "$server_port" --bind 127.0.0.1 --save "" "${persistence[@]}"
 }
 
 stop_server() { # SIGTERM, then SIGKILL after 15 s
@@ -154,7 +156,7 @@ iproto_bench() {
     local scenario=$1 server=$2 run=$3
     shift 3
     local argv=("$IPROTO" bench --port "$server_port" --json --duration "$DURATION" "$@"
-        --mix "$MIX" --value-size "$VALUE_SIZE")
+        --mix "${mix:-$MIX}" --value-size "$VALUE_SIZE")
     record "$server_port" "${argv[@]}"
     local json=$work/bench.json err=$work/bench.err rc=0 cpu_before cpu_after
     cpu_before=$(cpu_ticks "$server_pid")
@@ -182,24 +184,25 @@ PY
     tail -n 1 "$runs" | cut -f 1-8 | tr '\t' ' ' | sed 's/^/  /' >&2
 }
 
-# redis_bench SCENARIO RUN CONNECTIONS PIPELINE REQUESTS: redis-benchmark GET/SET, two rows in $runs;
-# both carry the server's CPU time per request over the two tests together.
+# redis_bench SCENARIO RUN CONNECTIONS PIPELINE REQUESTS [TESTS]: redis-benchmark TESTS (get,set),
+# a row per test in $runs; each carries the server's CPU time per request over all the tests.
 redis_bench() {
-    local scenario=$1 run=$2 connections=$3 pipeline=$4 requests=$5
+    local scenario=$1 run=$2 connections=$3 pipeline=$4 requests=$5 tests=${6:-get,set}
     local argv=(redis-benchmark -p "$server_port" -c "$connections" -P "$pipeline" -d "$VALUE_SIZE"
-        -r 1000 -t get,set -n "$requests" --csv)
+        -r 1000 -t "$tests" -n "$requests" --csv)
     [[ $run == calibrate ]] || record "$server_port" "${argv[@]}"
     local csv=$work/redis.csv rc=0 cpu_before cpu_after
     cpu_before=$(cpu_ticks "$server_pid")
     timeout $((DURATION * 6 + 60)) "${argv[@]}" >"$csv" 2>"$work/redis-bench.err" || rc=$?
     cpu_after=$(cpu_ticks "$server_pid")
-    python3 - "$scenario" "$run" "$rc" "$csv" "$requests" "$cpu_before" "$cpu_after" "$TICK_US" >>"$runs" <<'PY'
+    python3 - "$scenario" "$run" "$rc" "$csv" "$requests" "$cpu_before" "$cpu_after" "$TICK_US" "$tests" >>"$runs" <<'PY'
 import csv, sys
-scenario, run, rc, path, requests, before, after, tick_us = sys.argv[1:]
+scenario, run, rc, path, requests, before, after, tick_us, tests = sys.argv[1:]
+tests = tests.upper().split(",")
 cpu = [(int(a) - int(b)) * int(tick_us) for a, b in zip(after.split(), before.split())]
-per_request = [f"{us / (2 * int(requests)):.3f}" for us in cpu]  # GET and SET ran requests each
+per_request = [f"{us / (len(tests) * int(requests)):.3f}" for us in cpu]  # each test ran requests
 rows = {r["test"]: r for r in csv.DictReader(open(path))} if rc == "0" else {}
-for test in ("GET", "SET"):
+for test in tests:
     r = rows.get(test)
     if r:
         fields = [r["rps"], float(r["p50_latency_ms"]) * 1000, float(r["p99_latency_ms"]) * 1000, 0, "", *per_request]
@@ -207,7 +210,7 @@ for test in ("GET", "SET"):
         fields = [0, "", "", "", f"redis-benchmark failed (exit {rc})", "", ""]
     print("\t".join(map(str, [scenario, f"redis {test}", run, *fields])))
 PY
-    tail -n 2 "$runs" | cut -f 1-7 | tr '\t' ' ' | sed 's/^/  /' >&2
+    tail -n "$(tr -cd , <<<"$tests" | wc -c | awk '{ print $1 + 1 }')" "$runs" | cut -f 1-7 | tr '\t' ' ' | sed 's/^/  /' >&2
 }
 
 # ---------------------------------------------------------------- throughput and latency
@@ -250,6 +253,31 @@ for scenario in S1 S2 S3; do
     printf '%s\t%s\t%s\n' "$scenario" redis "$(status_kib "$server_pid" VmHWM)" >>"$peaks"
     stop_server
 done
+
+# ---------------------------------------------------------------- durable writes
+# S4: only REPLACE, each acknowledged once on disk: iprotod --data-dir with --fsync batch (group
+# commit) and always (a sync per write), against Redis with appendfsync always.
+mix=replace=100
+for server in iprotod-batch iprotod-always; do
+    log "S4: $server"
+    rm -rf "$work/data"
+    start_server "$server" "$IPROTOD" "${iprotod_args[@]}" --workers 2 --data-dir "$work/data" --fsync "${server#iprotod-}"
+    for ((run = 1; run <= RUNS; run++)); do
+        iproto_bench S4 "$server" "$run" --connections 50 --pipeline 16
+    done
+    printf '%s\t%s\t%s\n' S4 "$server" "$(status_kib "$server_pid" VmHWM)" >>"$peaks"
+    stop_server
+done
+mix=
+log "S4: redis-server --appendonly yes --appendfsync always"
+start_redis --appendonly yes --appendfsync always
+redis_bench S4 calibrate 50 16 50000 set
+requests=$(awk -F'\t' -v d="$DURATION" '$1 == "S4" && $3 == "calibrate" && $4 > 0 { print int(d * $4 / 1000 + 1) * 1000 }' "$runs")
+for ((run = 1; run <= RUNS; run++)); do
+    redis_bench S4 "$run" 50 16 "${requests:-100000}" set
+done
+printf '%s\t%s\t%s\n' S4 redis "$(status_kib "$server_pid" VmHWM)" >>"$peaks"
+stop_server
 
 # ---------------------------------------------------------------- memory per idle connection
 log "idle connections: $IDLE to iprotod --workers 2"
@@ -354,6 +382,10 @@ for (scenario, run), tests in sorted(redis_runs.items()):
     redis_by_scenario.setdefault(scenario, []).append((mix, get_, set_))
 for scenario, candidates in redis_by_scenario.items():
     mix, get_, set_ = max(candidates, key=lambda c: c[0])
+    if not mix:  # SET alone (S4): its best run
+        best[(scenario, "redis SET")] = dict(max((c[2] for c in candidates), key=lambda row: row["rps"]),
+                                             runs=[c[2]["rps"] for c in candidates])
+        continue
     best[(scenario, "redis GET")] = dict(get_, runs=[])
     best[(scenario, "redis SET")] = dict(set_, runs=[])
     best[(scenario, "redis mix")] = dict(rps=mix, p50=None, p99=None, errors=0, note="",
@@ -367,12 +399,15 @@ labels = {
     "redis GET": "redis-server, GET",
     "redis SET": "redis-server, SET",
     "redis mix": "redis-server, 90/10 estimate",
+    "iprotod-batch": "iprotod --data-dir --fsync batch",
+    "iprotod-always": "iprotod --data-dir --fsync always",
 }
-servers = ["bare", "iprotod-w1", "iprotod-w2", "redis GET", "redis SET", "redis mix"]
+servers = ["bare", "iprotod-w1", "iprotod-w2", "iprotod-batch", "iprotod-always", "redis GET", "redis SET", "redis mix"]
 titles = {
     "S1": "S1: 50 connections, pipeline 1, as fast as possible",
     "S2": "S2: 50 connections, pipeline 16, as fast as possible",
     "S3": "S3: the agreement's load, 100 connections at 100 requests/s each (10,000 requests/s)",
+    "S4": "S4: durable writes, 50 connections, pipeline 16, REPLACE (SET) only, each on disk before its reply",
 }
 def peak(scenario, server):
     key = (scenario, "redis" if server.startswith("redis") else server)
@@ -425,7 +460,7 @@ w("![Throughput by scenario](benchmarks.png)")
 w("")
 
 errors_seen = []
-for scenario in ("S1", "S2", "S3"):
+for scenario in ("S1", "S2", "S3", "S4"):
     w(f"## {titles[scenario]}")
     w("")
     w("| server | requests/s | p50 (µs) | p99 (µs) | server CPU per request, µs (user + system) | peak RSS |")
@@ -435,7 +470,8 @@ for scenario in ("S1", "S2", "S3"):
         if not row:
             continue
         shown = fmt_cpu(row) if server != "redis mix" else "—"
-        w(f"| {labels[server]} | {rps(row['rps'])} | {us(row['p50'])} | {us(row['p99'])} | {shown} | {mib(peak(scenario, server))} |")
+        label = "redis-server --appendfsync always, SET" if scenario == "S4" else labels[server]
+        w(f"| {label} | {rps(row['rps'])} | {us(row['p50'])} | {us(row['p99'])} | {shown} | {mib(peak(scenario, server))} |")
         if row.get("errors") or row.get("note"):
             errors_seen.append(f"{scenario}, {labels[server]}: {row['note'] or str(row['errors']) + ' errors'}")
     w("")
@@ -443,6 +479,15 @@ for scenario in ("S1", "S2", "S3"):
         w("At this fixed load the p99 moves by several times between runs: the load generator and "
           "other tenants share the server's cores, so scheduling delays land in the latency; the bare "
           "responder's row, which does no work but the reply, shows their size.")
+        w("")
+    elif scenario == "S4":
+        w(f"iprotod --fsync batch / Redis appendfsync always: "
+          f"{fmt_ratio(ratio(('S4', 'iprotod-batch'), ('S4', 'redis SET')))}; --fsync always / Redis: "
+          f"{fmt_ratio(ratio(('S4', 'iprotod-always'), ('S4', 'redis SET')))}. Redis's `always` syncs "
+          f"its append-only file once per event-loop iteration, as `--fsync batch` does; `--fsync always` "
+          f"syncs once per write. All runs, requests/s: "
+          + "; ".join(f"{labels[s] if s != 'redis SET' else 'redis-server'} " + ", ".join(f"{x:,.0f}" for x in get('S4', s)["runs"])
+                      for s in ("iprotod-batch", "iprotod-always", "redis SET") if get("S4", s)) + ".")
         w("")
     else:
         w(f"iprotod/bare: {fmt_ratio(ratio((scenario, 'iprotod-w1'), (scenario, 'bare')))} (1 worker), "
@@ -534,12 +579,12 @@ with open(f"{work}/plot.dat", "w") as f:
 
 # Summary for the terminal.
 print()
-print(f"{'scenario':<9}{'server':<30}{'requests/s':>12}{'p50 µs':>10}{'p99 µs':>10}{'peak RSS':>12}")
-for scenario in ("S1", "S2", "S3"):
+print(f"{'scenario':<9}{'server':<36}{'requests/s':>12}{'p50 µs':>10}{'p99 µs':>10}{'peak RSS':>12}")
+for scenario in ("S1", "S2", "S3", "S4"):
     for server in servers:
         row = get(scenario, server)
         if row:
-            print(f"{scenario:<9}{labels[server]:<30}{rps(row['rps']):>12}{us(row['p50']):>10}{us(row['p99']):>10}{mib(peak(scenario, server)):>12}")
+            print(f"{scenario:<9}{labels[server]:<36}{rps(row['rps']):>12}{us(row['p50']):>10}{us(row['p99']):>10}{mib(peak(scenario, server)):>12}")
 print()
 print(f"idle connections: {per_conn:,.0f} bytes each over {idle['connections']:,}")
 for target, measured, verdict in targets:
