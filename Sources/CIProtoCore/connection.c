@@ -208,6 +208,7 @@ static void conn_backlog(struct iproto_conn *c) {
     struct worker *w = c->worker;
     ev_io_stop(w->loop, &c->read_watcher);
     list_push(&w->backlog, c, backlog_link);
+    STAT_ADD(w, turns_yielded, 1);
     ev_check_start(w->loop, &w->backlog_watcher);
     ev_idle_start(w->loop, &w->backlog_spinner);
 }

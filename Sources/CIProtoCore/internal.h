@@ -43,6 +43,7 @@ struct worker_stats {
     uint64_t bytes_out;
     uint64_t body_too_large;
     uint64_t output_paused;
+    uint64_t turns_yielded;
     uint64_t accept_errors;
 };
 

@@ -356,6 +356,7 @@ void iproto_server_stats(const iproto_server *s, iproto_stats *out) {
         out->bytes_out += STAT_GET(w, bytes_out);
         out->body_too_large += STAT_GET(w, body_too_large);
         out->output_paused += STAT_GET(w, output_paused);
+        out->turns_yielded += STAT_GET(w, turns_yielded);
         out->accept_errors += STAT_GET(w, accept_errors);
     }
     out->connections_active = __atomic_load_n(&s->active_connections, __ATOMIC_RELAXED);

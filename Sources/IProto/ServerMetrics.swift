@@ -13,6 +13,7 @@ enum MetricName {
     static let receivedBytes = "received_bytes_total"
     static let sentBytes = "sent_bytes_total"
     static let outputPaused = "output_paused_total"
+    static let turnsYielded = "turns_yielded_total"
     static let acceptErrors = "accept_errors_total"
     static let workers = "workers"
 
@@ -27,6 +28,7 @@ enum MetricName {
         receivedBytes: "Bytes read from clients.",
         sentBytes: "Bytes written to clients.",
         outputPaused: "Times reading from a connection paused because its unsent output reached the cap.",
+        turnsYielded: "Times a connection ran its 128 requests for one loop turn and waited for the next, after the others.",
         acceptErrors: "accept() failures such as running out of file descriptors.",
         workers: "Worker threads, each with its own event loop.",
     ]
@@ -96,6 +98,7 @@ final class ServerMetrics: Sendable {
     private let receivedBytes: Counter
     private let sentBytes: Counter
     private let outputPaused: Counter
+    private let turnsYielded: Counter
     private let acceptErrors: Counter
     private let bodyTooLarge: Counter
     private let violations: [ReturnCode: Counter]
@@ -112,6 +115,7 @@ final class ServerMetrics: Sendable {
         receivedBytes = Counter(label: name(MetricName.receivedBytes))
         sentBytes = Counter(label: name(MetricName.sentBytes))
         outputPaused = Counter(label: name(MetricName.outputPaused))
+        turnsYielded = Counter(label: name(MetricName.turnsYielded))
         acceptErrors = Counter(label: name(MetricName.acceptErrors))
         let codes: [ReturnCode] = [.unknownFunction, .malformedBody, .badArguments, .outOfRange, .tooLong, .bodyTooLarge]
         violations = Dictionary(uniqueKeysWithValues: codes.map {
@@ -141,6 +145,7 @@ final class ServerMetrics: Sendable {
             advance(receivedBytes, statistics.bytesIn, last.bytesIn)
             advance(sentBytes, statistics.bytesOut, last.bytesOut)
             advance(outputPaused, statistics.outputPaused, last.outputPaused)
+            advance(turnsYielded, statistics.turnsYielded, last.turnsYielded)
             advance(acceptErrors, statistics.acceptErrors, last.acceptErrors)
             advance(bodyTooLarge, statistics.bodyTooLarge, last.bodyTooLarge)
             last = statistics

@@ -30,6 +30,8 @@ public struct ServerStatistics: Equatable, Sendable {
     public var bodyTooLarge: UInt64 = 0
     /// Times reading from a connection paused because its output reached the cap.
     public var outputPaused: UInt64 = 0
+    /// Times a connection used up its per-turn request budget and let the others go first.
+    public var turnsYielded: UInt64 = 0
     /// accept() failures such as running out of file descriptors.
     public var acceptErrors: UInt64 = 0
 

@@ -91,6 +91,24 @@ import Testing
         }
     }
 
+    /// 1000 requests in one write: run 128 per loop turn, all answered in order.
+    @Test func pipelinedRequestsYieldTheWorkerEvery128() throws {
+        let server = try makeServer { $0.workers = 1 }
+        defer { server.shutdown(); server.wait() }
+        let connection = try TestConnection(port: server.port)
+        try connection.send((0..<1000).flatMap { id in
+            Framing.request(funcID: 0x01, requestID: UInt32(id), body: messagePack(.string("r\(id)")))
+        })
+        for id in 0..<1000 {
+            let response = try connection.readResponse()
+            guard response.requestID == UInt32(id), response.string == "r\(id)" else {
+                Issue.record("reply \(id) was \(response.header)")
+                return
+            }
+        }
+        #expect(server.statistics.turnsYielded >= 1000 / 128 - 1)
+    }
+
     @Test func shutdownFlushesAndClosesEveryConnection() throws {
         let server = try makeServer()
         let connections = try (0..<10).map { _ in try TestConnection(port: server.port) }

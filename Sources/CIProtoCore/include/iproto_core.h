@@ -62,6 +62,7 @@ typedef struct iproto_stats {
     uint64_t bytes_out;
     uint64_t body_too_large;      /* requests rejected for body_length > max_body */
     uint64_t output_paused;       /* times reading stopped because output reached max_output */
+    uint64_t turns_yielded;       /* times a connection used up its per-turn request budget */
     uint64_t accept_errors;       /* accept() failures such as EMFILE */
 } iproto_stats;
 

@@ -135,6 +135,7 @@ final class CoreServer: @unchecked Sendable {
         stats.bytesOut = raw.bytes_out
         stats.bodyTooLarge = raw.body_too_large
         stats.outputPaused = raw.output_paused
+        stats.turnsYielded = raw.turns_yielded
         stats.acceptErrors = raw.accept_errors
         let closed = withUnsafeBytes(of: raw.connections_closed) { Array($0.bindMemory(to: UInt64.self)) }
         for (reason, core) in CloseReason.coreOrder {
