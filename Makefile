@@ -7,7 +7,7 @@ SHELL := /bin/bash
 SWIFT ?= swift
 ARGS ?=
 
-.PHONY: all build-deps test-deps bench-deps build run test unit-test fixture-test sanitize-test restart-test crash-test abuse-test deploy-check bench abuse clean
+.PHONY: all build-deps test-deps bench-deps build run test unit-test fixture-test sanitize-test restart-test crash-test abuse-test deploy-check bench abuse fuzz clean
 
 all: build
 
@@ -84,6 +84,12 @@ abuse: test-deps
 	$(SWIFT) build -c release --product iproto
 	python3 Tests/Abuse/abuse_test.py "$$($(SWIFT) build -c release --show-bin-path)/iprotod" \
 		"$$($(SWIFT) build -c release --show-bin-path)/iproto" --doc docs/robustness.md
+
+# Not part of make test: libFuzzer on the C core and on argument decoding, FUZZ_SECONDS
+# per target; a crasher is kept in Tests/Fixtures and fails the run (fuzz/README.md).
+FUZZ_SECONDS ?= 60
+fuzz: build-deps
+	FUZZ_SECONDS=$(FUZZ_SECONDS) fuzz/run.sh
 
 clean:
 	rm -rf .build

@@ -135,3 +135,19 @@ let package = Package(
     ],
     swiftLanguageModes: [.v6]
 )
+
+// The libFuzzer target for request-argument decoding (fuzz/README.md). It exists
+// only when fuzz/run.sh sets IPROTO_FUZZ to libFuzzer's no-main runtime, so that
+// ordinary builds never compile it (it needs IProto built for testing).
+if let libFuzzer = Context.environment["IPROTO_FUZZ"] {
+    package.targets.append(
+        .executableTarget(
+            name: "iproto-fuzz-arguments",
+            dependencies: ["IProto", "IProtoStorage", .product(name: "Logging", package: "swift-log")],
+            path: "fuzz/arguments",
+            exclude: ["LLVMFuzzer.h"],
+            swiftSettings: [.unsafeFlags(["-import-objc-header", Context.packageDirectory + "/fuzz/arguments/LLVMFuzzer.h"])],
+            linkerSettings: [.unsafeFlags(["-Xlinker", libFuzzer]), .linkedLibrary("stdc++")]
+        )
+    )
+}

@@ -41,6 +41,9 @@ void obuf_consume(struct obuf *b, size_t n) {
 }
 
 void obuf_discard_front(struct obuf *b, size_t n) {
+    /* Nothing parsed: no move, and none from a buffer never allocated (memmove(NULL, ...) is undefined). */
+    if (n == 0)
+        return;
     memmove(b->data, b->data + n, b->len - n);
     b->len -= n;
 }

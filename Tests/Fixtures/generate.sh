@@ -342,3 +342,11 @@ for i in $(seq 19 -1 0); do
     a+=$(ok $READ $((200 + i)) "$(str "v$i")")
 done
 fixture 18_pipelined_many "$q" "$a"
+
+# --- 19: fuzz regression: one reply fills max_output, nothing left unparsed --
+# fuzz/core.c replays this with settings 08000000 (max_output 1 byte): the
+# core then resumed parsing an input stash it had never allocated and called
+# memmove on NULL (undefined behaviour). iprotod answers it plainly.
+q=$(req $READ 1 '\x05')
+a=$(ok $READ 1 "$EMPTY")
+fixture 19_output_cap_empty_stash_core_08000000 "$q" "$a"
