@@ -470,7 +470,7 @@ for scenario in ("S1", "S2", "S3", "S4"):
         if not row:
             continue
         shown = fmt_cpu(row) if server != "redis mix" else "—"
-        label = "redis-server --appendfsync always, SET" if scenario == "S4" else labels[server]
+        label = "redis-server --appendfsync always, SET" if (scenario, server) == ("S4", "redis SET") else labels[server]
         w(f"| {label} | {rps(row['rps'])} | {us(row['p50'])} | {us(row['p99'])} | {shown} | {mib(peak(scenario, server))} |")
         if row.get("errors") or row.get("note"):
             errors_seen.append(f"{scenario}, {labels[server]}: {row['note'] or str(row['errors']) + ' errors'}")
