@@ -73,8 +73,9 @@ public struct MessagePackReader: Sendable {
         try readValue(depth: 0)
     }
 
+    /// `depth`: the containers open around this value. As in `skipValue()`,
+    /// at most ``maxDepth`` containers nest; scalars may sit inside the deepest.
     private mutating func readValue(depth: Int) throws(MessagePackError) -> MessagePackValue {
-        guard depth < Self.maxDepth else { throw .tooDeep }
         switch try readToken() {
         case .nil: return .nil
         case .bool(let value): return .bool(value)
@@ -85,11 +86,13 @@ public struct MessagePackReader: Sendable {
         case .binary(let range): return .binary(Array(bytes[range]))
         case .extension(let range): return .binary(Array(bytes[range]))
         case .array(let count):
+            guard depth < Self.maxDepth else { throw .tooDeep }
             guard count <= bytes.count - offset else { throw .truncated }
             var values: [MessagePackValue] = []
             for _ in 0..<count { values.append(try readValue(depth: depth + 1)) }
             return .array(values)
         case .map(let count):
+            guard depth < Self.maxDepth else { throw .tooDeep }
             guard count * 2 <= bytes.count - offset else { throw .truncated }
             var pairs: [MessagePackPair] = []
             for _ in 0..<count {

@@ -110,6 +110,23 @@ import Testing
         #expect(fineReader.isAtEnd)
     }
 
+    /// Validating and decoding agree on the limit: 64 nested containers with a value inside pass, 65 do not.
+    @Test func skipAndReadShareTheDepthLimit() {
+        let limit = MessagePackReader.maxDepth
+        for (depth, allowed) in [(limit, true), (limit + 1, false)] {
+            let nested = [UInt8](repeating: 0x91, count: depth) + [0x01]
+            var skipper = MessagePackReader(nested)
+            var decoder = MessagePackReader(nested)
+            if allowed {
+                #expect(throws: Never.self) { try skipper.skipValue() }
+                #expect(throws: Never.self) { try decoder.readValue() }
+            } else {
+                #expect(throws: MessagePackError.tooDeep) { try skipper.skipValue() }
+                #expect(throws: MessagePackError.tooDeep) { try decoder.readValue() }
+            }
+        }
+    }
+
     @Test func skipsNestedContainersAndExtensions() throws {
         let bytes: [UInt8] = [0x82, 0xa1, 0x61, 0x92, 0x01, 0xc0, 0xa1, 0x62, 0x80,  // {"a": [1, nil], "b": {}}
                               0xd4, 0x01, 0x02,                                      // fixext1
