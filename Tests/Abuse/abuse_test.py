@@ -124,17 +124,12 @@ def huge_body(abuse):
 
 def garbage(abuse):
     """Random bytes, 64 KiB per connection, from 4 threads."""
-    def worker(source):
-        while abuse.running():
-            try:
-                with connect(abuse.port, source, timeout=2) as sock:
-                    sock.sendall(os.urandom(65536))
-                    while sock.recv(65536):
-                        pass
-                abuse.count("streams")
-            except OSError:
-                abuse.count("streams cut")
-    run_threads(worker, sources(2, 4))
+    def stream(sock, _):
+        with sock:
+            sock.sendall(os.urandom(65536))
+            while sock.recv(65536):
+                pass
+    hammer(abuse, "streams", stream)
 
 
 def idle(abuse):
@@ -185,16 +180,9 @@ def greedy_pipeline(abuse):
 
 def connect_storm(abuse):
     """Connect and close as fast as possible from 4 threads, half of them with a reset."""
-    def worker(source):
-        reset = source.endswith((".3", ".5"))
-        while abuse.running():
-            try:
-                sock = connect(abuse.port, source, timeout=2)
-                (close_with_reset if reset else socket.socket.close)(sock)
-                abuse.count("connections")
-            except OSError:
-                abuse.count("refused")
-    run_threads(worker, sources(2, 4))
+    def open_and_close(sock, source):
+        (close_with_reset if source.endswith((".3", ".5")) else socket.socket.close)(sock)
+    hammer(abuse, "connections", open_and_close)
 
 
 def reset_mid_reply(abuse):
@@ -204,17 +192,11 @@ def reset_mid_reply(abuse):
         read_reply(sock)
     requests = b"".join(frame(READ, i, mp_uint(500)) for i in range(500))
 
-    def worker(source):
-        while abuse.running():
-            try:
-                sock = connect(abuse.port, source, timeout=2)
-                sock.sendall(requests)
-                sock.recv(4096)
-                close_with_reset(sock)
-                abuse.count("resets")
-            except OSError:
-                abuse.count("refused")
-    run_threads(worker, sources(2, 4))
+    def reset_while_replying(sock, _):
+        sock.sendall(requests)
+        sock.recv(4096)
+        close_with_reset(sock)
+    hammer(abuse, "resets", reset_while_replying)
 
 
 def over_rate_limit(abuse):
@@ -229,6 +211,19 @@ def over_rate_limit(abuse):
             request_id += 1
             next_send += 0.001
             time.sleep(max(0.0, next_send - time.monotonic()))
+
+
+def hammer(abuse, what, action):
+    """4 threads, each from its own address, connecting and running action(sock, source) until the
+    scenario ends; the action closes the socket. Counts `what` per round, "failed" per OSError."""
+    def worker(source):
+        while abuse.running():
+            try:
+                action(connect(abuse.port, source, timeout=2), source)
+                abuse.count(what)
+            except OSError:
+                abuse.count("failed")
+    run_threads(worker, sources(2, 4))
 
 
 def run_threads(target, args):
