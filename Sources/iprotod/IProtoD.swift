@@ -71,7 +71,7 @@ struct IProtoD: ParsableCommand {
     @Option(help: "Keep the storage in this directory (write-ahead log and snapshots) so acknowledged writes survive restarts and crashes; empty keeps it in memory only.")
     var dataDir = ""
 
-    @Option(help: "With --data-dir: always (a sync per write), batch (one sync per batch of replies) or never (the kernel's page cache only).")
+    @Option(help: "With --data-dir: always (a sync per write), batch (one sync per worker loop iteration, for every write it received) or never (the kernel's page cache only).")
     var fsync: FsyncPolicy = .batch
 
     @Option(help: "With --data-dir: seconds between snapshots, taken when something changed (and on shutdown).")
