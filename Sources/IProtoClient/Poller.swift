@@ -31,9 +31,9 @@ public final class Poller {
 
     /// Waits up to `milliseconds` (-1: no limit) and calls `ready` with the
     /// token of each connection that can be read or written.
-    public func wait(
-        milliseconds: Int32, _ ready: (_ token: Int) throws(ClientError) -> Void
-    ) throws(ClientError) {
+    public func wait<Failure: Error>(
+        milliseconds: Int32, _ ready: (_ token: Int) throws(Failure) -> Void
+    ) throws(Failure) {
         let count = events.withUnsafeMutableBufferPointer { buffer in
             epoll_wait(fd, buffer.baseAddress, Int32(buffer.count), milliseconds)
         }

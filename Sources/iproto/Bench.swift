@@ -259,7 +259,7 @@ final class LoadThread {
                 }
             }
             var replied = false
-            try poller.wait(milliseconds: Int32((waitNanoseconds + 999_999) / 1_000_000)) { token throws(ClientError) in
+            try poller.wait(milliseconds: Int32((waitNanoseconds + 999_999) / 1_000_000)) { token throws(LoadFailure) in
                 replied = try service(token) || replied
             }
             let after = DispatchTime.now().uptimeNanoseconds
@@ -273,7 +273,7 @@ final class LoadThread {
     }
 
     /// Sends the lane's next batch, or retires the lane when the run is over.
-    private func start(_ token: Int, now: UInt64) throws {
+    private func start(_ token: Int, now: UInt64) throws(LoadFailure) {
         let sent = lanes[token].batchesSent
         guard plan.batchesPerConnection.map({ sent < $0 }) ?? (now < plan.deadline) else {
             lanes[token].dueAt = .max
@@ -295,7 +295,7 @@ final class LoadThread {
     }
 
     /// Writes what waits, reads what arrived, and records the replies; true if there were any.
-    private func service(_ token: Int) throws(ClientError) -> Bool {
+    private func service(_ token: Int) throws(LoadFailure) -> Bool {
         let connection = lanes[token].connection
         do {
             if connection.hasPendingOutput {
@@ -304,13 +304,14 @@ final class LoadThread {
             }
             try connection.receive()
         } catch {
-            throw .protocolViolation("connection \(lanes[token].index): \(error)")
+            throw LoadFailure(connection: lanes[token].index, error: error)
         }
         let now = DispatchTime.now().uptimeNanoseconds
         var replies = 0
         while let (_, code) = connection.nextReply() {
             guard lanes[token].awaiting > 0 else {
-                throw .protocolViolation("connection \(lanes[token].index): a reply to no request")
+                throw LoadFailure(connection: lanes[token].index,
+                                  error: ClientError.protocolViolation("a reply to no request"))
             }
             lanes[token].awaiting -= 1
             replies += 1
@@ -318,7 +319,7 @@ final class LoadThread {
             if code != .ok { result.errors[code.rawValue, default: 0] += 1 }
         }
         if replies > 0, lanes[token].awaiting == 0, plan.interval == nil {
-            do { try start(token, now: now) } catch { throw .protocolViolation("\(error)") }
+            try start(token, now: now)
         }
         return replies > 0
     }
