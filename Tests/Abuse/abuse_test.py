@@ -58,6 +58,19 @@ def close_with_reset(sock):
     sock.close()
 
 
+def open_connections(abuse, addresses, each):
+    """`each` connections from every address; counts them, and the refused ones."""
+    sockets = []
+    for source in addresses:
+        for _ in range(each):
+            try:
+                sockets.append(connect(abuse.port, source))
+            except OSError:
+                abuse.count("refused")
+    abuse.count("connections", len(sockets))
+    return sockets
+
+
 def sources(first, count):
     """count loopback addresses from 127.0.0.<first> on."""
     return [f"127.0.{(first + i) // 250}.{(first + i) % 250 + 2}" for i in range(count)]
@@ -88,14 +101,7 @@ def slowloris(abuse):
     """Connections that trickle a request one byte every 0.5 s (10 source addresses)."""
     n = 1000 // abuse.scale
     request = frame(READ, 1, mp_uint(1))
-    sockets = []
-    for source in sources(10, 10):
-        for _ in range(n // 10):
-            try:
-                sockets.append(connect(abuse.port, source))
-            except OSError:
-                abuse.count("refused")
-    abuse.count("connections", len(sockets))
+    sockets = open_connections(abuse, sources(10, 10), n // 10)
     sent = 0
     while abuse.running():
         for sock in sockets:
@@ -135,14 +141,7 @@ def garbage(abuse):
 def idle(abuse):
     """10,000 connections that send nothing (100 source addresses, 100 each)."""
     n = 10000 // abuse.scale
-    sockets = []
-    for source in sources(20, 100):
-        for _ in range(n // 100):
-            try:
-                sockets.append(connect(abuse.port, source))
-            except OSError:
-                abuse.count("refused")
-    abuse.count("connections", len(sockets))
+    sockets = open_connections(abuse, sources(20, 100), n // 100)
     while abuse.running():
         time.sleep(0.1)
     for sock in sockets:
