@@ -51,7 +51,11 @@ let package = Package(
         // The assignment's storage service.
         .target(
             name: "IProtoStorage",
-            dependencies: ["CZlib", "IProto", .product(name: "Metrics", package: "swift-metrics")],
+            dependencies: [
+                "CZlib", "IProto",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ],
             plugins: ["IProtoCodegenPlugin"]
         ),
 
@@ -123,7 +127,7 @@ let package = Package(
             path: "Tests/IProtoTestSupport"
         ),
         .testTarget(name: "IProtoTests", dependencies: ["IProto", "IProtoTestSupport"]),
-        .testTarget(name: "IProtoStorageTests", dependencies: ["IProtoStorage", "IProto"]),
+        .testTarget(name: "IProtoStorageTests", dependencies: ["IProtoStorage", "IProto"], exclude: ["Fixtures"]),
         .testTarget(name: "EndToEndTests", dependencies: ["IProto", "IProtoClient", "IProtoStorage", "IProtoTestSupport"]),
         .testTarget(name: "IProtoCodegenTests", dependencies: ["IProtoCodegen"], exclude: ["Golden"]),
         // A test-only service generated from its own description, served and called end to end.

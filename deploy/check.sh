@@ -18,7 +18,8 @@
 #      prints fails the check unless it is one of the environment-only lines
 #      below; a deliberately broken copy must be caught (so the filter cannot
 #      hide everything); `systemd-analyze security --offline` must rate the
-#      service's exposure at most 2.0.
+#      service's exposure at most 2.0; the IPROTOD_DATA_DIR the unit documents
+#      for durable storage is its StateDirectory= (the only writable place).
 #   b) promtool check config prometheus/prometheus.yml.
 #   c) starts PATH_TO_IPROTOD --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 --data-dir TMP,
 #      reads both addresses from its first two stdout lines (bounded wait),
@@ -188,6 +189,18 @@ else
         fail "a) systemd-analyze security: exposure ${exposure:-unknown} (want at most 2.0)" \
             "$(grep -E '✗|Overall|rror' "$tmp/security.out" || cat "$tmp/security.out")"
     fi
+fi
+
+# With ProtectSystem=strict and DynamicUser=yes only the unit's StateDirectory= is
+# writable: the documented IPROTOD_DATA_DIR must be that directory, or --data-dir
+# fails at start (mkdir: Read-only file system).
+state_dir=$(sed -n 's/^StateDirectory=//p' "$deploy/systemd/iprotod.service")
+documented=$(sed -n 's/^#[[:space:]]*IPROTOD_DATA_DIR=//p' "$deploy/systemd/iprotod.service" | head -n 1)
+if [[ -n $state_dir && $documented == "/var/lib/$state_dir" ]]; then
+    ok "a) the durable mode's documented IPROTOD_DATA_DIR ($documented) is the unit's StateDirectory="
+else
+    fail "a) the durable mode's IPROTOD_DATA_DIR is the unit's StateDirectory=" \
+        "StateDirectory=${state_dir:-(none)}, documented IPROTOD_DATA_DIR=${documented:-(none)}"
 fi
 
 # ------------------------------------------------------------- b) prometheus

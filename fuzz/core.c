@@ -147,11 +147,13 @@ static void on_request(void *context, iproto_conn *conn, unsigned worker, uint32
     free(reply);
 }
 
-static void on_flush(void *context, unsigned worker) {
+static int on_flush(void *context, unsigned worker, iproto_flush_error *error) {
     (void)context;
     (void)worker;
+    (void)error;
     for (unsigned i = 0; i < h.client_count; i++)
         h.clients[i].flushed = h.clients[i].calls;
+    return 0;
 }
 
 static void on_connection(void *context, unsigned worker, iproto_conn_event event, const char *peer,

@@ -90,6 +90,13 @@ struct iproto_conn {
     ev_tstamp drain_deadline;   /* shutting down: when to stop answering and half-close */
     struct obuf in;             /* unparsed input, starting at a frame boundary */
     struct obuf out;            /* replies the socket has not taken yet */
+    /*
+     * With a barrier: the last `unguarded` bytes of `out` are replies made
+     * since barrier round `unguarded_round` began, which no barrier has
+     * covered yet. They are never sent before one has (conn_send_deferred).
+     */
+    size_t unguarded;
+    uint64_t unguarded_round;
     iproto_conn_slot slot;      /* the embedding code's per-connection state */
     ip_key peer_key;
     char peer[INET6_ADDRSTRLEN + 8];
@@ -261,15 +268,11 @@ static void conn_mark_broken(struct iproto_conn *c, int error) {
 
 /* ---- output ---- */
 
-void iproto_reply(iproto_conn *c, uint32_t func_id, uint32_t request_id, uint32_t return_code,
-                  const char *body, uint32_t body_length) {
-    /* Deferred replies wait on their connection; otherwise the worker's batch gathers them. */
-    bool keep = obuf_pending(&c->out) > 0 || conn_config(c)->on_flush != NULL;
-    struct obuf *target = keep ? &c->out : &c->worker->batch;
-    if (!obuf_reserve(target, IPROTO_RESPONSE_HEADER_SIZE + (size_t)body_length)) {
-        conn_mark_broken(c, ENOMEM);
-        return;
-    }
+/* Appends one response frame to `target`; false when out of memory. */
+static bool append_reply(struct obuf *target, uint32_t func_id, uint32_t request_id, uint32_t return_code,
+                         const char *body, uint32_t body_length) {
+    if (!obuf_reserve(target, IPROTO_RESPONSE_HEADER_SIZE + (size_t)body_length))
+        return false;
     char *p = target->data + target->len;
     store_u32le(p, func_id);
     store_u32le(p + 4, body_length);
@@ -277,6 +280,66 @@ void iproto_reply(iproto_conn *c, uint32_t func_id, uint32_t request_id, uint32_
     store_u32le(p + 12, return_code);
     memcpy(p + IPROTO_RESPONSE_HEADER_SIZE, body, body_length);
     target->len += IPROTO_RESPONSE_HEADER_SIZE + (size_t)body_length;
+    return true;
+}
+
+void iproto_reply(iproto_conn *c, uint32_t func_id, uint32_t request_id, uint32_t return_code,
+                  const char *body, uint32_t body_length) {
+    /* Deferred replies wait on their connection; otherwise the worker's batch gathers them. */
+    bool guarded = conn_config(c)->on_flush != NULL;
+    bool keep = obuf_pending(&c->out) > 0 || guarded;
+    struct obuf *target = keep ? &c->out : &c->worker->batch;
+    if (!append_reply(target, func_id, request_id, return_code, body, body_length)) {
+        conn_mark_broken(c, ENOMEM);
+        return;
+    }
+    if (guarded) {
+        uint64_t round = c->worker->barrier_rounds;
+        if (c->unguarded_round != round)
+            c->unguarded = 0;  /* a barrier has covered the earlier ones */
+        c->unguarded_round = round;
+        c->unguarded += IPROTO_RESPONSE_HEADER_SIZE + (size_t)body_length;
+    }
+}
+
+/*
+ * A barrier failed: the connection's replies it should have covered that
+ * report success are replaced by the barrier's error, so that none of them
+ * acknowledges what may not be durable. Error replies stay as they are.
+ */
+static void conn_fail_unguarded(struct iproto_conn *c, const iproto_flush_error *error) {
+    if (c->unguarded == 0 || c->unguarded_round != c->worker->barrier_rounds)
+        return;
+    char body[sizeof error->message + 8];
+    char *end = mp_encode_str(body, error->message, (uint32_t)strnlen(error->message, sizeof error->message - 1));
+    struct obuf rewritten = {0};
+    size_t start = c->out.len - c->unguarded;
+    for (size_t offset = start; offset < c->out.len;) {
+        const char *frame = c->out.data + offset;
+        uint32_t length = load_u32le(frame + 4);
+        bool ok = load_u32le(frame + 12) == IPROTO_RC_OK;
+        bool appended = ok ? append_reply(&rewritten, load_u32le(frame), load_u32le(frame + 8), error->return_code,
+                                          body, (uint32_t)(end - body))
+                           : obuf_append(&rewritten, frame, IPROTO_RESPONSE_HEADER_SIZE + (size_t)length);
+        if (!appended) {
+            /* Out of memory: the replies cannot be sent as they are, so none is; the client sees the close. */
+            conn_mark_broken(c, ENOMEM);
+            c->out.len = start;
+            break;
+        }
+        offset += IPROTO_RESPONSE_HEADER_SIZE + (size_t)length;
+    }
+    if (!c->broken) {
+        c->out.len = start;
+        if (!obuf_append(&c->out, rewritten.data, rewritten.len)) {
+            conn_mark_broken(c, ENOMEM);
+            c->out.len = start;
+        }
+    }
+    if (c->out.len == c->out.pos)
+        c->out.pos = c->out.len = 0;
+    obuf_free(&rewritten);
+    c->unguarded = 0;
 }
 
 /*
@@ -582,7 +645,15 @@ void conn_send_deferred(struct ev_loop *loop, ev_prepare *watcher, int revents) 
     struct worker *w = watcher->data;
     const iproto_config *cfg = &w->server->config;
     while (w->deferred != NULL) {
-        cfg->on_flush(cfg->context, w->index);
+        iproto_flush_error error = {0};
+        if (cfg->on_flush(cfg->context, w->index, &error) != 0) {
+            if (error.return_code == IPROTO_RC_OK)
+                error.return_code = IPROTO_RC_INTERNAL_ERROR;
+            /* Every connection of the worker, not only this round's: one waiting for its socket holds some too. */
+            for (struct iproto_conn *c = w->connections; c != NULL; c = c->next)
+                conn_fail_unguarded(c, &error);
+        }
+        w->barrier_rounds++;
         struct iproto_conn *round = w->deferred;
         w->deferred = NULL;
         while (round != NULL) {

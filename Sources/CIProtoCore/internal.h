@@ -78,6 +78,8 @@ struct worker {
     struct iproto_conn *deferred;
     ev_prepare flush_watcher;
     bool sending_deferred;
+    /* Barriers run so far: a connection's replies made before barrier N+1 carry N (see connection.c). */
+    uint64_t barrier_rounds;
 
     /*
      * Connections that used up their turn's request budget with complete

@@ -14,8 +14,10 @@ public struct Handlers: Sendable {
     /// answers with ``ReturnCode/internalError``.
     public typealias Handler = @Sendable (Request) throws -> MessagePackValue
 
-    /// Runs on a worker thread right before it sends a batch of replies.
-    public typealias ReplyBarrier = @Sendable () -> Void
+    /// Runs on worker `worker`'s thread right before it sends a batch of
+    /// replies. Throwing replaces every successful reply of the batch with the
+    /// error thrown: nothing is acknowledged that the barrier could not make durable.
+    public typealias ReplyBarrier = @Sendable (_ worker: Int) throws(IProtoError) -> Void
 
     private(set) var table: [UInt32: Handler] = [:]
     private(set) var names: [UInt32: String] = [:]
@@ -35,7 +37,9 @@ public struct Handlers: Sendable {
     /// Adds `barrier`, run on a worker thread before each batch of its replies
     /// leaves the process: a service makes what the replies acknowledge durable
     /// there, with one sync for the whole batch (group commit). Blocking in it
-    /// delays that worker's replies, never their order.
+    /// delays that worker's replies, never their order. When it throws, the
+    /// batch's successful replies (code 0) are answered with its error instead;
+    /// error replies go out as they are.
     public mutating func beforeReplies(_ barrier: @escaping ReplyBarrier) {
         replyBarriers.append(barrier)
     }

@@ -1,4 +1,5 @@
 import IProto
+import Logging
 import Metrics
 import Synchronization
 
@@ -20,12 +21,16 @@ extension ReturnCode {
     public static let storageReadOnly = ReturnCode(rawValue: ReturnCode.firstServiceCode)
     /// A read or write while the storage is in maintenance.
     public static let storageMaintenance = ReturnCode(rawValue: ReturnCode.firstServiceCode + 1)
+    /// A write the disk could not take (full, failing), or refused while it cannot;
+    /// also every successful reply of a batch whose sync failed. Not acknowledged.
+    public static let storageCannotPersist = ReturnCode(rawValue: ReturnCode.firstServiceCode + 2)
 
     /// The storage code's name as in docs/protocol.md; nil for other codes.
     public var storageName: String? {
         switch self {
         case .storageReadOnly: "storage_read_only"
         case .storageMaintenance: "storage_maintenance"
+        case .storageCannotPersist: "storage_cannot_persist"
         default: nil
         }
     }
@@ -71,21 +76,30 @@ public final class Storage: Sendable {
     }
 
     /// A storage kept in `dataDirectory` (created if missing; its parent must
-    /// exist): the last snapshot and the log after it are loaded, and every
-    /// change from now on is journaled with `fsync`. `initialState` applies
-    /// only to a new directory; otherwise the last recorded state wins.
-    /// ``recovery`` tells what was found. Also exports
-    /// `PREFIX_wal_records_total`, `PREFIX_wal_syncs_total` and
-    /// `PREFIX_snapshots_total`.
+    /// exist): the last snapshot and the log after it are loaded
+    /// (``JournalRecovery``: a damaged log refuses to load unless
+    /// `forceRecovery` moves the damaged part aside), and every change from
+    /// now on is journaled with `fsync`. `initialState` applies only to a new
+    /// directory; otherwise the last recorded state wins. ``recovery`` tells
+    /// what was found; `logger` hears when the disk refuses writes and when it
+    /// takes them again. Also exports `PREFIX_wal_records_total`,
+    /// `PREFIX_wal_syncs_total`, `PREFIX_snapshots_total`,
+    /// `PREFIX_wal_errors_total` and `PREFIX_storage_cannot_persist`.
     public convenience init(dataDirectory: String, fsync: FsyncPolicy, initialState: StorageState = .readWrite,
-                            metricsPrefix: String = "iproto") throws(JournalError) {
+                            forceRecovery: Bool = false, metricsPrefix: String = "iproto",
+                            logger: Logger = Logger(label: "iproto.storage")) throws(JournalError) {
         let (journal, recovered, recovery) = try StorageJournal.open(directory: dataDirectory, fsync: fsync,
-                                                                    metricsPrefix: metricsPrefix)
+                                                                    forceRecovery: forceRecovery,
+                                                                    metricsPrefix: metricsPrefix, logger: logger)
         self.init(contents: Contents(state: recovered.state ?? initialState, slots: recovered.slots),
                   journal: journal, recovery: recovery, metricsPrefix: metricsPrefix)
         if recovered.state == nil {  // a new directory records its initial state first
-            contents.withLock { journal.append(.state($0.state)) }
-            journal.commit()
+            contents.withLock { journal.append(.state($0.state), undo: .state($0.state)) }
+            do {
+                try journal.commit()
+            } catch {
+                throw error.error
+            }
         }
     }
 
@@ -105,13 +119,16 @@ public final class Storage: Sendable {
 
     public var state: StorageState { contents.withLock { $0.state } }
 
-    public func switchState(to state: StorageState) {
-        contents.withLock {
-            journal?.append(.state(state))
-            $0.state = state
+    /// Switches the state; with a journal, throws ``IProto/ReturnCode/storageCannotPersist``
+    /// while the disk refuses writes.
+    public func switchState(to state: StorageState) throws(IProtoError) {
+        try contents.withLock { contents throws(IProtoError) in
+            if let refused = journal?.refusal() { throw Self.cannotPersist(refused) }
+            journal?.append(.state(state), undo: .state(contents.state))
+            contents.state = state
             showState(state)  // under the lock, so concurrent switches never show two states
         }
-        if journal?.fsync == .always { journal?.commit() }
+        try commitIfAlways()
         stateChanges[state]?.increment()
     }
 
@@ -145,25 +162,90 @@ public final class Storage: Sendable {
         try contents.withLock { contents throws(IProtoError) in
             switch contents.state {
             case .readWrite:
-                journal?.append(.replace(index: index, value: value))
+                if let refused = journal?.refusal() { throw Self.cannotPersist(refused) }
+                journal?.append(.replace(index: index, value: value), undo: .replace(index: index, value: contents.slots[index]))
                 contents.slots[index] = value
             case .readOnly: throw IProtoError(.storageReadOnly, "storage is read-only")
             case .maintenance: throw Self.maintenanceError
             }
         }
-        if journal?.fsync == .always { journal?.commit() }
+        try commitIfAlways()
+    }
+
+    // MARK: Durability
+
+    /// The reply barrier of worker `worker` (``Handlers/registerStorage(_:)``):
+    /// makes every change so far durable per the journal's policy. Throws
+    /// ``IProto/ReturnCode/storageCannotPersist`` when the disk refused it,
+    /// after undoing every change that is not durable, and also when the disk
+    /// refused another worker's sync since this worker's last barrier: its
+    /// replies may show changes undone since.
+    public func commit(worker: Int) throws(IProtoError) {
+        guard let journal else { return }
+        let failed = commitJournal()
+        if let error = journal.failureSinceLastBarrier(worker: worker) ?? failed { throw Self.cannotPersist(error) }
+    }
+
+    /// Makes every change so far durable per the journal's policy, as ``commit(worker:)``
+    /// does, for callers outside the server's workers.
+    public func commit() throws(IProtoError) {
+        if let error = commitJournal() { throw Self.cannotPersist(error) }
+    }
+
+    private func commitIfAlways() throws(IProtoError) {
+        if journal?.fsync == .always { try commit() }
+    }
+
+    /// Commits the journal; on failure undoes the changes that are not durable, and returns why.
+    private func commitJournal() -> JournalError? {
+        do {
+            try journal?.commit()
+            return nil
+        } catch {
+            if error.mustUndo { undoUndurable() }
+            return error.error
+        }
+    }
+
+    /// Puts the contents back as the durable log has them.
+    private func undoUndurable() {
+        guard let journal else { return }
+        contents.withLock { contents in
+            for change in journal.takeUndurable() {
+                switch change {
+                case .replace(let index, let value): contents.slots[index] = value
+                case .state(let state):
+                    contents.state = state
+                    showState(state)
+                }
+            }
+        }
+    }
+
+    private static func cannotPersist(_ error: JournalError) -> IProtoError {
+        let reason = error.systemReason.map { $0.prefix(1).lowercased() + $0.dropFirst() } ?? error.description
+        return IProtoError(.storageCannotPersist, "storage cannot persist: \(reason)")
     }
 
     /// Writes a snapshot of the contents and drops the log it replaces;
-    /// nothing to do when in memory only. Writes wait only while the
-    /// contents are copied and the log moves to a new segment.
+    /// nothing to do when in memory only. The next log segment is prepared
+    /// and synced first; the storage's lock is then held only while the
+    /// contents are copied, and the log's only while the old segment's last
+    /// changes are synced and the new one is renamed into place.
     public func snapshot() throws(JournalError) {
         guard let journal else { return }
         try snapshotting.withLock { _ throws(JournalError) in
-            let (lsn, copy) = try contents.withLock { contents throws(JournalError) in
-                (try journal.beginSnapshot(), contents)
+            let firstKept: UInt64
+            do throws(StorageJournal.CommitFailure) {
+                firstKept = try journal.switchSegment()
+            } catch {
+                if error.mustUndo { undoUndurable() }
+                throw error.error
             }
-            try journal.finishSnapshot(lsn: lsn, state: copy.state, slots: copy.slots)
+            let (lsn, copy) = contents.withLock { (journal.lastAppendedLSN, $0) }
+            // The snapshot must hold only durable changes: one undone later would come back with it.
+            if let error = commitJournal() { throw error }
+            try journal.writeSnapshot(lsn: lsn, state: copy.state, slots: copy.slots, firstKeptLSN: firstKept)
         }
     }
 

@@ -29,7 +29,10 @@ struct ConnectionOptions: ParsableArguments {
 
     func validate() throws {
         guard (1...65535).contains(port) else { throw ValidationError("--port must be 1-65535, got \(port)") }
-        guard timeout.isFinite, timeout > 0 else { throw ValidationError("--timeout must be a positive number of seconds") }
+        // Int64 milliseconds hold up to ~292 million years; a day is more than any reply needs.
+        guard timeout.isFinite, timeout >= 0.001, timeout <= 86_400 else {
+            throw ValidationError("--timeout must be a number of seconds from 0.001 to 86400, got \(timeout)")
+        }
     }
 
     func client() -> IProtoClient {

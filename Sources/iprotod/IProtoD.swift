@@ -26,6 +26,12 @@ struct IProtoD: ParsableCommand {
             (e.g. IPROTOD_MAX_BODY=1024); the command line wins. LOG_LEVEL is read too. \
             Under systemd socket activation (LISTEN_FDS) the passed socket is served \
             instead of --listen.
+
+            Exit status: 0 after a stop by signal; 64 for a bad flag or value (restarting \
+            cannot help); 65 when --data-dir holds damaged data that iprotod will not load \
+            (an operator must restore it or use --force-recovery); 69 when the environment \
+            fails the start (address in use, data directory unusable, disk full), which a \
+            restart may fix.
             """
     )
 
@@ -74,6 +80,9 @@ struct IProtoD: ParsableCommand {
     @Option(help: "With --data-dir: always (a sync per write), batch (one sync per worker loop iteration, for every write it received) or never (the kernel's page cache only).")
     var fsync: FsyncPolicy = .batch
 
+    @Flag(help: "With --data-dir: start even if the log or snapshot is damaged, keeping the history up to the first damage and moving the rest into DIR/damaged-<time>/ (never deleted). Without it such a start is refused (exit 65).")
+    var forceRecovery = false
+
     @Option(help: "With --data-dir: seconds between snapshots, taken when something changed (and on shutdown).")
     var snapshotInterval = 60.0
 
@@ -97,6 +106,8 @@ struct IProtoD: ParsableCommand {
     }
 
     func run() throws {
+        // A closed stdout or stderr pipe must cost log lines, not the process (and its graceful stop).
+        signal(SIGPIPE, SIG_IGN)
         // Block the stop signals before any thread exists; the main thread waits for them below.
         let stopSignals = SignalSet([SIGINT, SIGTERM])
         stopSignals.block()
@@ -128,7 +139,7 @@ struct IProtoD: ParsableCommand {
         do {
             server = try Server(configuration: configuration, handlers: handlers, logger: logger)
         } catch {
-            throw ValidationError("\(error)")
+            throw StartFailure(.unavailable, "\(error)")
         }
         // Bind the metrics port before serving anything, so that failing to bind it fails the start.
         // It serves until the process exits.
@@ -136,7 +147,7 @@ struct IProtoD: ParsableCommand {
         do {
             try server.start()
         } catch {
-            throw ValidationError("\(error)")
+            throw StartFailure(.unavailable, "\(error)")
         }
         print("iprotod listening on \(server.address)")
         if let endpoint { print("iprotod metrics on \(endpoint.address)") }
@@ -157,12 +168,17 @@ struct IProtoD: ParsableCommand {
         guard !dataDir.isEmpty else { return Storage(state: initialState, metricsPrefix: prefix) }
         let storage: Storage
         do {
-            storage = try Storage(dataDirectory: dataDir, fsync: fsync, initialState: initialState, metricsPrefix: prefix)
+            storage = try Storage(dataDirectory: dataDir, fsync: fsync, initialState: initialState,
+                                  forceRecovery: forceRecovery, metricsPrefix: prefix, logger: logger)
         } catch {
-            throw ValidationError("--data-dir \(dataDir): \(error)")
+            // A failing call is the environment's fault; anything else is what the directory holds.
+            throw StartFailure(error.systemReason == nil ? .damagedData : .unavailable, "--data-dir \(dataDir): \(error)")
         }
         let recovery = storage.recovery!
         for warning in recovery.warnings { logger.warning("\(warning)") }
+        if let aside = recovery.movedAsideTo {
+            logger.error("--force-recovery moved damaged data aside; its changes are not loaded", metadata: ["moved_to": "\(aside)"])
+        }
         logger.info(recovery.fresh ? "storage created" : "storage recovered", metadata: [
             "data_dir": "\(dataDir)", "fsync": "\(fsync.rawValue)", "snapshot_lsn": "\(recovery.snapshotLSN)",
             "last_lsn": "\(recovery.lastLSN)", "replayed": "\(recovery.recordsReplayed)",
@@ -182,7 +198,7 @@ struct IProtoD: ParsableCommand {
             }
             return (metrics, try waitFor { try await metrics.start() })
         } catch {
-            throw ValidationError("cannot serve metrics on \(metricsListen): \(error)")
+            throw StartFailure(.unavailable, "cannot serve metrics on \(metricsListen): \(error)")
         }
     }
 
@@ -222,9 +238,33 @@ struct IProtoD: ParsableCommand {
     }
 }
 
+/// A start that failed after the flags were accepted, with the exit status that tells
+/// a supervisor whether to try again (see the command's discussion).
+struct StartFailure: Error, CustomStringConvertible {
+    enum Status: Int32 {
+        /// EX_DATAERR: the data directory holds damage an operator must look at; do not restart.
+        case damagedData = 65
+        /// EX_UNAVAILABLE: the address, the disk or another resource failed; a restart may succeed.
+        case unavailable = 69
+    }
+
+    var status: Status
+    var description: String
+
+    init(_ status: Status, _ description: String) {
+        self.status = status
+        self.description = description
+    }
+}
+
+/// Seconds as a duration of whole milliseconds. 0 means disabled, so a positive value
+/// that would round to 0 is refused rather than silently disabling the limit.
 private func duration(_ seconds: Double, _ flag: String) throws -> Duration {
     guard seconds.isFinite, seconds >= 0, seconds < 1e9 else {
-        throw ValidationError("\(flag) must be a number of seconds ≥ 0, got \(seconds)")
+        throw ValidationError("\(flag) must be a number of seconds from 0 to 1e9, got \(seconds)")
+    }
+    guard seconds == 0 || seconds >= 0.001 else {
+        throw ValidationError("\(flag) must be 0 (disabled) or at least 0.001 s, got \(seconds)")
     }
     return .milliseconds(Int64((seconds * 1000).rounded()))
 }

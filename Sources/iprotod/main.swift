@@ -9,6 +9,10 @@ let arguments = EnvironmentOptions.arguments(for: IProtoD.self) + CommandLine.ar
 do {
     var command = try IProtoD.parseAsRoot(Array(arguments))
     try command.run()
+} catch let failure as StartFailure {
+    let line = "iprotod: \(failure)\n"
+    _ = line.withCString { write(STDERR_FILENO, $0, strlen($0)) }
+    exit(failure.status.rawValue)
 } catch {
     // --help and friends print as usual; a bad value is one line on standard error.
     guard IProtoD.exitCode(for: error) != .success else { IProtoD.exit(withError: error) }

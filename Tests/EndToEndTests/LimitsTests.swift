@@ -103,7 +103,8 @@ import Testing
     func clientThatNeverReadsCannotGrowServerMemory(journaled: Bool) throws {
         let dataDirectory = NSTemporaryDirectory() + "iprotod-limits-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: dataDirectory) }
-        let server = try ServerProcess(["--max-output", "65536", "--rate-limit", "0"]
+        // No idle timeout: on a loaded machine the paused connection may sit longer than its default.
+        let server = try ServerProcess(["--max-output", "65536", "--rate-limit", "0", "--idle-timeout", "0"]
             + (journaled ? ["--data-dir", dataDirectory] : []))
         let connection = try TestConnection(port: server.port, receiveBuffer: 16 * 1024, sendBuffer: 16 * 1024)
         _ = try connection.replace(0, String(repeating: "r", count: 256))

@@ -179,6 +179,21 @@ import Testing
 }
 
 @Suite struct GracefulShutdownTests {
+    /// Standard error on a pipe nobody reads (a log shipper that died): SIGTERM still drains,
+    /// writes the final snapshot and exits 0. Fails on 2b8801a: SIGPIPE killed it (status 141).
+    @Test func closedStandardErrorDoesNotKillTheServer() throws {
+        let directory = NSTemporaryDirectory() + "iprotod-sigpipe-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let errors = Pipe()
+        let server = try ServerProcess(["--log-level", "debug", "--data-dir", directory, "--snapshot-interval", "3600"],
+                                       standardError: errors.fileHandleForWriting)
+        try errors.fileHandleForReading.close()
+        let connection = try server.connect()  // logged at debug: the first write into the dead pipe
+        #expect(try connection.replace(3, "kept").returnCode == .ok)
+        #expect(server.stop() == 0)
+        #expect(FileManager.default.fileExists(atPath: directory + "/snapshot"), "no final snapshot")
+    }
+
     /// After SIGTERM a connection keeps answering, with code 8, until the drain grace ends; then EOF.
     @Test func requestsDuringTheDrainGetShuttingDown() throws {
         let server = try ServerProcess(["--rate-limit", "0"])

@@ -34,6 +34,15 @@ import Testing
         #expect(unknown.output.hasSuffix("value \"unknown function 0x00030001\"\n"))
     }
 
+    /// 1e300 s crashed the client (an Int64 overflow); 0.0001 s silently became 0.
+    @Test(arguments: ["1e300", "0.0001", "0", "inf"])
+    func timeoutsOutOfRangeAreRefused(timeout: String) throws {
+        let server = try ServerProcess()
+        let result = try iproto(server, "call", "read", "5", "--timeout", timeout)
+        #expect(result.status == 64)
+        #expect(result.errors.contains("--timeout must be a number of seconds from 0.001 to 86400"), "\(result.errors)")
+    }
+
     @Test func badInputAndNoServerFailClearly() throws {
         let server = try ServerProcess()
         let badHex = try iproto(server, "raw", "0x00020002", "0g")

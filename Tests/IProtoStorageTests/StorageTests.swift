@@ -21,7 +21,7 @@ import Testing
     func operationsFollowTheState(state: StorageState) throws {
         let storage = Storage()
         try storage.replace(1, with: Array("before".utf8))
-        storage.switchState(to: state)
+        try storage.switchState(to: state)
         switch state {
         case .readWrite:
             try storage.replace(1, with: Array("after".utf8))
@@ -35,12 +35,12 @@ import Testing
         }
     }
 
-    @Test func everySwitchWorksFromEveryState() {
+    @Test func everySwitchWorksFromEveryState() throws {
         let storage = Storage()
         for from in StorageState.allCases {
             for to in StorageState.allCases {
-                storage.switchState(to: from)
-                storage.switchState(to: to)
+                try storage.switchState(to: from)
+                try storage.switchState(to: to)
                 #expect(storage.state == to)
             }
         }
@@ -49,8 +49,8 @@ import Testing
     @Test func valuesSurviveStateChanges() throws {
         let storage = Storage()
         try storage.replace(7, with: Array("kept".utf8))
-        storage.switchState(to: .maintenance)
-        storage.switchState(to: .readOnly)
+        try storage.switchState(to: .maintenance)
+        try storage.switchState(to: .readOnly)
         #expect(try storage.read(7) == Array("kept".utf8))
     }
 

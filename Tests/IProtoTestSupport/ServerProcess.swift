@@ -44,16 +44,19 @@ public final class ServerProcess {
 
     /// Starts `iprotod --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 ARGUMENTS`
     /// and waits for the two address lines. `environment` is added to the
-    /// inherited one; with `log` set, standard error goes to that file.
+    /// inherited one; with `log` set, standard error goes to that file, with
+    /// `standardError` to that handle.
     public init(_ arguments: [String] = [], environment: [String: String] = [:], log: String? = nil,
-                startupTimeout: Double = 20) throws {
+                standardError: FileHandle? = nil, startupTimeout: Double = 20) throws {
         process = Process()
         process.executableURL = URL(fileURLWithPath: Self.binaryPath)
         process.arguments = ["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"] + arguments
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
         output = Pipe()
         process.standardOutput = output
-        if let log {
+        if let standardError {
+            process.standardError = standardError
+        } else if let log {
             _ = FileManager.default.createFile(atPath: log, contents: nil)
             process.standardError = FileHandle(forWritingAtPath: log)
         } else {

@@ -99,12 +99,22 @@ typedef void (*iproto_request_fn)(void *context, iproto_conn *conn, unsigned wor
                                   uint32_t func_id, uint32_t request_id,
                                   const char *body, uint32_t body_length);
 
+/* Why a barrier failed, and the reply that replaces what it guarded. */
+typedef struct iproto_flush_error {
+    uint32_t return_code;  /* non-zero */
+    char message[192];     /* sent as a MessagePack string; NUL-terminated */
+} iproto_flush_error;
+
 /*
  * Called on a worker thread right before it sends replies: whatever those
  * replies acknowledge can be made durable first, one sync for the whole batch
- * (group commit).
+ * (group commit). Returns 0 when it succeeded. Otherwise it fills `error`,
+ * and every successful reply (return code 0) the worker made since its
+ * previous barrier is replaced by that error before anything is sent: a
+ * reply never acknowledges what the barrier could not make durable. Error
+ * replies are kept as they are.
  */
-typedef void (*iproto_flush_fn)(void *context, unsigned worker);
+typedef int (*iproto_flush_fn)(void *context, unsigned worker, iproto_flush_error *error);
 
 typedef struct iproto_config {
     const char *host;           /* numeric address or name to bind */

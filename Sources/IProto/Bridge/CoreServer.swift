@@ -69,8 +69,22 @@ private let connectionTrampoline: iproto_conn_fn = { context, worker, event, pee
     worker.record(swiftEvent, peer: { peer.map { String(cString: $0) } ?? "?" })
 }
 
-private let flushTrampoline: iproto_flush_fn = { context, _ in
-    for barrier in Unmanaged<CallbackContext>.fromOpaque(context!).takeUnretainedValue().replyBarriers { barrier() }
+/// Runs the barriers; the first error becomes the reply that replaces the batch's successful ones.
+private let flushTrampoline: iproto_flush_fn = { context, worker, error in
+    for barrier in Unmanaged<CallbackContext>.fromOpaque(context!).takeUnretainedValue().replyBarriers {
+        do throws(IProtoError) {
+            try barrier(Int(worker))
+        } catch let failure {
+            error!.pointee.return_code = failure.code.rawValue
+            withUnsafeMutableBytes(of: &error!.pointee.message) { message in
+                let text = failure.message.utf8.prefix(message.count - 1)
+                message.copyBytes(from: text)
+                message[text.count] = 0
+            }
+            return -1
+        }
+    }
+    return 0
 }
 
 /// Owns one C server: created bound, started once, stopped and joined before it is freed.

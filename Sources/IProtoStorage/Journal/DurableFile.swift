@@ -11,24 +11,31 @@ import Glibc
 /// Why the data directory could not be read or written.
 public struct JournalError: Error, CustomStringConvertible, Sendable {
     public let description: String
+    /// The system's reason in its own words ("No space left on device"), when a call failed.
+    public let systemReason: String?
 
-    init(_ description: String) { self.description = description }
+    init(_ description: String, systemReason: String? = nil) {
+        self.description = description
+        self.systemReason = systemReason
+    }
 
     static func system(_ call: String, _ path: String) -> JournalError {
-        JournalError("\(call) \(path): \(String(cString: strerror(errno)))")
+        let reason = String(cString: strerror(errno))
+        return JournalError("\(call) \(path): \(reason)", systemReason: reason)
     }
 }
 
 /// A file the journal writes: a log segment or a snapshot being made.
 final class DurableFile {
-    let path: String
+    private(set) var path: String
     private let fd: Int32
-    /// Bytes written through this object.
-    private(set) var written = 0
+    /// The file's length: bytes written through this object after the ones it was opened with.
+    private(set) var written: Int
 
-    private init(path: String, fd: Int32) {
+    private init(path: String, fd: Int32, length: Int) {
         self.path = path
         self.fd = fd
+        written = length
     }
 
     deinit { close(fd) }
@@ -37,20 +44,49 @@ final class DurableFile {
     static func create(_ path: String) throws(JournalError) -> DurableFile {
         let fd = Glibc.open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw .system("open", path) }
-        return DurableFile(path: path, fd: fd)
+        return DurableFile(path: path, fd: fd, length: 0)
     }
 
+    /// Opens the existing `path` to append after its first `length` bytes (what recovery kept).
+    static func openForAppending(_ path: String, length: Int) throws(JournalError) -> DurableFile {
+        let fd = Glibc.open(path, O_WRONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw .system("open", path) }
+        return DurableFile(path: path, fd: fd, length: length)
+    }
+
+    /// Appends `bytes` after the last complete write. When the disk refuses
+    /// them, the file is cut back to its length before the call (best effort:
+    /// a cut that fails too leaves a tail that the next write overwrites and
+    /// recovery would truncate) and the error is thrown; nothing is half-appended.
     func write(_ bytes: [UInt8]) throws(JournalError) {
         var offset = 0
         while offset < bytes.count {
-            let n = bytes.withUnsafeBytes { raw in Glibc.write(fd, raw.baseAddress! + offset, raw.count - offset) }
+            let n = bytes.withUnsafeBytes { raw in
+                pwrite(fd, raw.baseAddress! + offset, raw.count - offset, off_t(written + offset))
+            }
             if n > 0 {
                 offset += n
             } else if n < 0 && errno != EINTR {
-                throw .system("write", path)
+                let error = JournalError.system("write", path)
+                if offset > 0 { _ = ftruncate(fd, off_t(written)) }
+                throw error
             }
         }
         written += bytes.count
+    }
+
+    /// Renames the file; the directory must be synced for the new name to last.
+    func rename(to newPath: String) throws(JournalError) {
+        try Self.rename(path, to: newPath)
+        path = newPath
+    }
+
+    /// Cuts the file back to `length` bytes (a failed append's). Not synced
+    /// here: the next successful ``sync()`` makes the new length durable with
+    /// the data written after it.
+    func truncate(to length: Int) throws(JournalError) {
+        guard ftruncate(fd, off_t(length)) == 0 else { throw .system("ftruncate", path) }
+        written = length
     }
 
     /// fdatasync: the bytes written so far survive a crash of the machine.

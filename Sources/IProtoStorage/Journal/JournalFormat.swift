@@ -29,6 +29,13 @@ enum JournalFormat {
     /// Larger than any record this version writes: a length above it is corruption.
     static let maxPayload = 1 + 2 + 2 + Storage.maxValueBytes
 
+    static let snapshotName = "snapshot"
+    /// A snapshot being written; replaces `snapshot` by a rename once synced.
+    static let temporarySnapshotName = "snapshot.tmp"
+    /// The next log segment, prepared before a switch and renamed to its
+    /// `wal-<first LSN>.log` name by it.
+    static let preparedSegmentName = "wal-next.tmp"
+
     static func segmentName(firstLSN: UInt64) -> String {
         let digits = String(firstLSN)
         return "wal-" + String(repeating: "0", count: max(0, 20 - digits.count)) + digits + ".log"
@@ -110,6 +117,26 @@ enum JournalFormat {
         default:
             return .invalid("an unknown record type")
         }
+    }
+
+    /// The first offset after `offset` where a whole, valid record with an
+    /// LSN of at least `minimumLSN` starts, and that LSN: proof that the log
+    /// goes on past damage at `offset`. Candidates are tested cheaply first
+    /// (a plausible length and LSN) and only then by their checksum, so a
+    /// scan over a segment costs about one pass.
+    static func nextValidRecord(_ bytes: [UInt8], after offset: Int, minimumLSN: UInt64) -> (offset: Int, lsn: UInt64)? {
+        var candidate = offset + 1
+        while bytes.count - candidate >= recordHeaderSize + 2 {
+            let length = Int(load(bytes, at: candidate, size: 4))
+            let lsn = load(bytes, at: candidate + 8, size: 8)
+            if length >= 2, length <= maxPayload, candidate + recordHeaderSize + length <= bytes.count,
+               lsn >= minimumLSN, lsn - minimumLSN < UInt64(bytes.count),
+               case .record = decodeRecord(bytes, at: candidate) {
+                return (candidate, lsn)
+            }
+            candidate += 1
+        }
+        return nil
     }
 
     static func encodeSnapshot(lsn: UInt64, state: StorageState, slots: [[UInt8]]) -> [UInt8] {

@@ -1,3 +1,4 @@
+import Logging
 import Metrics
 import Synchronization
 
@@ -23,8 +24,10 @@ public struct Recovery: Sendable {
     public var lastLSN: UInt64 = 0
     /// Changes replayed from the log on top of the snapshot.
     public var recordsReplayed = 0
-    /// Bytes cut from the end of the log: a torn or damaged tail.
+    /// Bytes cut from the end of the log: a torn tail, after which no valid change follows.
     public var truncatedBytes = 0
+    /// With `forceRecovery`: where the damaged part of the directory was moved (nil when nothing was).
+    public var movedAsideTo: String?
     /// Sentences an operator should read, such as what was truncated and why.
     public var warnings: [String] = []
 }
@@ -37,9 +40,19 @@ public struct Recovery: Sendable {
 /// acknowledges one of its changes is sent; workers that find their changes
 /// already covered by another's sync skip it. A snapshot starts a new log
 /// segment; the older ones are deleted once the snapshot is on disk.
+///
+/// When the disk refuses a write or a sync, the batch is not acknowledged:
+/// the journal keeps the inverse of every change not yet durable, the
+/// storage undoes them (``takeUndurable()``), and writes are refused for
+/// ``retryInterval`` before one is let through to try again.
+///
+/// Locks, always taken in this order: `segment` (the file), the storage's
+/// contents, `pending` (the batch).
 public final class StorageJournal: Sendable {
     public let directory: String
     public let fsync: FsyncPolicy
+    /// How long writes are refused after the disk failed one, before the next is tried.
+    public static let retryInterval: Duration = .seconds(1)
 
     /// The log file being appended to, and the LSN of its first record.
     private struct Segment {
@@ -47,16 +60,51 @@ public final class StorageJournal: Sendable {
         var firstLSN: UInt64
     }
 
-    /// Encoded changes not yet written.
-    private let pending = Mutex<[UInt8]>([])
+    /// Changes appended but not yet written, and how to undo each.
+    private struct Batch {
+        var bytes: [UInt8] = []
+        /// The inverse of each change, oldest first.
+        var undo: [JournalRecord] = []
+    }
+
+    /// Why the disk failed, while writes are refused.
+    private struct Failure {
+        var error: JournalError
+        /// The inverses of the changes the failed write carried, until the storage takes them.
+        var undo: [JournalRecord]?
+        var retryAt: ContinuousClock.Instant
+        /// When the disk first refused, the failed retries since, and the last log line about them.
+        var since: ContinuousClock.Instant
+        var failedRetries = 0
+        var loggedAt: ContinuousClock.Instant
+    }
+    /// A refusing disk is logged when it starts, then at most once per this while it lasts.
+    private static let failureLogInterval: Duration = .seconds(60)
+
+    private let pending = Mutex(Batch())
     private let segment: Mutex<Segment>
-    /// The last LSN handed out, and the last one written (and synced, per policy).
+    /// The next segment, made by a snapshot before it takes the segment's lock to switch to it.
+    private let prepared = Mutex<DurableFile?>(nil)
+    /// The last LSN handed out, the last written to a file, and the last made
+    /// durable per the policy (`never`: written).
     private let appended: Atomic<UInt64>
+    private let written: Atomic<UInt64>
     private let synced: Atomic<UInt64>
     private let lastSnapshotLSN: Atomic<UInt64>
+    /// Set while the disk refuses writes; `failures` counts every time it did.
+    private let failure = Mutex<Failure?>(nil)
+    private let failing = Atomic<Bool>(false)
+    private let failures = Atomic<UInt64>(0)
+    /// Per worker: `failures` as of its last barrier.
+    private let failuresSeen = Mutex<[UInt64]>([])
+    /// Why the disk refused the last write that it refused.
+    private let lastError = Mutex<JournalError?>(nil)
     private let records: Counter
     private let syncs: Counter
     private let snapshots: Counter
+    private let errors: Counter
+    private let failingGauge: Gauge
+    private let logger: Logger
 
     /// The storage contents recovered from the directory: nil state when fresh.
     struct Contents {
@@ -65,16 +113,21 @@ public final class StorageJournal: Sendable {
     }
 
     private init(directory: String, fsync: FsyncPolicy, segment: sending Segment, lastLSN: UInt64, snapshotLSN: UInt64,
-                 metricsPrefix: String) {
+                 metricsPrefix: String, logger: Logger) {
         self.directory = directory
+        self.logger = logger
         self.fsync = fsync
         self.segment = Mutex(segment)
         appended = Atomic(lastLSN)
+        written = Atomic(lastLSN)
         synced = Atomic(lastLSN)
         lastSnapshotLSN = Atomic(snapshotLSN)
         records = Counter(label: "\(metricsPrefix)_wal_records_total")
         syncs = Counter(label: "\(metricsPrefix)_wal_syncs_total")
         snapshots = Counter(label: "\(metricsPrefix)_snapshots_total")
+        errors = Counter(label: "\(metricsPrefix)_wal_errors_total")
+        failingGauge = Gauge(label: "\(metricsPrefix)_storage_cannot_persist")
+        failingGauge.record(0)
     }
 
     /// Help text of the journal's metrics, by full name.
@@ -83,6 +136,8 @@ public final class StorageJournal: Sendable {
             "\(prefix)_wal_records_total": "Changes appended to the write-ahead log.",
             "\(prefix)_wal_syncs_total": "fdatasync calls on the write-ahead log; records / syncs is the group-commit batch size.",
             "\(prefix)_snapshots_total": "Snapshots written.",
+            "\(prefix)_wal_errors_total": "Writes or syncs of the write-ahead log the disk refused (no space, I/O error); their changes were not acknowledged.",
+            "\(prefix)_storage_cannot_persist": "1 while writes are refused because the disk refused the log's last write or sync.",
         ]
     }
 
@@ -97,179 +152,258 @@ public final class StorageJournal: Sendable {
     // MARK: Recovery
 
     /// Opens `directory` (creating it if needed; its parent must exist), loads
-    /// the snapshot, replays the log after it, and starts a new log segment.
-    static func open(directory: String, fsync: FsyncPolicy, metricsPrefix: String)
+    /// the snapshot and replays the log after it (``JournalRecovery``), and
+    /// goes on appending to the last segment.
+    static func open(directory: String, fsync: FsyncPolicy, forceRecovery: Bool, metricsPrefix: String, logger: Logger)
         throws(JournalError) -> (journal: StorageJournal, contents: Contents, recovery: Recovery) {
-        try DurableFile.makeDirectory(directory)
-        try DurableFile.remove(path(directory, "snapshot.tmp"))  // a snapshot cut short; the old one stands
-        var recovery = Recovery()
-        var contents = Contents(state: nil, slots: Array(repeating: [], count: Storage.slotCount))
-
-        let snapshotPath = path(directory, "snapshot")
-        if let bytes = try DurableFile.read(snapshotPath) {
-            switch JournalFormat.decodeSnapshot(bytes) {
-            case .success(let snapshot):
-                contents = Contents(state: snapshot.state, slots: snapshot.slots)
-                recovery.snapshotLSN = snapshot.lsn
-                recovery.lastLSN = snapshot.lsn
-                recovery.fresh = false
-            case .failure(let reason):
-                throw JournalError("\(snapshotPath) is damaged (\(reason)); the changes it holds are in no log any more, so iprotod will not start without it: restore it from a backup, or move the directory away to start empty")
-            }
+        let recovered = try JournalRecovery.run(directory: directory, forceRecovery: forceRecovery)
+        let file: DurableFile
+        let first: UInt64
+        if let last = recovered.lastSegment {
+            file = try DurableFile.openForAppending(path(directory, last.name), length: last.length)
+            first = last.firstLSN
+        } else {
+            first = recovered.recovery.lastLSN + 1
+            file = try prepareSegment(directory: directory)
+            try file.rename(to: path(directory, JournalFormat.segmentName(firstLSN: first)))
+            try DurableFile.syncDirectory(directory)
         }
-
-        let segments = try DurableFile.list(directory)
-            .compactMap { name in JournalFormat.firstLSN(ofSegment: name).map { (name: name, firstLSN: $0) } }
-            .sorted { $0.firstLSN < $1.firstLSN }
-        for (position, segment) in segments.enumerated() {
-            let segmentPath = path(directory, segment.name)
-            let bytes = try DurableFile.read(segmentPath) ?? []
-            let isLast = position == segments.count - 1
-            let magic = JournalFormat.segmentMagic
-            guard bytes.starts(with: magic) else {
-                if isLast, bytes.count < magic.count, magic.starts(with: bytes) {
-                    recovery.warnings.append("\(segmentPath) was created but its header never written; removed it")
-                    try DurableFile.remove(segmentPath)
-                    continue
-                }
-                throw JournalError("\(segmentPath) is not a log segment; move it out of the data directory")
-            }
-            guard segment.firstLSN <= recovery.lastLSN + 1 else {
-                throw JournalError("the log has no changes \(recovery.lastLSN + 1)...\(segment.firstLSN - 1) (a segment before \(segment.name) is missing); iprotod will not start without them")
-            }
-            var offset = magic.count
-            replay: while true {
-                var problem: String
-                switch JournalFormat.decodeRecord(bytes, at: offset) {
-                case .end:
-                    break replay
-                case .record(let lsn, let record, let next):
-                    if lsn <= recovery.snapshotLSN {  // already in the snapshot
-                        offset = next
-                        continue
-                    }
-                    if lsn == recovery.lastLSN + 1 {
-                        apply(record, to: &contents)
-                        recovery.lastLSN = lsn
-                        recovery.recordsReplayed += 1
-                        recovery.fresh = false
-                        offset = next
-                        continue
-                    }
-                    problem = "change \(lsn) where \(recovery.lastLSN + 1) was expected"
-                case .invalid(let reason):
-                    problem = reason
-                }
-                guard isLast else {
-                    throw JournalError("\(segmentPath) holds \(problem) at byte \(offset), and later segments follow it; iprotod will not start on a damaged log: restore it from a backup")
-                }
-                recovery.truncatedBytes += bytes.count - offset
-                recovery.warnings.append("\(segmentPath) ends with \(problem) at byte \(offset) (a write cut short by a crash, which was never acknowledged, or damage); truncated the log there, dropping \(bytes.count - offset) bytes")
-                try DurableFile.truncate(segmentPath, to: offset)
-                break replay
-            }
-        }
-
-        let first = recovery.lastLSN + 1
-        let file = try startSegment(directory: directory, firstLSN: first)
         let journal = StorageJournal(directory: directory, fsync: fsync, segment: Segment(file: file, firstLSN: first),
-                                     lastLSN: recovery.lastLSN, snapshotLSN: recovery.snapshotLSN,
-                                     metricsPrefix: metricsPrefix)
-        return (journal, contents, recovery)
+                                     lastLSN: recovered.recovery.lastLSN, snapshotLSN: recovered.recovery.snapshotLSN,
+                                     metricsPrefix: metricsPrefix, logger: logger)
+        return (journal, recovered.contents, recovered.recovery)
     }
 
-    private static func apply(_ record: JournalRecord, to contents: inout Contents) {
+    static func apply(_ record: JournalRecord, to contents: inout Contents) {
         switch record {
         case .replace(let index, let value): contents.slots[index] = value
         case .state(let state): contents.state = state
         }
     }
 
-    private static func startSegment(directory: String, firstLSN: UInt64) throws(JournalError) -> DurableFile {
-        let file = try DurableFile.create(path(directory, JournalFormat.segmentName(firstLSN: firstLSN)))
+    /// A new segment under a temporary name, its header synced and its entry
+    /// in the directory too: all a switch to it then needs is a rename.
+    private static func prepareSegment(directory: String) throws(JournalError) -> DurableFile {
+        let file = try DurableFile.create(path(directory, JournalFormat.preparedSegmentName))
         try file.write(JournalFormat.segmentMagic)
         try file.sync()
         try DurableFile.syncDirectory(directory)
         return file
     }
 
-    private static func path(_ directory: String, _ name: String) -> String {
+    static func path(_ directory: String, _ name: String) -> String {
         directory.hasSuffix("/") ? directory + name : directory + "/" + name
     }
 
     // MARK: Logging changes
 
-    /// Appends `record` to the batch. The caller holds the storage's lock, so
-    /// LSNs follow the order in which changes are applied.
-    func append(_ record: JournalRecord) {
-        pending.withLock { bytes in
+    /// Why writes are refused now, or nil when they may go ahead. The caller
+    /// holds the storage's lock, so no change is appended after a failure
+    /// until its undo has been taken.
+    func refusal() -> JournalError? {
+        guard failing.load(ordering: .acquiring) else { return nil }
+        return failure.withLock { failure in
+            guard let current = failure else { return nil }
+            return current.undo != nil || ContinuousClock.now < current.retryAt ? current.error : nil
+        }
+    }
+
+    /// Appends `record` to the batch, with `undo`, the change that reverts it.
+    /// The caller holds the storage's lock, so LSNs follow the order in which
+    /// changes are applied.
+    func append(_ record: JournalRecord, undo: JournalRecord) {
+        pending.withLock { batch in
             let lsn = appended.load(ordering: .relaxed) + 1
-            JournalFormat.append(record, lsn: lsn, to: &bytes)
+            JournalFormat.append(record, lsn: lsn, to: &batch.bytes)
+            batch.undo.append(undo)
             appended.store(lsn, ordering: .releasing)
         }
         records.increment()
     }
 
+    /// The outcome of a commit that the disk refused.
+    struct CommitFailure: Error {
+        var error: JournalError
+        /// True for the caller that must undo the changes (``takeUndurable()``), exactly once per failure.
+        var mustUndo: Bool
+    }
+
     /// Writes every change appended so far and syncs it (unless the policy is
     /// `never`). Returns at once when another thread's sync already covered them.
-    public func commit() {
+    func commit() throws(CommitFailure) {
         let target = appended.load(ordering: .acquiring)
         guard synced.load(ordering: .acquiring) < target else { return }
-        segment.withLock { segment in
+        try segment.withLock { segment throws(CommitFailure) in
             guard synced.load(ordering: .acquiring) < target else { return }
-            writePending(to: segment.file)
+            try writePending(to: segment.file, sync: fsync != .never)
         }
     }
 
-    /// Under the segment lock.
-    private func writePending(to file: DurableFile) {
-        var bytes: [UInt8] = []
+    /// Under the segment lock. On failure the batch stays out of the file and
+    /// the journal records the failure; the caller undoes the changes.
+    private func writePending(to file: DurableFile, sync: Bool) throws(CommitFailure) {
+        if let refused = failure.withLock({ $0?.undo != nil ? $0!.error : nil }) {
+            throw CommitFailure(error: refused, mustUndo: false)  // the failed batch's undo is still being taken
+        }
+        var batch = Batch()
         let upTo = pending.withLock { pending in
-            swap(&bytes, &pending)
+            swap(&batch, &pending)
             return appended.load(ordering: .relaxed)
         }
-        guard !bytes.isEmpty else { return }
+        let lengthBefore = file.written, writtenBefore = written.load(ordering: .relaxed)
         do {
-            try file.write(bytes)
-            if fsync != .never {
+            if !batch.bytes.isEmpty {
+                try file.write(batch.bytes)
+                written.store(upTo, ordering: .releasing)
+            }
+            if sync && synced.load(ordering: .relaxed) < upTo {
                 try file.sync()
                 syncs.increment()
             }
         } catch {
-            // The changes are applied and replies acknowledging them are about to be
-            // sent; they cannot be taken back, so the process stops before sending them.
-            fatalError("write-ahead log: \(error); stopping so that no unsaved change is acknowledged")
+            // What the failed sync covered may or may not reach the disk: cut it off, so
+            // that the file holds exactly the durable changes and a restart cannot revive
+            // changes that were answered with an error. If even that fails, the file's
+            // state is unknown, and writes stay refused until a restart recovers it.
+            var retryAt = ContinuousClock.now + Self.retryInterval
+            var reported = error
+            if file.written > lengthBefore {
+                do {
+                    try file.truncate(to: lengthBefore)
+                    written.store(writtenBefore, ordering: .releasing)
+                } catch let cut {
+                    retryAt = .now + .seconds(Int64(Int32.max))
+                    reported = JournalError("\(error.description); then \(cut.description), so writes stay refused until iprotod restarts", systemReason: error.systemReason)
+                }
+            }
+            errors.increment()
+            failingGauge.record(1)
+            lastError.withLock { $0 = reported }
+            failure.withLock { failure in
+                let now = ContinuousClock.now
+                if var ongoing = failure {
+                    ongoing.error = reported
+                    ongoing.undo = batch.undo
+                    ongoing.retryAt = retryAt
+                    ongoing.failedRetries += 1
+                    if now - ongoing.loggedAt >= Self.failureLogInterval {
+                        ongoing.loggedAt = now
+                        logger.error("storage still cannot persist; writes are refused", metadata: [
+                            "error": "\(reported)", "failed_retries": "\(ongoing.failedRetries)",
+                            "for_seconds": "\(Int((now - ongoing.since) / .seconds(1)))",
+                        ])
+                    }
+                    failure = ongoing
+                } else {
+                    logger.error("storage cannot persist; its writes were answered with an error, and writes are refused, retried every second", metadata: [
+                        "error": "\(reported)", "data_dir": "\(directory)",
+                    ])
+                    failure = Failure(error: reported, undo: batch.undo, retryAt: retryAt, since: now, loggedAt: now)
+                }
+            }
+            failures.add(1, ordering: .releasing)
+            failing.store(true, ordering: .releasing)
+            throw CommitFailure(error: reported, mustUndo: true)
         }
         synced.store(upTo, ordering: .releasing)
+        if failing.load(ordering: .acquiring) && !batch.bytes.isEmpty {  // a retry got through
+            failure.withLock { failure in
+                if let ended = failure {
+                    logger.notice("storage persists again; writes resumed", metadata: [
+                        "failed_retries": "\(ended.failedRetries)",
+                        "for_seconds": "\(Int((ContinuousClock.now - ended.since) / .seconds(1)))",
+                    ])
+                }
+                failure = nil
+            }
+            failing.store(false, ordering: .releasing)
+            failingGauge.record(0)
+        }
+    }
+
+    /// After a failed commit: the inverses of every change that is not
+    /// durable, newest first, and the log forgets those changes (the next LSN
+    /// is the one after the last durable change). The caller holds the
+    /// storage's lock and applies them.
+    func takeUndurable() -> [JournalRecord] {
+        let failed = failure.withLock { failure in
+            defer { failure?.undo = nil }
+            return failure?.undo ?? []
+        }
+        return pending.withLock { batch in
+            defer { batch = Batch() }
+            let durable = written.load(ordering: .relaxed)
+            appended.store(durable, ordering: .releasing)
+            synced.store(durable, ordering: .releasing)
+            return (failed + batch.undo).reversed()
+        }
+    }
+
+    /// Why the disk refused a write since `worker`'s last call, if it did: the
+    /// replies the worker made meanwhile may show changes undone since.
+    func failureSinceLastBarrier(worker: Int) -> JournalError? {
+        let now = failures.load(ordering: .acquiring)
+        guard now > 0 else { return nil }
+        let changed = failuresSeen.withLock { seen in
+            if seen.count <= worker { seen += Array(repeating: 0, count: worker + 1 - seen.count) }
+            defer { seen[worker] = now }
+            return seen[worker] != now
+        }
+        return changed ? lastError.withLock { $0 } : nil
     }
 
     // MARK: Snapshots
 
-    /// Writes out pending changes, moves on to a new log segment, and returns
-    /// the LSN of the last change before it. Called under the storage's lock,
-    /// with the contents the snapshot will hold.
-    func beginSnapshot() throws(JournalError) -> UInt64 {
-        try segment.withLock { segment throws(JournalError) in
-            writePending(to: segment.file)
-            let first = appended.load(ordering: .relaxed) + 1
-            segment = Segment(file: try Self.startSegment(directory: directory, firstLSN: first), firstLSN: first)
-            return first - 1
+    /// Moves on to a new log segment and returns its first LSN: prepares and
+    /// syncs the new file before taking any lock, then under the segment lock
+    /// (writers' syncs wait; reads and new changes do not) writes and syncs
+    /// whatever the old segment still lacks, whatever the policy, so that no
+    /// segment but the last can ever have a torn tail, and renames the new
+    /// file into place. A disk failure in the old segment is a commit failure.
+    func switchSegment() throws(CommitFailure) -> UInt64 {
+        do throws(JournalError) {
+            try prepared.withLock { prepared throws(JournalError) in
+                prepared = try Self.prepareSegment(directory: directory)
+            }
+        } catch {
+            throw CommitFailure(error: error, mustUndo: false)
+        }
+        return try segment.withLock { segment throws(CommitFailure) in
+            guard let next = prepared.withLock({ $0.take() }) else { preconditionFailure("no segment was prepared") }
+            try writePending(to: segment.file, sync: true)
+            if fsync == .never {  // writePending synced only what it wrote
+                do throws(JournalError) { try segment.file.sync() } catch { throw CommitFailure(error: error, mustUndo: false) }
+            }
+            let first = written.load(ordering: .acquiring) + 1
+            do throws(JournalError) {
+                try next.rename(to: Self.path(directory, JournalFormat.segmentName(firstLSN: first)))
+                try DurableFile.syncDirectory(directory)
+            } catch {
+                throw CommitFailure(error: error, mustUndo: false)
+            }
+            segment = Segment(file: next, firstLSN: first)
+            return first
         }
     }
 
+    /// The LSN of the last change appended; the caller holds the storage's
+    /// lock, so it matches the contents it copies.
+    var lastAppendedLSN: UInt64 { appended.load(ordering: .acquiring) }
+
     /// Writes the snapshot of the contents up to `lsn` and deletes the log
-    /// segments it makes unnecessary.
-    func finishSnapshot(lsn: UInt64, state: StorageState, slots: [[UInt8]]) throws(JournalError) {
-        let temporary = Self.path(directory, "snapshot.tmp")
+    /// segments before `firstKeptLSN`'s, which it makes unnecessary. No lock
+    /// is held: the log still has every change until the rename.
+    func writeSnapshot(lsn: UInt64, state: StorageState, slots: [[UInt8]], firstKeptLSN: UInt64) throws(JournalError) {
+        let temporary = Self.path(directory, JournalFormat.temporarySnapshotName)
         let file = try DurableFile.create(temporary)
         try file.write(JournalFormat.encodeSnapshot(lsn: lsn, state: state, slots: slots))
         try file.sync()
-        try DurableFile.rename(temporary, to: Self.path(directory, "snapshot"))
+        try DurableFile.rename(temporary, to: Self.path(directory, JournalFormat.snapshotName))
         try DurableFile.syncDirectory(directory)
         lastSnapshotLSN.store(lsn, ordering: .relaxed)
         snapshots.increment()
         for name in try DurableFile.list(directory) {
-            if let first = JournalFormat.firstLSN(ofSegment: name), first <= lsn {
+            if let first = JournalFormat.firstLSN(ofSegment: name), first < firstKeptLSN {
                 try DurableFile.remove(Self.path(directory, name))
             }
         }
