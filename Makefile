@@ -1,13 +1,13 @@
 # Two commands set everything up on a fresh Debian machine with the Swift toolchain:
 #   make run    build iprotod (release) and start it on its defaults (ARGS="--listen 0.0.0.0:3301 ..." to change)
-#   make test   unit, end-to-end, netcat fixture, sanitizer, restart, crash, abuse (short) and deploy tests
+#   make test   unit, end-to-end, netcat fixture, sanitizer, restart, crash, power-cut, abuse (short) and deploy tests
 #   make bench  iprotod against a bare epoll responder and Redis; writes docs/benchmarks.md
 #   make abuse  the abuse scenarios in full; writes docs/robustness.md
 SHELL := /bin/bash
 SWIFT ?= swift
 ARGS ?=
 
-.PHONY: all build-deps test-deps bench-deps build run test unit-test fixture-test sanitize-test restart-test crash-test abuse-test deploy-check bench abuse fuzz clean
+.PHONY: all build-deps test-deps bench-deps build run test unit-test fixture-test sanitize-test restart-test crash-test powercut-test abuse-test deploy-check bench abuse fuzz clean
 
 all: build
 
@@ -29,7 +29,7 @@ build: build-deps
 run: build
 	"$$($(SWIFT) build -c release --show-bin-path)/iprotod" $(ARGS)
 
-test: unit-test fixture-test sanitize-test restart-test crash-test abuse-test deploy-check
+test: unit-test fixture-test sanitize-test restart-test crash-test powercut-test abuse-test deploy-check
 
 unit-test: test-deps
 	$(SWIFT) build --build-tests
@@ -63,6 +63,10 @@ restart-test: test-deps
 crash-test: test-deps
 	$(SWIFT) build --product iprotod
 	python3 Tests/Crash/crash_test.py "$$($(SWIFT) build --show-bin-path)/iprotod" --kills $${CRASH_KILLS:-10}
+
+# The power-cut shim (Tests/PowerCut/powercut.c) keeps what was synced and only that.
+powercut-test: test-deps
+	python3 Tests/PowerCut/shim_test.py
 
 # Every abuse scenario beside a conforming client, 2 s each at a tenth of the scale.
 abuse-test: test-deps
