@@ -59,14 +59,19 @@ restart-test: test-deps
 	$(SWIFT) build --product iprotod
 	python3 Tests/Restart/restart_test.py "$$($(SWIFT) build --show-bin-path)/iprotod"
 
-# kill -9 under write load, 10 times; CRASH_KILLS=200 for a long run.
-crash-test: test-deps
+# kill -9 under write load, 10 times, and the power-cut test; a long run of both:
+# make crash-test CRASH_KILLS=200 POWERCUT_CYCLES=100
+crash-test: test-deps powercut-test
 	$(SWIFT) build --product iprotod
 	python3 Tests/Crash/crash_test.py "$$($(SWIFT) build --show-bin-path)/iprotod" --kills $${CRASH_KILLS:-10}
 
-# The power-cut shim (Tests/PowerCut/powercut.c) keeps what was synced and only that.
+# The shim's own test, then power cuts (an LD_PRELOAD shim keeps only what was synced)
+# under write load: 3 per policy for --fsync batch and always, which must lose nothing,
+# and --fsync never, which must lose acknowledged writes; POWERCUT_CYCLES=100 for a long run.
 powercut-test: test-deps
+	$(SWIFT) build --product iprotod
 	python3 Tests/PowerCut/shim_test.py
+	python3 Tests/PowerCut/powercut_test.py "$$($(SWIFT) build --show-bin-path)/iprotod" --cycles $${POWERCUT_CYCLES:-3}
 
 # Every abuse scenario beside a conforming client, 2 s each at a tenth of the scale.
 abuse-test: test-deps
