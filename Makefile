@@ -1,13 +1,13 @@
 # Two commands set everything up on a fresh Debian machine with the Swift toolchain:
 #   make run    build iprotod (release) and start it on its defaults (ARGS="--listen 0.0.0.0:3301 ..." to change)
-#   make test   unit, end-to-end, netcat fixture, sanitizer, restart, crash, abuse (short) and deploy tests
+#   make test   unit, end-to-end, netcat fixture, sanitizer, restart, crash, power-cut, abuse (short) and deploy tests
 #   make bench  iprotod against a bare epoll responder and Redis; writes docs/benchmarks.md
 #   make abuse  the abuse scenarios in full; writes docs/robustness.md
 SHELL := /bin/bash
 SWIFT ?= swift
 ARGS ?=
 
-.PHONY: all build-deps test-deps bench-deps build run test unit-test fixture-test sanitize-test restart-test crash-test abuse-test deploy-check bench abuse fuzz clean
+.PHONY: all build-deps test-deps bench-deps build run test unit-test fixture-test sanitize-test restart-test crash-test powercut-test abuse-test deploy-check bench abuse fuzz clean
 
 all: build
 
@@ -29,7 +29,7 @@ build: build-deps
 run: build
 	"$$($(SWIFT) build -c release --show-bin-path)/iprotod" $(ARGS)
 
-test: unit-test fixture-test sanitize-test restart-test crash-test abuse-test deploy-check
+test: unit-test fixture-test sanitize-test restart-test crash-test powercut-test abuse-test deploy-check
 
 unit-test: test-deps
 	$(SWIFT) build --build-tests
@@ -59,10 +59,19 @@ restart-test: test-deps
 	$(SWIFT) build --product iprotod
 	python3 Tests/Restart/restart_test.py "$$($(SWIFT) build --show-bin-path)/iprotod"
 
-# kill -9 under write load, 10 times; CRASH_KILLS=200 for a long run.
-crash-test: test-deps
+# kill -9 under write load, 10 times, and the power-cut test; a long run of both:
+# make crash-test CRASH_KILLS=200 POWERCUT_CYCLES=100
+crash-test: test-deps powercut-test
 	$(SWIFT) build --product iprotod
 	python3 Tests/Crash/crash_test.py "$$($(SWIFT) build --show-bin-path)/iprotod" --kills $${CRASH_KILLS:-10}
+
+# The shim's own test, then power cuts (an LD_PRELOAD shim keeps only what was synced)
+# under write load: 3 per policy for --fsync batch and always, which must lose nothing,
+# and --fsync never, which must lose acknowledged writes; POWERCUT_CYCLES=100 for a long run.
+powercut-test: test-deps
+	$(SWIFT) build --product iprotod
+	python3 Tests/PowerCut/shim_test.py
+	python3 Tests/PowerCut/powercut_test.py "$$($(SWIFT) build --show-bin-path)/iprotod" --cycles $${POWERCUT_CYCLES:-3}
 
 # Every abuse scenario beside a conforming client, 2 s each at a tenth of the scale.
 abuse-test: test-deps

@@ -24,6 +24,8 @@ test_packages=(
     "jq=-"               # deploy check reads the Grafana dashboard
     "curl=-"             # deploy check scrapes /metrics
     "tmux=-"             # drives iproto repl through a terminal in its test
+    "gcc=-"              # compiles the power-cut test's LD_PRELOAD shim
+    "libc6-dev=-"        # its headers
 )
 
 bench_packages=(

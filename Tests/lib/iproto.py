@@ -67,11 +67,11 @@ def read_reply(sock):
 
 class Server:
     """iprotod started with `args` (argv, binary first), up once it printed its address.
-    Its log goes to the file `log` (appended to), or nowhere."""
+    Its log goes to the file `log` (appended to), or nowhere; `env` replaces the environment."""
 
-    def __init__(self, args, pass_fds=(), log=None):
+    def __init__(self, args, pass_fds=(), log=None, env=None):
         with open(log or "/dev/null", "ab") as stderr:
-            self.process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=stderr, pass_fds=pass_fds)
+            self.process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=stderr, pass_fds=pass_fds, env=env)
         line = self.process.stdout.readline().decode().strip()
         if not line.startswith("iprotod listening on "):
             self.process.kill()
