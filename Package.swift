@@ -17,7 +17,6 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", exact: "1.16.2"),
         .package(url: "https://github.com/apple/swift-metrics", exact: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", exact: "2.4.1"),
-        .package(url: "https://github.com/swhitty/FlyingFox", exact: "0.27.1"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", exact: "0.2.0"),
     ],
     targets: [
@@ -66,14 +65,12 @@ let package = Package(
             plugins: ["IProtoCodegenPlugin"]
         ),
 
-        // Prometheus exposition of the swift-metrics the server records, over HTTP.
+        // Prometheus exposition of the swift-metrics the server records, over a small HTTP/1.1 endpoint of its own.
         .target(
             name: "IProtoPrometheus",
             dependencies: [
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
-                .product(name: "FlyingFox", package: "FlyingFox"),
-                .product(name: "FlyingSocks", package: "FlyingFox"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -128,6 +125,7 @@ let package = Package(
         ),
         .testTarget(name: "IProtoTests", dependencies: ["IProto", "IProtoTestSupport"]),
         .testTarget(name: "IProtoStorageTests", dependencies: ["IProtoStorage", "IProto"], exclude: ["Fixtures"]),
+        .testTarget(name: "IProtoPrometheusTests", dependencies: ["IProtoPrometheus", "IProtoTestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["IProto", "IProtoClient", "IProtoStorage", "IProtoTestSupport"]),
         .testTarget(name: "IProtoCodegenTests", dependencies: ["IProtoCodegen"], exclude: ["Golden"]),
         // A test-only service generated from its own description, served and called end to end.

@@ -1,12 +1,10 @@
 import ArgumentParser
-import Dispatch
 import IProto
 import IProtoPrometheus
 import IProtoStorage
 import Logging
 import Metrics
 import Prometheus
-import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -95,6 +93,15 @@ struct IProtoD: ParsableCommand {
     @Option(help: "Address of the Prometheus endpoint (GET /metrics), HOST:PORT; empty disables.")
     var metricsListen = "127.0.0.1:8088"
 
+    @Option(help: "Open connections to the metrics endpoint; a new one past it closes the one quiet longest.")
+    var metricsMaxConnections = MetricsEndpoint.Configuration().maxConnections
+
+    @Option(help: "Seconds a metrics connection may go without completing a request or taking reply bytes; 0 disables.")
+    var metricsIdleTimeout = MetricsEndpoint.Configuration().idleTimeout / .seconds(1)
+
+    @Option(help: "Largest HTTP request head, in bytes, the metrics endpoint reads; larger ones get 431 and are closed.")
+    var metricsMaxRequest = MetricsEndpoint.Configuration().maxRequestBytes
+
     @Flag(help: "Set SO_REUSEPORT, so a new iprotod can bind the same port before this one stops.")
     var reusePort = false
 
@@ -102,7 +109,7 @@ struct IProtoD: ParsableCommand {
         _ = try makeConfiguration()
         _ = try duration(snapshotInterval, "--snapshot-interval")
         guard snapshotLogBytes > 0 else { throw ValidationError("--snapshot-log-bytes must be positive") }
-        if !metricsListen.isEmpty { _ = try parseListenAddress(metricsListen, flag: "--metrics-listen") }
+        if !metricsListen.isEmpty { _ = try makeMetricsConfiguration() }
     }
 
     func run() throws {
@@ -191,15 +198,31 @@ struct IProtoD: ParsableCommand {
     private func startMetricsEndpoint(registry: PrometheusCollectorRegistry, server: Server,
                                       logger: Logger) throws -> (metrics: MetricsEndpoint, address: String)? {
         guard !metricsListen.isEmpty else { return nil }
-        let (host, port) = try parseListenAddress(metricsListen, flag: "--metrics-listen")
+        let configuration = try makeMetricsConfiguration()
         do {
-            let metrics = try MetricsEndpoint(host: host, port: port, registry: registry, logger: logger) {
+            let metrics = try MetricsEndpoint(configuration: configuration, registry: registry, logger: logger) {
                 server.publishMetrics()
             }
-            return (metrics, try waitFor { try await metrics.start() })
+            metrics.start()
+            return (metrics, metrics.address)
         } catch {
             throw StartFailure(.unavailable, "cannot serve metrics on \(metricsListen): \(error)")
         }
+    }
+
+    private func makeMetricsConfiguration() throws -> MetricsEndpoint.Configuration {
+        let (host, port) = try parseListenAddress(metricsListen, flag: "--metrics-listen")
+        var configuration = MetricsEndpoint.Configuration(host: host, port: port)
+        configuration.maxConnections = metricsMaxConnections
+        configuration.idleTimeout = try duration(metricsIdleTimeout, "--metrics-idle-timeout")
+        configuration.maxRequestBytes = metricsMaxRequest
+        configuration.metricsPrefix = Self.metricsPrefix
+        do {
+            try configuration.validate()
+        } catch {
+            throw ValidationError("metrics endpoint: \(error)")
+        }
+        return configuration
     }
 
     /// Prometheus through swift-metrics, every family with its help text; request latencies from 5 µs to 1 s.
@@ -280,23 +303,6 @@ func parseListenAddress(_ text: String, flag: String = "--listen") throws -> (ho
         throw ValidationError("\(flag) must be HOST:PORT with a port 0-65535, got \"\(text)\"")
     }
     return (host, port)
-}
-
-/// Runs async work from synchronous code and waits for its result.
-private func waitFor<T: Sendable>(_ operation: @escaping @Sendable () async throws -> T) throws -> T {
-    let result = Mutex<Result<T, any Error>?>(nil)
-    let done = DispatchSemaphore(value: 0)
-    Task {
-        do {
-            let value = try await operation()
-            result.withLock { $0 = .success(value) }
-        } catch {
-            result.withLock { $0 = .failure(error) }
-        }
-        done.signal()
-    }
-    done.wait()
-    return try result.withLock { $0! }.get()
 }
 
 extension StorageState: ExpressibleByArgument {}
