@@ -131,17 +131,36 @@ def must_lose(run):
     return None
 
 
+def must_start(run, cycles):
+    """A policy that may lose unsynced writes must still leave a directory iprotod
+    starts on: a cut during a snapshot must not tear a segment that is no longer
+    the last. The problems found (a refused restart)."""
+    run.server = run.start()
+    for number in range(cycles):
+        try:
+            load_then_kill(run.server, run.model, random.uniform(0.2, 1.2))
+            run.cut()
+            run.server = run.start()
+        except RuntimeError as error:
+            return [f"after cut {number + 1} the restart failed ({error}; iprotod said: {run.log_tail(1).strip()})"]
+    run.server.kill()
+    return []
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("iprotod")
     parser.add_argument("--cycles", type=int, default=3)
     parser.add_argument("--fsync", default="batch,always", help="policies that must lose nothing (comma-separated)")
     parser.add_argument("--expect-loss", default="never", help="policies that must lose writes ('' for none)")
+    parser.add_argument("--must-start", default="never",
+                        help="policies that may lose writes but must always restart, for --cycles cuts ('' for none)")
     parser.add_argument("--seed", type=int, default=int(time.time()))
     options = parser.parse_args()
     random.seed(options.seed)
     keep = [p for p in options.fsync.split(",") if p]
     lose = [p for p in options.expect_loss.split(",") if p]
+    start = [p for p in options.must_start.split(",") if p]
 
     shim = powercut.build()
     work = tempfile.mkdtemp(prefix="iproto-powercut-")
@@ -174,6 +193,18 @@ def main():
             print(f"  FAIL --fsync {fsync}: {type(error).__name__}: {error}")
             failed = True
         run.close()
+    for fsync in start:
+        run = Run(options.iprotod, shim, work, fsync)
+        try:
+            problems = must_start(run, options.cycles)
+        except Exception as error:
+            problems = [f"{type(error).__name__}: {error}"]
+        run.close()
+        print(f"power-cut test (--fsync {fsync}, must restart): {run.cuts} cuts, every restart "
+              f"{'refused once' if problems else 'started'}")
+        for problem in problems:
+            print(f"  FAIL {problem}")
+        failed = failed or bool(problems)
     shutil.rmtree(work, ignore_errors=True)
     print("failed" if failed else "passed")
     sys.exit(1 if failed else 0)
