@@ -34,7 +34,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import powercut  # noqa: E402
 from iproto import Server  # noqa: E402
-from workload import Model, check, load_then_kill  # noqa: E402
+from workload import CANNOT_PERSIST, READ_ONLY, Model, check, load_then_kill  # noqa: E402
 
 NEGATIVE_ATTEMPTS = 3
 
@@ -131,6 +131,56 @@ def must_lose(run):
     return None
 
 
+def must_keep_through_faults(run, cycles):
+    """The disk refuses writes and syncs (EIO, then ENOSPC, alternately) under
+    load: every write is answered with 0 or 258, those answered 0 survive a power
+    cut taken during the fault or after it, and once the fault is cleared
+    writes are acknowledged again. The problems found."""
+    fail_file = os.path.join(run.work, "fail")
+    run.model.allowed_codes = {READ_ONLY, CANNOT_PERSIST}
+    problems = []
+    for number in range(cycles):
+        errno_name = "EIO" if number % 2 == 0 else "ENOSPC"
+        clear_before_kill = number % 4 >= 2
+        if run.state:
+            shutil.rmtree(run.state)
+        run.state = powercut.fresh_state(run.work)
+        run.server = Server(run.argv, log=run.log,
+                            env=powercut.env(run.shim, run.data, state=run.state, fail_file=fail_file))
+        seen = {}
+
+        def fault():
+            time.sleep(random.uniform(0.2, 0.5))
+            with run.model.lock:
+                refused_before = run.model.refused_writes
+            powercut.inject(fail_file, errno_name)
+            time.sleep(random.uniform(0.3, 0.6))
+            with run.model.lock:
+                seen["refused"] = run.model.refused_writes - refused_before
+            if clear_before_kill:
+                powercut.clear(fail_file)
+                with run.model.lock:
+                    acked_before = run.model.acked_writes
+                time.sleep(1.5)  # past the journal's one-second retry interval
+                with run.model.lock:
+                    seen["acked after"] = run.model.acked_writes - acked_before
+
+        found = load_then_kill(run.server, run.model, 0, meanwhile=fault)
+        powercut.clear(fail_file)
+        run.cut()
+        run.server = Server(run.argv, log=run.log, env=powercut.env(run.shim, run.data, state=powercut.fresh_state(run.work)))
+        found += check(run.server.port, run.model)
+        run.server.kill()
+        if not seen.get("refused"):
+            found.append(f"{errno_name} injected, yet no write was answered with code {CANNOT_PERSIST}")
+        if clear_before_kill and not seen.get("acked after"):
+            found.append(f"no write was acknowledged in the 1.5 s after {errno_name} was cleared")
+        problems += [f"cycle {number + 1} ({errno_name}): {problem}" for problem in found]
+        if problems:
+            break
+    return problems
+
+
 def must_start(run, cycles):
     """A policy that may lose unsynced writes must still leave a directory iprotod
     starts on: a cut during a snapshot must not tear a segment that is no longer
@@ -155,12 +205,15 @@ def main():
     parser.add_argument("--expect-loss", default="never", help="policies that must lose writes ('' for none)")
     parser.add_argument("--must-start", default="never",
                         help="policies that may lose writes but must always restart, for --cycles cuts ('' for none)")
+    parser.add_argument("--faults", default="batch",
+                        help="policies run through injected EIO/ENOSPC, for --cycles cycles ('' for none)")
     parser.add_argument("--seed", type=int, default=int(time.time()))
     options = parser.parse_args()
     random.seed(options.seed)
     keep = [p for p in options.fsync.split(",") if p]
     lose = [p for p in options.expect_loss.split(",") if p]
     start = [p for p in options.must_start.split(",") if p]
+    faults = [p for p in options.faults.split(",") if p]
 
     shim = powercut.build()
     work = tempfile.mkdtemp(prefix="iproto-powercut-")
@@ -204,6 +257,21 @@ def main():
               f"{'refused once' if problems else 'started'}")
         for problem in problems:
             print(f"  FAIL {problem}")
+        failed = failed or bool(problems)
+    for fsync in faults:
+        run = Run(options.iprotod, shim, work, fsync)
+        started = time.monotonic()
+        try:
+            problems = must_keep_through_faults(run, max(options.cycles, 2))
+        except Exception as error:
+            problems = [f"{type(error).__name__}: {error}"]
+        run.close()
+        print(f"power-cut test (--fsync {fsync}, disk faults): {run.figures()}, {run.model.refused_writes} writes "
+              f"answered {CANNOT_PERSIST}, in {time.monotonic() - started:.1f} s")
+        for problem in problems[:10]:
+            print(f"  FAIL {problem}")
+        if problems:
+            print("iprotod's log, last lines:\n" + run.log_tail())
         failed = failed or bool(problems)
     shutil.rmtree(work, ignore_errors=True)
     print("failed" if failed else "passed")

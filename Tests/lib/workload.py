@@ -21,6 +21,7 @@ SLOTS_PER_WRITER = 50
 PIPELINE = 8
 PROBE_SLOT = 999  # written only to learn the state: read-write accepts it, read-only refuses with 256
 READ_ONLY = 256
+CANNOT_PERSIST = 258  # storage_cannot_persist: the disk refused the write; not acknowledged
 
 
 class Model:
@@ -35,6 +36,10 @@ class Model:
         self.state_in_flight = None
         self.switches = 0
         self.slot_checks = 0
+        # Codes a REPLACE may get besides 0 without failing the run, and how many
+        # REPLACEs and switches were refused with CANNOT_PERSIST.
+        self.allowed_codes = {READ_ONLY}
+        self.refused_writes = 0
 
 
 def writer(port, slots, model, failures):
@@ -61,7 +66,10 @@ def writer(port, slots, model, failures):
                     with model.lock:
                         model.acked[slot] = seq
                         model.acked_writes += 1
-                elif code != READ_ONLY:
+                elif code in model.allowed_codes:
+                    with model.lock:
+                        model.refused_writes += code != READ_ONLY
+                else:
                     failures.append(f"REPLACE {slot} got code {code}: {body!r}")
                     return
     except OSError:
@@ -85,6 +93,8 @@ def switcher(port, model, stop):
                     if code == 0:
                         model.state = state
                         model.switches += 1
+                    elif code == CANNOT_PERSIST:
+                        model.refused_writes += 1
                 time.sleep(0.01)
     except OSError:
         return
@@ -92,9 +102,10 @@ def switcher(port, model, stop):
         sock.close()
 
 
-def load_then_kill(server, model, seconds):
-    """Runs the writers and the switcher against `server` for `seconds`, then
-    kills it with SIGKILL under that load. Returns the workers' failures."""
+def load_then_kill(server, model, seconds, meanwhile=None):
+    """Runs the writers and the switcher against `server` for `seconds` (or,
+    given `meanwhile`, while that function runs), then kills it with SIGKILL
+    under that load. Returns the workers' failures."""
     stop = threading.Event()
     failures = []
     threads = [threading.Thread(target=writer, args=(server.port, list(range(w, WRITERS * SLOTS_PER_WRITER, WRITERS)),
@@ -102,7 +113,10 @@ def load_then_kill(server, model, seconds):
     threads.append(threading.Thread(target=switcher, args=(server.port, model, stop)))
     for thread in threads:
         thread.start()
-    time.sleep(seconds)  # a random moment to be killed at, not a wait for something
+    if meanwhile:
+        meanwhile()
+    else:
+        time.sleep(seconds)  # a random moment to be killed at, not a wait for something
     server.kill()
     stop.set()
     for thread in threads:
