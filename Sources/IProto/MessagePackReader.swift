@@ -142,6 +142,16 @@ public struct MessagePackReader: Sendable {
         String(decoding: try readStringBytes(), as: UTF8.self)
     }
 
+    /// The bytes of a string or of binary data: for values kept as bytes, which
+    /// clients encode either way (Go's msgpack sends `[]byte` as bin).
+    public mutating func readStringOrBinaryBytes() throws(MessagePackError) -> ArraySlice<UInt8> {
+        let token = try readToken()
+        switch token {
+        case .string(let range), .binary(let range): return bytes[range]
+        default: throw .typeMismatch(expected: "string", found: token.typeName)
+        }
+    }
+
     public mutating func readBinary() throws(MessagePackError) -> ArraySlice<UInt8> {
         let token = try readToken()
         guard case .binary(let range) = token else { throw .typeMismatch(expected: "binary", found: token.typeName) }

@@ -143,17 +143,20 @@ public struct Arguments: Sendable {
         try next { reader throws(MessagePackError) in try reader.readDouble() }
     }
 
-    /// Reads a string's raw bytes, at most `maxBytes` of them; errors call it
-    /// `name` ("value of 257 bytes exceeds 256 bytes") or else by its position.
+    /// Reads a string's raw bytes, at most `maxBytes` of them, also when sent as
+    /// binary data (a client's `[]byte`); errors call it `name` ("value of 257
+    /// bytes exceeds 256 bytes") or else by its position.
     public mutating func stringBytes(maxBytes: Int = .max, name: String? = nil) throws(IProtoError) -> [UInt8] {
-        let bytes = try next { reader throws(MessagePackError) in try reader.readStringBytes() }
+        let bytes = try next { reader throws(MessagePackError) in try reader.readStringOrBinaryBytes() }
         try checkLength(bytes.count, maxBytes, "bytes", name, "string")
         return Array(bytes)
     }
 
     /// Reads a string of at most `maxBytes` UTF-8 bytes; invalid UTF-8 is repaired.
     public mutating func string(maxBytes: Int = .max, name: String? = nil) throws(IProtoError) -> String {
-        String(decoding: try stringBytes(maxBytes: maxBytes, name: name), as: UTF8.self)
+        let bytes = try next { reader throws(MessagePackError) in try reader.readStringBytes() }
+        try checkLength(bytes.count, maxBytes, "bytes", name, "string")
+        return String(decoding: bytes, as: UTF8.self)
     }
 
     /// Reads binary data of at most `maxBytes` bytes, named in errors as for strings.

@@ -28,6 +28,22 @@ import Testing
         #expect(try connection.read(1).body == [0xa3, 0xff, 0x00, 0xc1])
     }
 
+    /// Go's msgpack sends []byte as bin: stored as the same bytes, read back as a str.
+    /// Refused with code 3 on 2b8801a ("expected string, got binary").
+    @Test func binaryValuesAreStoredLikeStrings() throws {
+        let server = try ServerProcess()
+        let connection = try server.connect()
+        #expect(try connection.call(API.replace, messagePack(.int(3), .binary([0x68, 0x69, 0xff]))).returnCode == .ok)
+        #expect(try connection.read(3).body == [0xa3, 0x68, 0x69, 0xff])
+        let tooLong = try connection.call(API.replace, messagePack(.int(3), .binary([UInt8](repeating: 1, count: 257))))
+        #expect(tooLong.returnCode == .tooLong)
+        // bin16 and bin32 headers too
+        #expect(try connection.call(API.replace, [0x04, 0xc5, 0x00, 0x02, 0x61, 0x62]).returnCode == .ok)
+        #expect(try connection.call(API.replace, [0x05, 0xc6, 0x00, 0x00, 0x00, 0x01, 0x63]).returnCode == .ok)
+        #expect(try connection.read(4).string == "ab")
+        #expect(try connection.read(5).string == "c")
+    }
+
     @Test func arrayBodyFormsAreAccepted() throws {
         let server = try ServerProcess()
         let connection = try server.connect()

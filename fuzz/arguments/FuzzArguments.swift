@@ -137,8 +137,10 @@ indirect enum ModelValue: Equatable {
     case `nil`
     case integer(Int128)
     case string([UInt8])
+    /// Taken for a REPLACE value as a string is (docs/protocol.md).
+    case binary([UInt8])
     case array([ModelValue])
-    /// bool, float, bin, ext or map: valid, but never an argument the storage accepts.
+    /// bool, float, ext or map: valid, but never an argument the storage accepts.
     case other
 
     var isString: Bool {
@@ -192,7 +194,7 @@ struct ModelDecoder {
         case 0xcb: _ = try take(8); return .other
         case 0xa0...0xbf: return .string(Array(try take(Int(marker & 0x1f))))
         case 0xd9...0xdb: return .string(Array(try take(Int(try number(1 << Int(marker - 0xd9))))))
-        case 0xc4...0xc6: _ = try take(Int(try number(1 << Int(marker - 0xc4)))); return .other
+        case 0xc4...0xc6: return .binary(Array(try take(Int(try number(1 << Int(marker - 0xc4))))))
         case 0xc7...0xc9: _ = try take(Int(try number(1 << Int(marker - 0xc7))) + 1); return .other
         case 0xd4...0xd8: _ = try take(1 + 1 << Int(marker - 0xd4)); return .other
         case 0x90...0x9f: length = Int(marker & 0x0f)
@@ -239,7 +241,11 @@ struct StorageModel {
         if funcID == read {
             return state == .maintenance ? (.storageMaintenance, nil) : (.ok, .string(slots[Int(index)] ?? []))
         }
-        guard case .string(let value) = arguments[1] else { return (.badArguments, nil) }
+        let value: [UInt8]
+        switch arguments[1] {
+        case .string(let bytes), .binary(let bytes): value = bytes
+        default: return (.badArguments, nil)
+        }
         guard value.count <= 256 else { return (.tooLong, nil) }
         switch state {
         case .readOnly: return (.storageReadOnly, nil)
