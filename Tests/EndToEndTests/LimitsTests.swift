@@ -105,11 +105,12 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: dataDirectory) }
         let server = try ServerProcess(["--max-output", "65536", "--rate-limit", "0"]
             + (journaled ? ["--data-dir", dataDirectory] : []))
+        // The stream first: building it takes seconds in a debug build, which an open connection would spend idle.
+        let frame = Framing.request(funcID: API.read, requestID: 5, body: messagePack(0))  // 13-byte request, 275-byte reply
+        let stream = [UInt8]((0..<2_000_000).lazy.flatMap { _ in frame })
         let connection = try TestConnection(port: server.port, receiveBuffer: 16 * 1024, sendBuffer: 16 * 1024)
         _ = try connection.replace(0, String(repeating: "r", count: 256))
         let residentBefore = server.residentBytes
-        let frame = Framing.request(funcID: API.read, requestID: 5, body: messagePack(0))  // 13-byte request, 275-byte reply
-        let stream = [UInt8]((0..<2_000_000).lazy.flatMap { _ in frame })
         var sent = 0
         var idleRounds = 0
         while sent < stream.count, idleRounds < 300 {
