@@ -91,7 +91,7 @@ struct iproto_conn {
     struct obuf in;             /* unparsed input, starting at a frame boundary */
     struct obuf out;            /* replies the socket has not taken yet */
     iproto_conn_slot slot;      /* the embedding code's per-connection state */
-    ip_key peer_key;
+    ip_key peer_key;            /* the peer's address cut to the configured IPv6 prefix */
     char peer[INET6_ADDRSTRLEN + 8];
 };
 

@@ -68,8 +68,10 @@ static bool accept_one(struct worker *w) {
         refuse(w, fd, &peer, IPROTO_CLOSE_OVER_LIMIT);
         return true;
     }
+    iproto_address address;
     ip_key key;
-    ip_key_from_sockaddr(&peer, &key);
+    ip_address_from_sockaddr(&peer, &address);
+    iproto_address_key(&address, s->config.ipv6_prefix_length, &key);
     if (s->config.max_connections_per_ip > 0 &&
         !ip_limit_acquire(&s->ip_limit, &key, s->config.max_connections_per_ip)) {
         refuse(w, fd, &peer, IPROTO_CLOSE_OVER_IP_LIMIT);

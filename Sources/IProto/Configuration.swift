@@ -24,8 +24,9 @@ public struct Configuration: Sendable, Equatable {
     public var maxOutputBytes: Int = 1024 * 1024
     /// Open connections across all workers; past it new ones are closed at once. Default 1024.
     public var maxConnections: Int = 1024
-    /// Open connections from one client address; past it new ones are closed at once.
-    /// Default 100, the assignment's agreement; 0 disables.
+    /// Open connections from one client address (IPv6: one ``ipv6PrefixLength``
+    /// prefix); past it new ones are closed at once. Default 100, the
+    /// assignment's agreement; 0 disables.
     public var maxConnectionsPerIP: Int = 100
     /// Sustained requests per second per connection; requests over it are
     /// answered with ``ReturnCode/rateLimited`` and not run. Default 100, the
@@ -34,6 +35,10 @@ public struct Configuration: Sendable, Equatable {
     /// Requests a connection may send at once beyond the sustained rate (the
     /// token bucket's size). Default 1000, so a conforming client may pipeline.
     public var rateBurst: Int = 1000
+    /// Leading bits of an IPv6 client address that identify the client, for
+    /// ``maxConnectionsPerIP``: a host usually holds a whole /64, so keying by all 128 bits would give it 2^64 "addresses".
+    /// IPv4 (and IPv4-mapped IPv6) addresses always count whole. Default 64; 1...128.
+    public var ipv6PrefixLength: Int = 64
     /// Time allowed to complete a request once its first byte has arrived. Default 10 s; zero disables.
     public var readTimeout: Duration = .seconds(10)
     /// Time a connection may go without any bytes moving either way. Default 30 s; zero disables.
@@ -66,6 +71,7 @@ public struct Configuration: Sendable, Equatable {
         try require((0...Int(UInt32.max)).contains(maxConnectionsPerIP), "max connections per IP must not be negative, got \(maxConnectionsPerIP)")
         try require(rateLimit.isFinite && rateLimit >= 0, "rate limit must be a number of requests per second ≥ 0, got \(rateLimit)")
         try require(rateBurst >= 1, "rate burst must be at least 1, got \(rateBurst)")
+        try require((1...128).contains(ipv6PrefixLength), "IPv6 prefix length must be between 1 and 128, got \(ipv6PrefixLength)")
         try require(listenFileDescriptor.map { $0 >= 0 } ?? true, "listen file descriptor must not be negative")
         try require(!metricsPrefix.isEmpty, "metrics prefix must not be empty")
         try require(readTimeout >= .zero, "read timeout must not be negative")

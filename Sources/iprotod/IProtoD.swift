@@ -47,7 +47,7 @@ struct IProtoD: ParsableCommand {
     @Option(help: "Open connections across all workers; past it new connections are closed at once.")
     var maxConnections = defaults.maxConnections
 
-    @Option(help: "Open connections from one client address; past it new ones are closed at once; 0 disables.")
+    @Option(help: "Open connections from one client address (IPv6: one --ipv6-prefix-length prefix); past it new ones are closed at once; 0 disables.")
     var maxConnectionsPerIp = defaults.maxConnectionsPerIP
 
     @Option(help: "Sustained requests per second per connection; faster requests get return code 7; 0 disables.")
@@ -55,6 +55,9 @@ struct IProtoD: ParsableCommand {
 
     @Option(help: "Requests a connection may send at once beyond the sustained rate (token bucket size).")
     var rateBurst = defaults.rateBurst
+
+    @Option(help: "Leading bits of an IPv6 client address that identify the client for --max-connections-per-ip (1-128); IPv4 counts whole.")
+    var ipv6PrefixLength = defaults.ipv6PrefixLength
 
     @Option(help: "Seconds to complete a request once its first byte arrived; 0 disables.")
     var readTimeout = defaults.readTimeout / .seconds(1)
@@ -208,6 +211,7 @@ struct IProtoD: ParsableCommand {
         configuration.maxConnectionsPerIP = maxConnectionsPerIp
         configuration.rateLimit = rateLimit
         configuration.rateBurst = rateBurst
+        configuration.ipv6PrefixLength = ipv6PrefixLength
         configuration.reusePort = reusePort
         configuration.metricsPrefix = Self.metricsPrefix
         configuration.readTimeout = try duration(readTimeout, "--read-timeout")

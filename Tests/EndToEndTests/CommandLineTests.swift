@@ -19,6 +19,8 @@ import Testing
         (["--listen", "127.0.0.1:99999"], "--listen must be HOST:PORT"),
         (["--initial-state", "broken"], "initial-state"),
         (["--log-level", "loud"], "log-level"),
+        (["--ipv6-prefix-length", "0"], "IPv6 prefix length must be between 1 and 128"),
+        (["--ipv6-prefix-length", "129"], "IPv6 prefix length must be between 1 and 128"),
     ])
     func invalidValuesFailAtStartup(arguments: [String], message: String) throws {
         let result = try run(arguments + ["--listen", "127.0.0.1:0"].filter { _ in !arguments.contains("--listen") })
@@ -50,10 +52,12 @@ import Testing
         #expect(result.status == 0)
         for flag in ["--listen", "--workers", "--max-body", "--max-output", "--max-connections", "--read-timeout",
                      "--idle-timeout", "--shutdown-timeout", "--initial-state", "--log-level", "--max-connections-per-ip",
-                     "--rate-limit", "--rate-burst", "--metrics-listen", "--reuse-port", "IPROTOD_"] {
+                     "--rate-limit", "--rate-burst", "--metrics-listen", "--reuse-port", "IPROTOD_",
+                     "--ipv6-prefix-length"] {
             #expect(result.output.contains(flag), "missing \(flag)")
         }
-        for value in ["127.0.0.1:3301", "65536", "1048576", "1024", "read-write", "127.0.0.1:8088"] {
+        for value in ["127.0.0.1:3301", "65536", "1048576", "1024", "read-write", "127.0.0.1:8088",
+                      "(default: 64)"] {
             #expect(result.output.contains(value), "missing default \(value)")
         }
     }

@@ -79,6 +79,22 @@ typedef struct iproto_conn_slot {
     uint64_t counters[2];
 } iproto_conn_slot;
 
+/* A client address as 16 bytes in network order: IPv6 as is, IPv4 as ::ffff:a.b.c.d. */
+typedef struct iproto_address {
+    unsigned char bytes[16];
+} iproto_address;
+
+/* Parses a numeric IPv4 or IPv6 address (no port, no brackets). Returns 0, or -1 if `text` is not one. */
+int iproto_address_parse(const char *text, iproto_address *out);
+
+/*
+ * The key a client is counted under (max_connections_per_ip): an IPv4
+ * address (or an IPv4-mapped IPv6 one) whole; any other IPv6 address cut to
+ * its first `ipv6_prefix_length` bits, since one host usually holds a whole
+ * /64. A length of 0 or over 128 keeps all 128 bits.
+ */
+void iproto_address_key(const iproto_address *address, unsigned ipv6_prefix_length, iproto_address *key);
+
 typedef enum iproto_conn_event {
     IPROTO_CONN_OPENED,
     IPROTO_CONN_CLOSED,
@@ -115,7 +131,8 @@ typedef struct iproto_config {
     uint32_t max_body;          /* largest accepted body_length */
     size_t max_output;          /* per-connection unsent output before reading pauses */
     unsigned max_connections;   /* open connections across all workers */
-    unsigned max_connections_per_ip; /* open connections from one address; 0 = no limit */
+    unsigned max_connections_per_ip; /* open connections from one address key; 0 = no limit */
+    unsigned ipv6_prefix_length; /* bits of an IPv6 address that make its key (see iproto_address_key) */
     double read_timeout;        /* seconds to complete a started request; 0 = none */
     double idle_timeout;        /* seconds without progress; 0 = none */
     double shutdown_timeout;    /* seconds to flush output on stop before closing anyway */

@@ -93,6 +93,7 @@ final class CoreServer: @unchecked Sendable {
         config.max_output = configuration.maxOutputBytes
         config.max_connections = UInt32(configuration.maxConnections)
         config.max_connections_per_ip = UInt32(configuration.maxConnectionsPerIP)
+        config.ipv6_prefix_length = UInt32(configuration.ipv6PrefixLength)
         config.read_timeout = configuration.readTimeout / .seconds(1)
         config.idle_timeout = configuration.idleTimeout / .seconds(1)
         config.shutdown_timeout = configuration.shutdownTimeout / .seconds(1)
