@@ -154,9 +154,10 @@ static void on_flush(void *context, unsigned worker) {
         h.clients[i].flushed = h.clients[i].calls;
 }
 
-static void on_connection(void *context, unsigned worker, iproto_conn_event event, const char *peer,
-                          iproto_close_reason reason) {
+static void on_connection(void *context, iproto_conn *conn, unsigned worker, iproto_conn_event event,
+                          const char *peer, iproto_close_reason reason) {
     (void)context;
+    (void)conn;
     (void)worker;
     (void)peer;
     (void)reason;

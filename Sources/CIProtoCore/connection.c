@@ -99,6 +99,8 @@ iproto_conn_slot *iproto_conn_state(iproto_conn *c) { return &c->slot; }
 
 const char *iproto_conn_peer(const iproto_conn *c) { return c->peer; }
 
+void iproto_conn_address_key(const iproto_conn *c, iproto_address *out) { *out = c->peer_key; }
+
 static inline uint32_t load_u32le(const char *p) {
     uint32_t v;
     memcpy(&v, p, sizeof v);
@@ -221,7 +223,7 @@ static void conn_close(struct iproto_conn *c, iproto_close_reason reason) {
     list_remove(&w->deferred, c, deferred_link);
     list_remove(&w->backlog, c, backlog_link);
     if (cfg->on_connection != NULL)
-        cfg->on_connection(cfg->context, w->index, IPROTO_CONN_CLOSED, c->peer, reason);
+        cfg->on_connection(cfg->context, c, w->index, IPROTO_CONN_CLOSED, c->peer, reason);
     if (cfg->max_connections_per_ip > 0)
         ip_limit_release(&w->server->ip_limit, &c->peer_key);
     ev_io_stop(w->loop, &c->read_watcher);
@@ -692,7 +694,7 @@ void conn_accept(struct worker *w, int fd, const struct sockaddr_storage *peer, 
     ev_io_start(w->loop, &c->read_watcher);
     conn_arm_timer(c);
     if (cfg->on_connection != NULL)
-        cfg->on_connection(cfg->context, w->index, IPROTO_CONN_OPENED, c->peer, IPROTO_CLOSE_PEER);
+        cfg->on_connection(cfg->context, c, w->index, IPROTO_CONN_OPENED, c->peer, IPROTO_CLOSE_PEER);
     if (w->stopping)
         conn_begin_shutdown(c);
 }

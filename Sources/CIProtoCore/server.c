@@ -39,7 +39,7 @@ static void refuse(struct worker *w, int fd, const struct sockaddr_storage *peer
     if (cfg->on_connection != NULL) {
         char address[INET6_ADDRSTRLEN + 8];
         format_peer(peer, address, sizeof address);
-        cfg->on_connection(cfg->context, w->index, IPROTO_CONN_REJECTED, address, reason);
+        cfg->on_connection(cfg->context, NULL, w->index, IPROTO_CONN_REJECTED, address, reason);
     }
 }
 

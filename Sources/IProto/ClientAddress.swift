@@ -19,7 +19,7 @@ public struct IPAddress: Hashable, Sendable {
     /// True for IPv4 addresses (stored as `::ffff:a.b.c.d`).
     public var isIPv4: Bool { high == 0 && low >> 32 == 0xffff }
 
-    /// The key the server counts this client under: IPv4
+    /// The key the server counts and rate limits this client under: IPv4
     /// whole, IPv6 cut to its first `ipv6PrefixLength` bits (see
     /// ``Configuration/ipv6PrefixLength``). The C core's own derivation, so
     /// the two cannot disagree.

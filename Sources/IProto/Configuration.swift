@@ -35,8 +35,18 @@ public struct Configuration: Sendable, Equatable {
     /// Requests a connection may send at once beyond the sustained rate (the
     /// token bucket's size). Default 1000, so a conforming client may pipeline.
     public var rateBurst: Int = 1000
+    /// Sustained requests per second per client address, one token bucket
+    /// shared by all of that address's connections on every worker (IPv6: per
+    /// ``ipv6PrefixLength`` prefix), beside each connection's own. Requests
+    /// over it are answered with ``ReturnCode/rateLimited`` and not run.
+    /// Default 100, the assignment's agreement of 100 requests/s per client; 0 disables.
+    public var rateLimitPerIP: Double = 100
+    /// Requests one client address may send at once beyond its sustained rate.
+    /// Default 1000, as ``rateBurst``: one conforming connection never meets it first.
+    public var rateBurstPerIP: Int = 1000
     /// Leading bits of an IPv6 client address that identify the client, for
-    /// ``maxConnectionsPerIP``: a host usually holds a whole /64, so keying by all 128 bits would give it 2^64 "addresses".
+    /// ``maxConnectionsPerIP`` and ``rateLimitPerIP``: a host usually holds a
+    /// whole /64, so keying by all 128 bits would give it 2^64 "addresses".
     /// IPv4 (and IPv4-mapped IPv6) addresses always count whole. Default 64; 1...128.
     public var ipv6PrefixLength: Int = 64
     /// Time allowed to complete a request once its first byte has arrived. Default 10 s; zero disables.
@@ -71,6 +81,9 @@ public struct Configuration: Sendable, Equatable {
         try require((0...Int(UInt32.max)).contains(maxConnectionsPerIP), "max connections per IP must not be negative, got \(maxConnectionsPerIP)")
         try require(rateLimit.isFinite && rateLimit >= 0, "rate limit must be a number of requests per second ≥ 0, got \(rateLimit)")
         try require(rateBurst >= 1, "rate burst must be at least 1, got \(rateBurst)")
+        try require(rateLimitPerIP.isFinite && rateLimitPerIP >= 0,
+                    "rate limit per IP must be a number of requests per second ≥ 0, got \(rateLimitPerIP)")
+        try require(rateBurstPerIP >= 1, "rate burst per IP must be at least 1, got \(rateBurstPerIP)")
         try require((1...128).contains(ipv6PrefixLength), "IPv6 prefix length must be between 1 and 128, got \(ipv6PrefixLength)")
         try require(listenFileDescriptor.map { $0 >= 0 } ?? true, "listen file descriptor must not be negative")
         try require(!metricsPrefix.isEmpty, "metrics prefix must not be empty")

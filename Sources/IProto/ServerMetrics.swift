@@ -21,7 +21,7 @@ enum MetricName {
         requests: "Requests answered, by function, return code and worker thread.",
         requestDuration: "Time to run a request and encode its reply, by function and worker thread.",
         protocolErrors: "Requests that broke the protocol or the API's rules, by kind.",
-        rateLimited: "Requests refused because their connection exceeded its rate limit.",
+        rateLimited: "Requests refused with return code 7, by the limit: connection (its own bucket) or address (the bucket its client address shares).",
         connectionsActive: "Open client connections.",
         connectionsAccepted: "Client connections accepted.",
         connectionsClosed: "Client connections closed, by reason.",
@@ -102,7 +102,8 @@ final class ServerMetrics: Sendable {
     private let acceptErrors: Counter
     private let bodyTooLarge: Counter
     private let violations: [ReturnCode: Counter]
-    let rateLimited: Counter
+    let rateLimitedPerConnection: Counter
+    let rateLimitedPerAddress: Counter
     private let published = Mutex(ServerStatistics())
 
     init(prefix: String, workers: Int) {
@@ -122,7 +123,8 @@ final class ServerMetrics: Sendable {
             ($0, Counter(label: name(MetricName.protocolErrors), dimensions: [("kind", $0.violation!)]))
         })
         bodyTooLarge = violations[.bodyTooLarge]!
-        rateLimited = Counter(label: name(MetricName.rateLimited))
+        rateLimitedPerConnection = Counter(label: name(MetricName.rateLimited), dimensions: [("limit", "connection")])
+        rateLimitedPerAddress = Counter(label: name(MetricName.rateLimited), dimensions: [("limit", "address")])
         Gauge(label: name(MetricName.workers)).record(workers)
     }
 

@@ -9,6 +9,8 @@ import Glibc
 struct ConnectionState {
     var bucket = TokenBucket()
     var warnings = LogThrottle()
+    /// The client's entry in the shared per-address limiter; 0 when that limit is off.
+    var addressBucket: UInt64 = 0
 }
 
 /// A connection event reported by the core.
@@ -35,16 +37,21 @@ final class WorkerContext: @unchecked Sendable {
     private let dispatcher: Dispatcher
     private let rateLimit: Double
     private let rateBurst: Double
+    private let addressLimiter: AddressRateLimiter?
+    private let rateLimitPerIP: Double
     private let metrics: WorkerMetrics
     private let serverMetrics: ServerMetrics
     private let logger: Logger
     @exclusivity(unchecked) private var rejections = LogThrottle()
 
-    init(index: Int, dispatcher: Dispatcher, configuration: Configuration, serverMetrics: ServerMetrics, logger: Logger) {
+    init(index: Int, dispatcher: Dispatcher, configuration: Configuration, addressLimiter: AddressRateLimiter?,
+         serverMetrics: ServerMetrics, logger: Logger) {
         self.index = index
         self.dispatcher = dispatcher
         self.rateLimit = configuration.rateLimit
         self.rateBurst = Double(configuration.rateBurst)
+        self.addressLimiter = addressLimiter
+        self.rateLimitPerIP = configuration.rateLimitPerIP
         self.metrics = WorkerMetrics(prefix: configuration.metricsPrefix, worker: index, names: dispatcher.names)
         self.serverMetrics = serverMetrics
         var logger = logger
@@ -52,39 +59,65 @@ final class WorkerContext: @unchecked Sendable {
         self.logger = logger
     }
 
+    /// The state of a connection that just opened from a client whose key is `key`:
+    /// its place in the per-address limiter.
+    func opened(key: IPAddress) -> ConnectionState {
+        var state = ConnectionState()
+        state.addressBucket = addressLimiter?.open(key, now: Double(monotonicNanoseconds()) / 1e9) ?? 0
+        return state
+    }
+
+    /// Releases what ``opened(key:)`` took.
+    func closed(_ state: ConnectionState) {
+        if state.addressBucket != 0 {
+            addressLimiter?.close(state.addressBucket, now: Double(monotonicNanoseconds()) / 1e9)
+        }
+    }
+
     /// Serves the request whose body is in ``body``, leaving the response body
-    /// in ``writer``: admission (rate limit), dispatch, metrics, warnings.
+    /// in ``writer``: admission (the connection's and its address's rate limits),
+    /// dispatch, metrics, warnings.
     func serve(funcID: UInt32, requestID: UInt32, connection: inout ConnectionState,
                peer: () -> String, startedAt: Int64) -> ReturnCode {
         writer.reset()
         let function = dispatcher.index(of: funcID)
+        let now = Double(startedAt) / 1e9
         let code: ReturnCode
-        if rateLimit > 0, !connection.bucket.admit(now: Double(startedAt) / 1e9, rate: rateLimit, burst: rateBurst) {
+        var reason: String?
+        // The connection's own bucket first: a connection over its limit then takes nothing from its address's.
+        if rateLimit > 0, !connection.bucket.admit(now: now, rate: rateLimit, burst: rateBurst) {
             code = .rateLimited
-            writer.writeString("rate limit of \(rateLimit.formatted) requests/s exceeded")
-            serverMetrics.rateLimited.increment()
+            reason = "rate_limited"
+            writer.writeString("rate limit of \(rateLimit.formatted) requests/s per connection exceeded")
+            serverMetrics.rateLimitedPerConnection.increment()
+        } else if connection.addressBucket != 0, let addressLimiter,
+                  !addressLimiter.admit(connection.addressBucket, now: now) {
+            code = .rateLimited
+            reason = "rate_limited_per_address"
+            writer.writeString("rate limit of \(rateLimitPerIP.formatted) requests/s per client address exceeded")
+            serverMetrics.rateLimitedPerAddress.increment()
         } else {
             code = dispatcher.respond(to: Request(funcID: funcID, requestID: requestID, body: body),
                                       function: function, into: &writer)
+            reason = code.violation
         }
-        if code == .rateLimited || code.violation != nil {
+        if let reason {
             serverMetrics.recordViolation(code)
-            warn(code, function: function, funcID: funcID, requestID: requestID, connection: &connection,
-                 peer: peer, now: startedAt)
+            warn(code, reason: reason, function: function, funcID: funcID, requestID: requestID,
+                 connection: &connection, peer: peer, now: startedAt)
         }
         metrics.record(function: function, code: code, nanoseconds: monotonicNanoseconds() - startedAt)
         return code
     }
 
     /// Logs a refused request at warning, at most once per second per connection.
-    private func warn(_ code: ReturnCode, function: Int?, funcID: UInt32, requestID: UInt32,
+    private func warn(_ code: ReturnCode, reason: String, function: Int?, funcID: UInt32, requestID: UInt32,
                       connection: inout ConnectionState, peer: () -> String, now: Int64) {
         guard logger.logLevel <= .warning,
               let suppressed = connection.warnings.admit(now: Double(now) / 1e9) else { return }
         var metadata: Logger.Metadata = [
             "peer": "\(peer())", "func": "\(function.map { dispatcher.names[$0] } ?? "0x" + hex(funcID))",
-            "request_id": "\(requestID)", "code": "\(code.rawValue)",
-            "reason": "\(code == .rateLimited ? "rate_limited" : code.violation ?? "")",
+            "request_id": "\(requestID)", "code": "\(code.rawValue)", "reason": "\(reason)",
         ]
         if suppressed > 0 { metadata["suppressed"] = "\(suppressed)" }
         logger.warning("request refused", metadata: metadata)

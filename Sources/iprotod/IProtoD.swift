@@ -56,7 +56,13 @@ struct IProtoD: ParsableCommand {
     @Option(help: "Requests a connection may send at once beyond the sustained rate (token bucket size).")
     var rateBurst = defaults.rateBurst
 
-    @Option(help: "Leading bits of an IPv6 client address that identify the client for --max-connections-per-ip (1-128); IPv4 counts whole.")
+    @Option(help: "Sustained requests per second per client address, shared by all its connections (IPv6: per --ipv6-prefix-length prefix); faster requests get return code 7; 0 disables.")
+    var rateLimitPerIp = defaults.rateLimitPerIP
+
+    @Option(help: "Requests a client address may send at once beyond its sustained rate (its shared token bucket's size).")
+    var rateBurstPerIp = defaults.rateBurstPerIP
+
+    @Option(help: "Leading bits of an IPv6 client address that identify the client for the per-IP limits (1-128); IPv4 counts whole.")
     var ipv6PrefixLength = defaults.ipv6PrefixLength
 
     @Option(help: "Seconds to complete a request once its first byte arrived; 0 disables.")
@@ -211,6 +217,8 @@ struct IProtoD: ParsableCommand {
         configuration.maxConnectionsPerIP = maxConnectionsPerIp
         configuration.rateLimit = rateLimit
         configuration.rateBurst = rateBurst
+        configuration.rateLimitPerIP = rateLimitPerIp
+        configuration.rateBurstPerIP = rateBurstPerIp
         configuration.ipv6PrefixLength = ipv6PrefixLength
         configuration.reusePort = reusePort
         configuration.metricsPrefix = Self.metricsPrefix

@@ -246,7 +246,7 @@ SCENARIOS = [
      ["iprotod_output_paused_total", "iprotod_rate_limited_total"]),
     # One worker, so that both clients share it: what is measured is the fairness between connections.
     ("greedy pipeline", "one connection pipelining 20,000 requests at a time, every reply read", greedy_pipeline,
-     ["--rate-limit", "0", "--workers", "1"], ["iprotod_turns_yielded_total"]),
+     ["--rate-limit", "0", "--rate-limit-per-ip", "0", "--workers", "1"], ["iprotod_turns_yielded_total"]),
     ("connect storm", "connect and close in a loop, 4 threads, half with RST", connect_storm, [],
      ["iprotod_connections_accepted_total"]),
     ("reset mid-reply", "500 pipelined 256-byte reads, then RST, 4 threads", reset_mid_reply, [],

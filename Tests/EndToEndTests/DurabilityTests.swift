@@ -18,7 +18,7 @@ import Testing
     @Test(arguments: [("batch", 1...2), ("always", 16...16)])
     func pipelinedWritesShareSyncs(fsync: String, syncs: ClosedRange<Int>) throws {
         let directory = DataDirectory()
-        let server = try ServerProcess(["--data-dir", directory.path, "--fsync", fsync, "--rate-limit", "0", "--workers", "1"])
+        let server = try ServerProcess(["--data-dir", directory.path, "--fsync", fsync, "--rate-limit", "0", "--rate-limit-per-ip", "0", "--workers", "1"])
         let syncsBefore = try server.metric("iprotod_wal_syncs_total")  // the new directory's initial state record
         let connection = try server.connect()
         try connection.send((0..<16).flatMap { index in

@@ -37,3 +37,57 @@ import Testing
     }
 
 }
+
+/// The token buckets shared by all connections of one client address.
+@Suite struct AddressRateLimiterTests {
+    private let a = IPAddress("192.0.2.1")!
+    private let b = IPAddress("192.0.2.2")!
+
+    @Test func connectionsOfOneAddressShareOneBucketAndOtherAddressesHaveTheirOwn() {
+        let limiter = AddressRateLimiter(rate: 1, burst: 10)
+        let connections = (0..<5).map { _ in limiter.open(a, now: 100) }
+        let admitted = (0..<20).filter { i in limiter.admit(connections[i % 5], now: 100) }.count
+        #expect(admitted == 10)
+        let other = limiter.open(b, now: 100)
+        #expect(limiter.admit(other, now: 100))
+        #expect(limiter.admit(connections[0], now: 101), "one token a second comes back")
+        #expect(!limiter.admit(connections[1], now: 101))
+    }
+
+    @Test func reconnectingDoesNotRefillTheBucket() {
+        let limiter = AddressRateLimiter(rate: 1, burst: 10)
+        let first = limiter.open(a, now: 100)
+        for _ in 0..<10 { _ = limiter.admit(first, now: 100) }
+        limiter.close(first, now: 100)
+        #expect(limiter.entryCount == 1, "kept until its bucket would be full again")
+        let again = limiter.open(a, now: 102)
+        #expect((0..<10).filter { _ in limiter.admit(again, now: 102) }.count == 2)
+    }
+
+    @Test func entriesAreFreedOnceTheirLastConnectionClosedAndTheirBucketRefilled() {
+        let limiter = AddressRateLimiter(rate: 1, burst: 10)
+        let untouched = limiter.open(b, now: 100)
+        let connections = (0..<3).map { _ in limiter.open(a, now: 100) }
+        _ = limiter.admit(connections[0], now: 100)
+        limiter.close(untouched, now: 100)
+        #expect(limiter.entryCount == 1, "a full bucket is freed at its last close")
+        for connection in connections { limiter.close(connection, now: 100) }
+        #expect(limiter.entryCount == 1, "one token short: kept for a second")
+        let later = limiter.open(b, now: 111)  // the next open or close in a shard reclaims; b's shard may differ
+        limiter.close(later, now: 111)
+        let probe = limiter.open(a, now: 111)
+        limiter.close(probe, now: 111)
+        #expect(limiter.entryCount == 0)
+    }
+
+    @Test func lingeringEntriesAreCappedPerShard() {
+        let limiter = AddressRateLimiter(rate: 0.001, burst: 1)
+        for i in 0..<(AddressRateLimiter.lingerCap * AddressRateLimiter.shardCount * 2) {
+            let address = IPAddress(high: 0x2001_0db8_0000_0000 | UInt64(i), low: 0)
+            let connection = limiter.open(address, now: 100)
+            _ = limiter.admit(connection, now: 100)
+            limiter.close(connection, now: 100)
+        }
+        #expect(limiter.entryCount <= AddressRateLimiter.lingerCap * AddressRateLimiter.shardCount)
+    }
+}

@@ -72,8 +72,9 @@ final class Harness: Sendable {
         }
         var configuration = Configuration()
         configuration.rateLimit = 0  // admission depends on the clock; the model does not
+        configuration.rateLimitPerIP = 0
         worker = WorkerContext(
-            index: 0, dispatcher: Dispatcher(handlers), configuration: configuration,
+            index: 0, dispatcher: Dispatcher(handlers), configuration: configuration, addressLimiter: nil,
             serverMetrics: ServerMetrics(prefix: configuration.metricsPrefix, workers: 1),
             logger: Logger(label: "fuzz", factory: { _ in SwiftLogNoOpLogHandler() }))
     }

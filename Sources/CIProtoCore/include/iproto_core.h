@@ -76,7 +76,7 @@ typedef struct iproto_conn iproto_conn;
  */
 typedef struct iproto_conn_slot {
     double values[4];
-    uint64_t counters[2];
+    uint64_t counters[4];
 } iproto_conn_slot;
 
 /* A client address as 16 bytes in network order: IPv6 as is, IPv4 as ::ffff:a.b.c.d. */
@@ -88,10 +88,10 @@ typedef struct iproto_address {
 int iproto_address_parse(const char *text, iproto_address *out);
 
 /*
- * The key a client is counted under (max_connections_per_ip): an IPv4
- * address (or an IPv4-mapped IPv6 one) whole; any other IPv6 address cut to
- * its first `ipv6_prefix_length` bits, since one host usually holds a whole
- * /64. A length of 0 or over 128 keeps all 128 bits.
+ * The key a client is counted under (max_connections_per_ip) and rate limited
+ * by: an IPv4 address (or an IPv4-mapped IPv6 one) whole; any other IPv6
+ * address cut to its first `ipv6_prefix_length` bits, since one host
+ * usually holds a whole /64. A length of 0 or over 128 keeps all 128 bits.
  */
 void iproto_address_key(const iproto_address *address, unsigned ipv6_prefix_length, iproto_address *key);
 
@@ -101,8 +101,12 @@ typedef enum iproto_conn_event {
     IPROTO_CONN_REJECTED,  /* refused at accept by a connection limit (reason says which) */
 } iproto_conn_event;
 
-/* Called on the worker thread when a connection opens, closes or is refused; `reason` is meaningless on open. */
-typedef void (*iproto_conn_fn)(void *context, unsigned worker, iproto_conn_event event,
+/*
+ * Called on the worker thread when a connection opens, closes or is refused;
+ * `reason` is meaningless on open. `conn` is the connection (its slot may be
+ * set on open and read on close), NULL when refused.
+ */
+typedef void (*iproto_conn_fn)(void *context, iproto_conn *conn, unsigned worker, iproto_conn_event event,
                                const char *peer, iproto_close_reason reason);
 
 /*
@@ -175,6 +179,9 @@ iproto_conn_slot *iproto_conn_state(iproto_conn *conn);
 
 /* The peer address as "host:port". */
 const char *iproto_conn_peer(const iproto_conn *conn);
+
+/* The peer's key, as iproto_address_key derives it with the configured ipv6_prefix_length. */
+void iproto_conn_address_key(const iproto_conn *conn, iproto_address *out);
 
 /* Queues a response for the request being dispatched on `conn`. */
 void iproto_reply(iproto_conn *conn, uint32_t func_id, uint32_t request_id,

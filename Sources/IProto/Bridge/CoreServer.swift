@@ -19,10 +19,12 @@ extension ConnectionState {
     init(_ slot: iproto_conn_slot) {
         bucket = TokenBucket(tokens: slot.values.0, refilledAt: slot.values.1)
         warnings = LogThrottle(lastAt: slot.values.2, suppressed: slot.counters.0)
+        addressBucket = slot.counters.1
     }
 
     var slot: iproto_conn_slot {
-        iproto_conn_slot(values: (bucket.tokens, bucket.refilledAt, warnings.lastAt, 0), counters: (warnings.suppressed, 0))
+        iproto_conn_slot(values: (bucket.tokens, bucket.refilledAt, warnings.lastAt, 0),
+                         counters: (warnings.suppressed, addressBucket, 0, 0))
     }
 }
 
@@ -58,13 +60,23 @@ extension [UInt8] {
     }
 }
 
-private let connectionTrampoline: iproto_conn_fn = { context, worker, event, peer, reason in
+/// On open, the connection's slot gets its client's per-address bucket, found
+/// by its address once; on close, that is released.
+private let connectionTrampoline: iproto_conn_fn = { context, connection, worker, event, peer, reason in
     let worker = Unmanaged<CallbackContext>.fromOpaque(context!).takeUnretainedValue().workers[Int(worker)]
     let reason = CloseReason(reason)
-    let swiftEvent: ConnectionEvent = switch event {
-    case IPROTO_CONN_OPENED: .opened
-    case IPROTO_CONN_CLOSED: .closed(reason)
-    default: .rejected(reason)
+    let swiftEvent: ConnectionEvent
+    switch event {
+    case IPROTO_CONN_OPENED:
+        var key = iproto_address()
+        iproto_conn_address_key(connection, &key)
+        iproto_conn_state(connection)!.pointee = worker.opened(key: IPAddress(key)).slot
+        swiftEvent = .opened
+    case IPROTO_CONN_CLOSED:
+        worker.closed(ConnectionState(iproto_conn_state(connection)!.pointee))
+        swiftEvent = .closed(reason)
+    default:
+        swiftEvent = .rejected(reason)
     }
     worker.record(swiftEvent, peer: { peer.map { String(cString: $0) } ?? "?" })
 }
