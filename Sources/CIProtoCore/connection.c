@@ -91,13 +91,16 @@ struct iproto_conn {
     struct obuf in;             /* unparsed input, starting at a frame boundary */
     struct obuf out;            /* replies the socket has not taken yet */
     iproto_conn_slot slot;      /* the embedding code's per-connection state */
-    ip_key peer_key;            /* the peer's address cut to the configured IPv6 prefix */
+    iproto_address peer_address;
+    ip_key peer_key;               /* peer_address cut to the configured IPv6 prefix */
     char peer[INET6_ADDRSTRLEN + 8];
 };
 
 iproto_conn_slot *iproto_conn_state(iproto_conn *c) { return &c->slot; }
 
 const char *iproto_conn_peer(const iproto_conn *c) { return c->peer; }
+
+void iproto_conn_address(const iproto_conn *c, iproto_address *out) { *out = c->peer_address; }
 
 void iproto_conn_address_key(const iproto_conn *c, iproto_address *out) { *out = c->peer_key; }
 
@@ -662,7 +665,8 @@ void format_peer(const struct sockaddr_storage *address, char *out, size_t size)
     }
 }
 
-void conn_accept(struct worker *w, int fd, const struct sockaddr_storage *peer, const ip_key *key) {
+void conn_accept(struct worker *w, int fd, const struct sockaddr_storage *peer, const iproto_address *address,
+                 const ip_key *key) {
     const iproto_config *cfg = &w->server->config;
     struct iproto_conn *c = calloc(1, sizeof *c);
     if (c == NULL) {
@@ -673,6 +677,7 @@ void conn_accept(struct worker *w, int fd, const struct sockaddr_storage *peer, 
         STAT_ADD(w, closed[IPROTO_CLOSE_IO_ERROR], 1);
         return;
     }
+    c->peer_address = *address;
     c->peer_key = *key;
     format_peer(peer, c->peer, sizeof c->peer);
     int one = 1;

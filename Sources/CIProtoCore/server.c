@@ -77,7 +77,7 @@ static bool accept_one(struct worker *w) {
         refuse(w, fd, &peer, IPROTO_CLOSE_OVER_IP_LIMIT);
         return true;
     }
-    conn_accept(w, fd, &peer, &key);
+    conn_accept(w, fd, &peer, &address, &key);
     return true;
 }
 

@@ -49,6 +49,14 @@ public struct Configuration: Sendable, Equatable {
     /// whole /64, so keying by all 128 bits would give it 2^64 "addresses".
     /// IPv4 (and IPv4-mapped IPv6) addresses always count whole. Default 64; 1...128.
     public var ipv6PrefixLength: Int = 64
+    /// Clients that may call the administrative functions (``adminFunctions``);
+    /// any other client gets ``ReturnCode/permissionDenied``. Decided once per
+    /// connection, when it is accepted. Default loopback only, `127.0.0.0/8`
+    /// and `::1/128`, as Redis's protected mode; empty admits nobody, `::/0` everybody.
+    public var adminFrom: [CIDR] = Configuration.loopback
+    /// Which functions are administrative. Default: those whose `func_id`
+    /// has the high 16 bits `0x0001` (the storage's `ADM_*` switches).
+    public var adminFunctions = FunctionMask(value: 0x0001_0000, mask: 0xFFFF_0000)
     /// Time allowed to complete a request once its first byte has arrived. Default 10 s; zero disables.
     public var readTimeout: Duration = .seconds(10)
     /// Time a connection may go without any bytes moving either way. Default 30 s; zero disables.
@@ -62,6 +70,9 @@ public struct Configuration: Sendable, Equatable {
         self.host = host
         self.port = port
     }
+
+    /// The loopback blocks, `127.0.0.0/8` and `::1/128`: the default ``adminFrom``.
+    public static let loopback = [CIDR("127.0.0.0/8")!, CIDR("::1/128")!]
 
     /// min(4, online cores): the assignment's resource agreement allows four cores.
     public static var defaultWorkers: Int {
@@ -91,6 +102,19 @@ public struct Configuration: Sendable, Equatable {
         try require(idleTimeout >= .zero, "idle timeout must not be negative")
         try require(shutdownTimeout >= .zero, "shutdown timeout must not be negative")
     }
+}
+
+/// A set of `func_id`s: those whose bits under `mask` equal `value`.
+public struct FunctionMask: Sendable, Hashable {
+    public var value: UInt32
+    public var mask: UInt32
+
+    public init(value: UInt32, mask: UInt32) {
+        self.value = value
+        self.mask = mask
+    }
+
+    public func contains(_ funcID: UInt32) -> Bool { funcID & mask == value }
 }
 
 /// A configuration value out of its allowed range.

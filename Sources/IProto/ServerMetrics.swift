@@ -15,6 +15,7 @@ enum MetricName {
     static let outputPaused = "output_paused_total"
     static let turnsYielded = "turns_yielded_total"
     static let acceptErrors = "accept_errors_total"
+    static let permissionDenied = "permission_denied_total"
     static let workers = "workers"
 
     static let help: [String: String] = [
@@ -30,6 +31,7 @@ enum MetricName {
         outputPaused: "Times reading from a connection paused because its unsent output reached the cap.",
         turnsYielded: "Times a connection ran its 128 requests for one loop turn and waited for the next, after the others.",
         acceptErrors: "accept() failures such as running out of file descriptors.",
+        permissionDenied: "Requests for administrative functions refused with return code 10: the client's address is outside the admin allowlist.",
         workers: "Worker threads, each with its own event loop.",
     ]
 }
@@ -104,6 +106,7 @@ final class ServerMetrics: Sendable {
     private let violations: [ReturnCode: Counter]
     let rateLimitedPerConnection: Counter
     let rateLimitedPerAddress: Counter
+    let permissionDenied: Counter
     private let published = Mutex(ServerStatistics())
 
     init(prefix: String, workers: Int) {
@@ -125,6 +128,7 @@ final class ServerMetrics: Sendable {
         bodyTooLarge = violations[.bodyTooLarge]!
         rateLimitedPerConnection = Counter(label: name(MetricName.rateLimited), dimensions: [("limit", "connection")])
         rateLimitedPerAddress = Counter(label: name(MetricName.rateLimited), dimensions: [("limit", "address")])
+        permissionDenied = Counter(label: name(MetricName.permissionDenied))
         Gauge(label: name(MetricName.workers)).record(workers)
     }
 

@@ -11,6 +11,8 @@ struct ConnectionState {
     var warnings = LogThrottle()
     /// The client's entry in the shared per-address limiter; 0 when that limit is off.
     var addressBucket: UInt64 = 0
+    /// Whether the client's address is in ``Configuration/adminFrom``, decided when the connection opened.
+    var admin = false
 }
 
 /// A connection event reported by the core.
@@ -39,6 +41,10 @@ final class WorkerContext: @unchecked Sendable {
     private let rateBurst: Double
     private let addressLimiter: AddressRateLimiter?
     private let rateLimitPerIP: Double
+    private let adminFrom: [CIDR]
+    /// The allowlist as a permission-denied message names it.
+    private let adminFromText: String
+    private let adminFunctions: FunctionMask
     private let metrics: WorkerMetrics
     private let serverMetrics: ServerMetrics
     private let logger: Logger
@@ -52,6 +58,9 @@ final class WorkerContext: @unchecked Sendable {
         self.rateBurst = Double(configuration.rateBurst)
         self.addressLimiter = addressLimiter
         self.rateLimitPerIP = configuration.rateLimitPerIP
+        self.adminFrom = configuration.adminFrom
+        self.adminFromText = adminFrom.isEmpty ? "(empty)" : adminFrom.map(\.description).joined(separator: ",")
+        self.adminFunctions = configuration.adminFunctions
         self.metrics = WorkerMetrics(prefix: configuration.metricsPrefix, worker: index, names: dispatcher.names)
         self.serverMetrics = serverMetrics
         var logger = logger
@@ -59,15 +68,16 @@ final class WorkerContext: @unchecked Sendable {
         self.logger = logger
     }
 
-    /// The state of a connection that just opened from a client whose key is `key`:
-    /// its place in the per-address limiter.
-    func opened(key: IPAddress) -> ConnectionState {
+    /// The state of a connection that just opened from `address`, whose key is `key`:
+    /// its place in the per-address limiter, and whether it may call admin functions.
+    func opened(address: IPAddress, key: IPAddress) -> ConnectionState {
         var state = ConnectionState()
+        state.admin = adminFrom.contains { $0.contains(address) }
         state.addressBucket = addressLimiter?.open(key, now: Double(monotonicNanoseconds()) / 1e9) ?? 0
         return state
     }
 
-    /// Releases what ``opened(key:)`` took.
+    /// Releases what ``opened(address:key:)`` took.
     func closed(_ state: ConnectionState) {
         if state.addressBucket != 0 {
             addressLimiter?.close(state.addressBucket, now: Double(monotonicNanoseconds()) / 1e9)
@@ -75,8 +85,8 @@ final class WorkerContext: @unchecked Sendable {
     }
 
     /// Serves the request whose body is in ``body``, leaving the response body
-    /// in ``writer``: admission (the connection's and its address's rate limits),
-    /// dispatch, metrics, warnings.
+    /// in ``writer``: admission (the connection's and its address's rate limits,
+    /// the admin allowlist), dispatch, metrics, warnings.
     func serve(funcID: UInt32, requestID: UInt32, connection: inout ConnectionState,
                peer: () -> String, startedAt: Int64) -> ReturnCode {
         writer.reset()
@@ -96,6 +106,12 @@ final class WorkerContext: @unchecked Sendable {
             reason = "rate_limited_per_address"
             writer.writeString("rate limit of \(rateLimitPerIP.formatted) requests/s per client address exceeded")
             serverMetrics.rateLimitedPerAddress.increment()
+        } else if !connection.admin, adminFunctions.contains(funcID) {
+            code = .permissionDenied
+            reason = "permission_denied"
+            let name = function.map { dispatcher.names[$0] } ?? "function 0x" + hex(funcID)
+            writer.writeString("\(name) is allowed only from --admin-from \(adminFromText); \(host(of: peer())) is not")
+            serverMetrics.permissionDenied.increment()
         } else {
             code = dispatcher.respond(to: Request(funcID: funcID, requestID: requestID, body: body),
                                       function: function, into: &writer)
@@ -144,6 +160,13 @@ final class WorkerContext: @unchecked Sendable {
             logger.warning("connection refused", metadata: metadata)
         }
     }
+}
+
+/// The host part of a peer as the core formats it: "127.0.0.2" of "127.0.0.2:5000", "::1" of "[::1]:5000".
+func host(of peer: String) -> String {
+    guard let colon = peer.lastIndex(of: ":") else { return peer }
+    let host = peer[..<colon]
+    return host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : String(host)
 }
 
 /// Nanoseconds on the monotonic clock.

@@ -65,6 +65,9 @@ struct IProtoD: ParsableCommand {
     @Option(help: "Leading bits of an IPv6 client address that identify the client for the per-IP limits (1-128); IPv4 counts whole.")
     var ipv6PrefixLength = defaults.ipv6PrefixLength
 
+    @Option(help: "Client address blocks (CIDR, comma-separated) allowed to call the admin functions 0x0001xxxx; others get return code 10; empty allows none.")
+    var adminFrom = defaults.adminFrom.map(\.description).joined(separator: ",")
+
     @Option(help: "Seconds to complete a request once its first byte arrived; 0 disables.")
     var readTimeout = defaults.readTimeout / .seconds(1)
 
@@ -220,6 +223,13 @@ struct IProtoD: ParsableCommand {
         configuration.rateLimitPerIP = rateLimitPerIp
         configuration.rateBurstPerIP = rateBurstPerIp
         configuration.ipv6PrefixLength = ipv6PrefixLength
+        configuration.adminFrom = try adminFrom.split(separator: ",").map { text in
+            let trimmed = text.filter { !$0.isWhitespace }
+            guard let block = CIDR(trimmed) else {
+                throw ValidationError("--admin-from must be comma-separated CIDR blocks such as 127.0.0.0/8,::1/128, got \"\(trimmed)\"")
+            }
+            return block
+        }
         configuration.reusePort = reusePort
         configuration.metricsPrefix = Self.metricsPrefix
         configuration.readTimeout = try duration(readTimeout, "--read-timeout")

@@ -55,11 +55,11 @@ import Testing
         for flag in ["--listen", "--workers", "--max-body", "--max-output", "--max-connections", "--read-timeout",
                      "--idle-timeout", "--shutdown-timeout", "--initial-state", "--log-level", "--max-connections-per-ip",
                      "--rate-limit", "--rate-burst", "--metrics-listen", "--reuse-port", "IPROTOD_",
-                     "--rate-limit-per-ip", "--rate-burst-per-ip", "--ipv6-prefix-length"] {
+                     "--rate-limit-per-ip", "--rate-burst-per-ip", "--ipv6-prefix-length", "--admin-from"] {
             #expect(result.output.contains(flag), "missing \(flag)")
         }
         for value in ["127.0.0.1:3301", "65536", "1048576", "1024", "read-write", "127.0.0.1:8088",
-                      "(default: 64)"] {
+                      "(default: 64)", "127.0.0.0/8,::1/128"] {
             #expect(result.output.contains(value), "missing default \(value)")
         }
     }

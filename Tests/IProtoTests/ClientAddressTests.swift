@@ -1,7 +1,7 @@
 import Testing
 @testable import IProto
 
-/// How a client is keyed (the C core's iproto_address_key).
+/// How a client is keyed (the C core's iproto_address_key) and matched against CIDR blocks.
 @Suite struct ClientKeyTests {
     private func key(_ text: String, _ prefix: Int = 64) -> IPAddress {
         IPAddress(text)!.key(ipv6PrefixLength: prefix)
@@ -36,6 +36,25 @@ import Testing
         #expect(IPAddress("::1")?.isIPv4 == false)
     }
 
+    @Test func cidrBlocksContainTheirAddresses() throws {
+        let loopback = try #require(CIDR("127.0.0.0/8"))
+        #expect(loopback.contains(IPAddress("127.255.0.9")!))
+        #expect(!loopback.contains(IPAddress("128.0.0.1")!))
+        #expect(!loopback.contains(IPAddress("::1")!))
+        let host = try #require(CIDR("127.0.0.1"))
+        #expect(host.description == "127.0.0.1/32")
+        #expect(host.contains(IPAddress("127.0.0.1")!) && !host.contains(IPAddress("127.0.0.2")!))
+        #expect(host.contains(IPAddress("::ffff:127.0.0.1")!), "an IPv4 client on a dual-stack listener")
+        let six = try #require(CIDR("::1/128"))
+        #expect(six.contains(IPAddress("::1")!) && !six.contains(IPAddress("::2")!))
+        #expect(try #require(CIDR("2001:db8::/32")).contains(IPAddress("2001:db8:ffff::1")!))
+        #expect(try #require(CIDR("::/0")).contains(IPAddress("192.0.2.1")!), "::/0 admits everybody")
+        #expect(try #require(CIDR("0.0.0.0/0")).contains(IPAddress("192.0.2.1")!))
+        #expect(!(try #require(CIDR("0.0.0.0/0")).contains(IPAddress("2001:db8::1")!)))
+        for invalid in ["127.0.0.0/33", "::/129", "127.0.0.0/-1", "127.0.0.0/", "nonsense/8", "", "10.0.0.0/8/8"] {
+            #expect(CIDR(invalid) == nil, "\(invalid)")
+        }
+    }
 }
 
 /// The token buckets shared by all connections of one client address.

@@ -82,6 +82,7 @@ final class Harness: Sendable {
     func run(_ input: [UInt8]) {
         var model = StorageModel()
         var connection = ConnectionState()
+        connection.admin = true  // as from loopback, the default --admin-from
         var offset = 0
         var frame = 0
         while input.count - offset >= Framing.requestHeaderSize {

@@ -37,6 +37,7 @@ typedef enum iproto_return_code {
     IPROTO_RC_RATE_LIMITED = 7,
     IPROTO_RC_SHUTTING_DOWN = 8,
     IPROTO_RC_INTERNAL_ERROR = 9,
+    IPROTO_RC_PERMISSION_DENIED = 10,
 } iproto_return_code;
 
 /* Why a connection was closed; indexes iproto_stats.closed. */
@@ -179,6 +180,9 @@ iproto_conn_slot *iproto_conn_state(iproto_conn *conn);
 
 /* The peer address as "host:port". */
 const char *iproto_conn_peer(const iproto_conn *conn);
+
+/* The peer's address (AF_UNIX peers: all zero). */
+void iproto_conn_address(const iproto_conn *conn, iproto_address *out);
 
 /* The peer's key, as iproto_address_key derives it with the configured ipv6_prefix_length. */
 void iproto_conn_address_key(const iproto_conn *conn, iproto_address *out);

@@ -20,11 +20,12 @@ extension ConnectionState {
         bucket = TokenBucket(tokens: slot.values.0, refilledAt: slot.values.1)
         warnings = LogThrottle(lastAt: slot.values.2, suppressed: slot.counters.0)
         addressBucket = slot.counters.1
+        admin = slot.counters.2 != 0
     }
 
     var slot: iproto_conn_slot {
         iproto_conn_slot(values: (bucket.tokens, bucket.refilledAt, warnings.lastAt, 0),
-                         counters: (warnings.suppressed, addressBucket, 0, 0))
+                         counters: (warnings.suppressed, addressBucket, admin ? 1 : 0, 0))
     }
 }
 
@@ -60,17 +61,18 @@ extension [UInt8] {
     }
 }
 
-/// On open, the connection's slot gets its client's per-address bucket, found
-/// by its address once; on close, that is released.
+/// On open, the connection's slot gets its state (admin permission, per-address
+/// bucket) from its address, once; on close, that state is released.
 private let connectionTrampoline: iproto_conn_fn = { context, connection, worker, event, peer, reason in
     let worker = Unmanaged<CallbackContext>.fromOpaque(context!).takeUnretainedValue().workers[Int(worker)]
     let reason = CloseReason(reason)
     let swiftEvent: ConnectionEvent
     switch event {
     case IPROTO_CONN_OPENED:
-        var key = iproto_address()
+        var address = iproto_address(), key = iproto_address()
+        iproto_conn_address(connection, &address)
         iproto_conn_address_key(connection, &key)
-        iproto_conn_state(connection)!.pointee = worker.opened(key: IPAddress(key)).slot
+        iproto_conn_state(connection)!.pointee = worker.opened(address: IPAddress(address), key: IPAddress(key)).slot
         swiftEvent = .opened
     case IPROTO_CONN_CLOSED:
         worker.closed(ConnectionState(iproto_conn_state(connection)!.pointee))
