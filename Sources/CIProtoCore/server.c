@@ -55,7 +55,10 @@ static bool accept_one(struct worker *w) {
         if (errno == EAGAIN || errno == EWOULDBLOCK)
             return false;
         /* EMFILE, ENFILE, ENOBUFS, ENOMEM: the socket stays readable, so back off instead of spinning. */
+        int error = errno;
         STAT_ADD(w, accept_errors, 1);
+        if (s->config.on_accept_error != NULL)
+            s->config.on_accept_error(s->config.context, w->index, error);
         ev_io_stop(w->loop, &w->accept_watcher);
         if (!w->stopping) {
             ev_timer_set(&w->accept_backoff, IPROTO_ACCEPT_BACKOFF, 0);

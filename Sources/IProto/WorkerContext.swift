@@ -49,6 +49,7 @@ final class WorkerContext: @unchecked Sendable {
     private let serverMetrics: ServerMetrics
     private let logger: Logger
     @exclusivity(unchecked) private var rejections = LogThrottle()
+    @exclusivity(unchecked) private var acceptErrors = LogThrottle()
 
     init(index: Int, dispatcher: Dispatcher, configuration: Configuration, addressLimiter: AddressRateLimiter?,
          serverMetrics: ServerMetrics, logger: Logger) {
@@ -159,6 +160,15 @@ final class WorkerContext: @unchecked Sendable {
             if suppressed > 0 { metadata["suppressed"] = "\(suppressed)" }
             logger.warning("connection refused", metadata: metadata)
         }
+    }
+
+    /// Logs a failed accept() at error, at most one line per second per worker:
+    /// the clients it leaves waiting in the kernel's queue would otherwise go unnoticed.
+    func acceptFailed(errno code: Int32, message: String) {
+        guard let suppressed = acceptErrors.admit(now: Double(monotonicNanoseconds()) / 1e9) else { return }
+        var metadata: Logger.Metadata = ["error": "\(message)", "errno": "\(code)"]
+        if suppressed > 0 { metadata["suppressed"] = "\(suppressed)" }
+        logger.error("accept failed; new connections wait in the kernel's queue", metadata: metadata)
     }
 }
 

@@ -119,6 +119,7 @@ struct IProtoD: ParsableCommand {
             return handler
         }
         let logger = Logger(label: "iprotod")
+        let descriptors = FileDescriptorLimit.raiseToHardLimit()
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(Self.metricsFactory(registry))
         Gauge(label: "\(Self.metricsPrefix)_build_info", dimensions: [("version", iprotodVersion)]).record(1)
@@ -128,6 +129,7 @@ struct IProtoD: ParsableCommand {
             configuration.listenFileDescriptor = inherited
             logger.info("serving the socket passed by systemd", metadata: ["fd": "\(inherited)"])
         }
+        descriptors.check(maxConnections: configuration.maxConnections, logger: logger)
         let storage = try openStorage(prefix: configuration.metricsPrefix, logger: logger)
         let snapshots = storage.journal.map {
             SnapshotSchedule(storage: storage, journal: $0, interval: snapshotInterval,

@@ -111,6 +111,13 @@ typedef void (*iproto_conn_fn)(void *context, iproto_conn *conn, unsigned worker
                                const char *peer, iproto_close_reason reason);
 
 /*
+ * Called on a worker thread when accept() fails with `error` (an errno value:
+ * EMFILE, ENFILE, ENOBUFS, ENOMEM); the worker then pauses accepting for
+ * 100 ms, so this comes at most ten times a second per worker.
+ */
+typedef void (*iproto_accept_error_fn)(void *context, unsigned worker, int error);
+
+/*
  * Called on a worker thread for every complete request. `body` is borrowed:
  * it is valid only until the callback returns. The callee must call
  * iproto_reply exactly once for `conn` before returning, and must not keep
@@ -144,6 +151,7 @@ typedef struct iproto_config {
     iproto_request_fn on_request;
     iproto_conn_fn on_connection; /* optional */
     iproto_flush_fn on_flush;     /* optional */
+    iproto_accept_error_fn on_accept_error; /* optional */
     void *context;              /* passed to the callbacks */
 } iproto_config;
 

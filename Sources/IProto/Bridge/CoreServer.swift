@@ -1,5 +1,9 @@
 import CIProtoCore
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 // The only Swift that holds the C core's pointers. Everything above it is safe Swift.
 
 /// What the C callbacks reach through their context pointer.
@@ -83,6 +87,11 @@ private let connectionTrampoline: iproto_conn_fn = { context, connection, worker
     worker.record(swiftEvent, peer: { peer.map { String(cString: $0) } ?? "?" })
 }
 
+private let acceptErrorTrampoline: iproto_accept_error_fn = { context, worker, error in
+    Unmanaged<CallbackContext>.fromOpaque(context!).takeUnretainedValue().workers[Int(worker)]
+        .acceptFailed(errno: error, message: String(cString: strerror(error)))
+}
+
 private let flushTrampoline: iproto_flush_fn = { context, _ in
     for barrier in Unmanaged<CallbackContext>.fromOpaque(context!).takeUnretainedValue().replyBarriers { barrier() }
 }
@@ -113,6 +122,7 @@ final class CoreServer: @unchecked Sendable {
         config.shutdown_timeout = configuration.shutdownTimeout / .seconds(1)
         config.on_request = requestTrampoline
         config.on_connection = connectionTrampoline
+        config.on_accept_error = acceptErrorTrampoline
         config.on_flush = context.replyBarriers.isEmpty ? nil : flushTrampoline
         config.context = Unmanaged.passUnretained(context).toOpaque()
         var error = [CChar](repeating: 0, count: 256)
