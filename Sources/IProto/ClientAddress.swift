@@ -57,6 +57,7 @@ public struct CIDR: Hashable, Sendable, CustomStringConvertible {
 
     private let text: String
 
+    /// The block as written, with its prefix length: `127.0.0.1/32` for `127.0.0.1`.
     public var description: String { text }
 
     /// Whether `address` is in the block. An IPv4 block holds only IPv4 addresses.

@@ -106,14 +106,18 @@ public struct Configuration: Sendable, Equatable {
 
 /// A set of `func_id`s: those whose bits under `mask` equal `value`.
 public struct FunctionMask: Sendable, Hashable {
+    /// What the masked bits of a member's `func_id` are.
     public var value: UInt32
+    /// The bits of `func_id` that decide membership.
     public var mask: UInt32
 
+    /// The `func_id`s whose bits under `mask` equal `value`: `(0x0001_0000, 0xFFFF_0000)` is `0x0001xxxx`.
     public init(value: UInt32, mask: UInt32) {
         self.value = value
         self.mask = mask
     }
 
+    /// Whether `funcID` is in the set.
     public func contains(_ funcID: UInt32) -> Bool { funcID & mask == value }
 }
 
