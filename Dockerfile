@@ -17,7 +17,8 @@ RUN apt-get update \
     && useradd --system --no-create-home --uid 10001 iprotod
 COPY --from=build /out/iprotod /usr/local/bin/iprotod
 USER iprotod
-# iproto, then Prometheus metrics (GET /metrics).
+# iproto, then Prometheus metrics (GET /metrics, unauthenticated: publish it to trusted networks
+# only; the README's docker run does not). Admin functions answer --admin-from only, loopback by default.
 EXPOSE 3301 8088
 # SIGTERM starts the graceful drain (see docs/operations.md); iprotod exits 0 within --shutdown-timeout.
 STOPSIGNAL SIGTERM

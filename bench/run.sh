@@ -214,7 +214,7 @@ PY
 }
 
 # ---------------------------------------------------------------- throughput and latency
-iprotod_args=(--listen 127.0.0.1:0 --metrics-listen "" --rate-limit 0 --max-connections-per-ip 0 --idle-timeout 0)
+iprotod_args=(--listen 127.0.0.1:0 --metrics-listen "" --rate-limit 0 --rate-limit-per-ip 0 --max-connections-per-ip 0 --idle-timeout 0)
 declare -A scenario_load=(
     [S1]="--connections 50 --pipeline 1"
     [S2]="--connections 50 --pipeline 16"
@@ -281,7 +281,7 @@ stop_server
 
 # ---------------------------------------------------------------- memory per idle connection
 log "idle connections: $IDLE to iprotod --workers 2"
-start_server iprotod-idle "$IPROTOD" --listen 127.0.0.1:0 --metrics-listen "" --rate-limit 0 \
+start_server iprotod-idle "$IPROTOD" --listen 127.0.0.1:0 --metrics-listen "" --rate-limit 0 --rate-limit-per-ip 0 \
     --max-connections $((IDLE * 2)) --max-connections-per-ip 0 --idle-timeout 0 --workers 2
 idle_pid=$server_pid
 sleep 1

@@ -156,9 +156,10 @@ static int on_flush(void *context, unsigned worker, iproto_flush_error *error) {
     return 0;
 }
 
-static void on_connection(void *context, unsigned worker, iproto_conn_event event, const char *peer,
-                          iproto_close_reason reason) {
+static void on_connection(void *context, iproto_conn *conn, unsigned worker, iproto_conn_event event,
+                          const char *peer, iproto_close_reason reason) {
     (void)context;
+    (void)conn;
     (void)worker;
     (void)peer;
     (void)reason;

@@ -98,13 +98,18 @@ struct iproto_conn {
     size_t unguarded;
     uint64_t unguarded_round;
     iproto_conn_slot slot;      /* the embedding code's per-connection state */
-    ip_key peer_key;
+    iproto_address peer_address;
+    ip_key peer_key;               /* peer_address cut to the configured IPv6 prefix */
     char peer[INET6_ADDRSTRLEN + 8];
 };
 
 iproto_conn_slot *iproto_conn_state(iproto_conn *c) { return &c->slot; }
 
 const char *iproto_conn_peer(const iproto_conn *c) { return c->peer; }
+
+void iproto_conn_address(const iproto_conn *c, iproto_address *out) { *out = c->peer_address; }
+
+void iproto_conn_address_key(const iproto_conn *c, iproto_address *out) { *out = c->peer_key; }
 
 static inline uint32_t load_u32le(const char *p) {
     uint32_t v;
@@ -228,7 +233,7 @@ static void conn_close(struct iproto_conn *c, iproto_close_reason reason) {
     list_remove(&w->deferred, c, deferred_link);
     list_remove(&w->backlog, c, backlog_link);
     if (cfg->on_connection != NULL)
-        cfg->on_connection(cfg->context, w->index, IPROTO_CONN_CLOSED, c->peer, reason);
+        cfg->on_connection(cfg->context, c, w->index, IPROTO_CONN_CLOSED, c->peer, reason);
     if (cfg->max_connections_per_ip > 0)
         ip_limit_release(&w->server->ip_limit, &c->peer_key);
     ev_io_stop(w->loop, &c->read_watcher);
@@ -731,7 +736,8 @@ void format_peer(const struct sockaddr_storage *address, char *out, size_t size)
     }
 }
 
-void conn_accept(struct worker *w, int fd, const struct sockaddr_storage *peer, const ip_key *key) {
+void conn_accept(struct worker *w, int fd, const struct sockaddr_storage *peer, const iproto_address *address,
+                 const ip_key *key) {
     const iproto_config *cfg = &w->server->config;
     struct iproto_conn *c = calloc(1, sizeof *c);
     if (c == NULL) {
@@ -742,6 +748,7 @@ void conn_accept(struct worker *w, int fd, const struct sockaddr_storage *peer, 
         STAT_ADD(w, closed[IPROTO_CLOSE_IO_ERROR], 1);
         return;
     }
+    c->peer_address = *address;
     c->peer_key = *key;
     format_peer(peer, c->peer, sizeof c->peer);
     int one = 1;
@@ -763,7 +770,7 @@ void conn_accept(struct worker *w, int fd, const struct sockaddr_storage *peer, 
     ev_io_start(w->loop, &c->read_watcher);
     conn_arm_timer(c);
     if (cfg->on_connection != NULL)
-        cfg->on_connection(cfg->context, w->index, IPROTO_CONN_OPENED, c->peer, IPROTO_CLOSE_PEER);
+        cfg->on_connection(cfg->context, c, w->index, IPROTO_CONN_OPENED, c->peer, IPROTO_CLOSE_PEER);
     if (w->stopping)
         conn_begin_shutdown(c);
 }

@@ -110,7 +110,8 @@ struct iproto_server {
 };
 
 /* connection.c */
-void conn_accept(struct worker *w, int fd, const struct sockaddr_storage *peer, const ip_key *key);
+void conn_accept(struct worker *w, int fd, const struct sockaddr_storage *peer, const iproto_address *address,
+                 const ip_key *key);
 void conn_shutdown_all(struct worker *w);
 void conn_destroy_all(struct worker *w);
 void conn_send_deferred(struct ev_loop *loop, ev_prepare *watcher, int revents);

@@ -1,5 +1,6 @@
 #include "ip_limit.h"
 
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -11,14 +12,41 @@ struct ip_count {
     unsigned count;
 };
 
-void ip_key_from_sockaddr(const struct sockaddr_storage *address, ip_key *key) {
-    memset(key, 0, sizeof *key);
-    if (address->ss_family == AF_INET6) {
-        memcpy(key->bytes, &((const struct sockaddr_in6 *)address)->sin6_addr, 16);
-    } else if (address->ss_family == AF_INET) {
-        key->bytes[10] = key->bytes[11] = 0xff;
-        memcpy(key->bytes + 12, &((const struct sockaddr_in *)address)->sin_addr, 4);
+void ip_address_from_sockaddr(const struct sockaddr_storage *peer, iproto_address *address) {
+    memset(address, 0, sizeof *address);
+    if (peer->ss_family == AF_INET6) {
+        memcpy(address->bytes, &((const struct sockaddr_in6 *)peer)->sin6_addr, 16);
+    } else if (peer->ss_family == AF_INET) {
+        address->bytes[10] = address->bytes[11] = 0xff;
+        memcpy(address->bytes + 12, &((const struct sockaddr_in *)peer)->sin_addr, 4);
     }
+}
+
+static bool is_ipv4_mapped(const iproto_address *address) {
+    static const unsigned char prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    return memcmp(address->bytes, prefix, sizeof prefix) == 0;
+}
+
+int iproto_address_parse(const char *text, iproto_address *out) {
+    memset(out, 0, sizeof *out);
+    if (inet_pton(AF_INET6, text, out->bytes) == 1)
+        return 0;
+    out->bytes[10] = out->bytes[11] = 0xff;
+    if (inet_pton(AF_INET, text, out->bytes + 12) == 1)
+        return 0;
+    memset(out, 0, sizeof *out);
+    return -1;
+}
+
+void iproto_address_key(const iproto_address *address, unsigned ipv6_prefix_length, iproto_address *key) {
+    *key = *address;
+    /* IPv4 (mapped or not) is keyed whole: a prefix under 96 bits would make all of IPv4 one client. */
+    if (is_ipv4_mapped(address) || ipv6_prefix_length == 0 || ipv6_prefix_length >= 128)
+        return;
+    unsigned whole = ipv6_prefix_length / 8, bits = ipv6_prefix_length % 8;
+    if (bits > 0)
+        key->bytes[whole++] &= (unsigned char)(0xff << (8 - bits));
+    memset(key->bytes + whole, 0, 16 - whole);
 }
 
 static unsigned bucket_of(const ip_key *key) {

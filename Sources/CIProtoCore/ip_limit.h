@@ -1,6 +1,7 @@
 /*
- * Open connections per client address, shared by all workers (one mutex,
- * taken once per accept and once per close, never per request).
+ * Open connections per client key (its address, IPv6 cut to a prefix), shared
+ * by all workers (one mutex, taken once per accept and once per close, never
+ * per request).
  */
 #ifndef IPROTO_IP_LIMIT_H
 #define IPROTO_IP_LIMIT_H
@@ -9,12 +10,12 @@
 #include <stdbool.h>
 #include <sys/socket.h>
 
+#include "iproto_core.h"
+
 #define IP_LIMIT_BUCKETS 4096
 
-/* An address as 16 bytes: IPv6 as is, IPv4 mapped to ::ffff:a.b.c.d. */
-typedef struct ip_key {
-    unsigned char bytes[16];
-} ip_key;
+/* A client's key: its address cut as iproto_address_key says. */
+typedef iproto_address ip_key;
 
 struct ip_count;
 
@@ -23,7 +24,8 @@ struct ip_limit {
     struct ip_count *buckets[IP_LIMIT_BUCKETS];
 };
 
-void ip_key_from_sockaddr(const struct sockaddr_storage *address, ip_key *key);
+/* The address of `peer` as 16 bytes (all zero for families other than IPv4 and IPv6). */
+void ip_address_from_sockaddr(const struct sockaddr_storage *peer, iproto_address *address);
 
 void ip_limit_init(struct ip_limit *limit);
 void ip_limit_destroy(struct ip_limit *limit);

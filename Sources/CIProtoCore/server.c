@@ -39,7 +39,7 @@ static void refuse(struct worker *w, int fd, const struct sockaddr_storage *peer
     if (cfg->on_connection != NULL) {
         char address[INET6_ADDRSTRLEN + 8];
         format_peer(peer, address, sizeof address);
-        cfg->on_connection(cfg->context, w->index, IPROTO_CONN_REJECTED, address, reason);
+        cfg->on_connection(cfg->context, NULL, w->index, IPROTO_CONN_REJECTED, address, reason);
     }
 }
 
@@ -55,7 +55,10 @@ static bool accept_one(struct worker *w) {
         if (errno == EAGAIN || errno == EWOULDBLOCK)
             return false;
         /* EMFILE, ENFILE, ENOBUFS, ENOMEM: the socket stays readable, so back off instead of spinning. */
+        int error = errno;
         STAT_ADD(w, accept_errors, 1);
+        if (s->config.on_accept_error != NULL)
+            s->config.on_accept_error(s->config.context, w->index, error);
         ev_io_stop(w->loop, &w->accept_watcher);
         if (!w->stopping) {
             ev_timer_set(&w->accept_backoff, IPROTO_ACCEPT_BACKOFF, 0);
@@ -68,14 +71,16 @@ static bool accept_one(struct worker *w) {
         refuse(w, fd, &peer, IPROTO_CLOSE_OVER_LIMIT);
         return true;
     }
+    iproto_address address;
     ip_key key;
-    ip_key_from_sockaddr(&peer, &key);
+    ip_address_from_sockaddr(&peer, &address);
+    iproto_address_key(&address, s->config.ipv6_prefix_length, &key);
     if (s->config.max_connections_per_ip > 0 &&
         !ip_limit_acquire(&s->ip_limit, &key, s->config.max_connections_per_ip)) {
         refuse(w, fd, &peer, IPROTO_CLOSE_OVER_IP_LIMIT);
         return true;
     }
-    conn_accept(w, fd, &peer, &key);
+    conn_accept(w, fd, &peer, &address, &key);
     return true;
 }
 

@@ -31,6 +31,8 @@ public struct ReturnCode: RawRepresentable, Hashable, Sendable, CustomStringConv
     public static let shuttingDown = ReturnCode(IPROTO_RC_SHUTTING_DOWN)
     /// A handler failed with an error that is not an ``IProtoError``.
     public static let internalError = ReturnCode(IPROTO_RC_INTERNAL_ERROR)
+    /// An administrative function called from an address outside ``Configuration/adminFrom``.
+    public static let permissionDenied = ReturnCode(IPROTO_RC_PERMISSION_DENIED)
 
     /// Codes below this are the protocol's; services number theirs from here.
     public static let firstServiceCode: UInt32 = 0x100
@@ -50,6 +52,7 @@ public struct ReturnCode: RawRepresentable, Hashable, Sendable, CustomStringConv
         case .rateLimited: "rate_limited"
         case .shuttingDown: "shutting_down"
         case .internalError: "internal_error"
+        case .permissionDenied: "permission_denied"
         default: nil
         }
     }

@@ -29,9 +29,11 @@ public final class Server: Sendable {
         self.configuration = configuration
         let dispatcher = Dispatcher(handlers)
         metrics = ServerMetrics(prefix: configuration.metricsPrefix, workers: configuration.workers)
+        let addressLimiter = configuration.rateLimitPerIP > 0
+            ? AddressRateLimiter(rate: configuration.rateLimitPerIP, burst: configuration.rateBurstPerIP) : nil
         let workers = (0..<configuration.workers).map { [metrics] index in
             WorkerContext(index: index, dispatcher: dispatcher, configuration: configuration,
-                          serverMetrics: metrics, logger: logger)
+                          addressLimiter: addressLimiter, serverMetrics: metrics, logger: logger)
         }
         core = try CoreServer(configuration: configuration,
                               context: CallbackContext(workers: workers, replyBarriers: handlers.replyBarriers))

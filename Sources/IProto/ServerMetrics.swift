@@ -15,13 +15,14 @@ enum MetricName {
     static let outputPaused = "output_paused_total"
     static let turnsYielded = "turns_yielded_total"
     static let acceptErrors = "accept_errors_total"
+    static let permissionDenied = "permission_denied_total"
     static let workers = "workers"
 
     static let help: [String: String] = [
         requests: "Requests answered, by function, return code and worker thread.",
         requestDuration: "Time to run a request and encode its reply, by function and worker thread.",
         protocolErrors: "Requests that broke the protocol or the API's rules, by kind.",
-        rateLimited: "Requests refused because their connection exceeded its rate limit.",
+        rateLimited: "Requests refused with return code 7, by the limit: connection (its own bucket) or address (the bucket its client address shares).",
         connectionsActive: "Open client connections.",
         connectionsAccepted: "Client connections accepted.",
         connectionsClosed: "Client connections closed, by reason.",
@@ -30,6 +31,7 @@ enum MetricName {
         outputPaused: "Times reading from a connection paused because its unsent output reached the cap.",
         turnsYielded: "Times a connection ran its 128 requests for one loop turn and waited for the next, after the others.",
         acceptErrors: "accept() failures such as running out of file descriptors.",
+        permissionDenied: "Requests for administrative functions refused with return code 10: the client's address is outside the admin allowlist.",
         workers: "Worker threads, each with its own event loop.",
     ]
 }
@@ -102,7 +104,9 @@ final class ServerMetrics: Sendable {
     private let acceptErrors: Counter
     private let bodyTooLarge: Counter
     private let violations: [ReturnCode: Counter]
-    let rateLimited: Counter
+    let rateLimitedPerConnection: Counter
+    let rateLimitedPerAddress: Counter
+    let permissionDenied: Counter
     private let published = Mutex(ServerStatistics())
 
     init(prefix: String, workers: Int) {
@@ -122,7 +126,9 @@ final class ServerMetrics: Sendable {
             ($0, Counter(label: name(MetricName.protocolErrors), dimensions: [("kind", $0.violation!)]))
         })
         bodyTooLarge = violations[.bodyTooLarge]!
-        rateLimited = Counter(label: name(MetricName.rateLimited))
+        rateLimitedPerConnection = Counter(label: name(MetricName.rateLimited), dimensions: [("limit", "connection")])
+        rateLimitedPerAddress = Counter(label: name(MetricName.rateLimited), dimensions: [("limit", "address")])
+        permissionDenied = Counter(label: name(MetricName.permissionDenied))
         Gauge(label: name(MetricName.workers)).record(workers)
     }
 

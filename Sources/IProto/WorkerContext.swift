@@ -9,6 +9,10 @@ import Glibc
 struct ConnectionState {
     var bucket = TokenBucket()
     var warnings = LogThrottle()
+    /// The client's entry in the shared per-address limiter; 0 when that limit is off.
+    var addressBucket: UInt64 = 0
+    /// Whether the client's address is in ``Configuration/adminFrom``, decided when the connection opened.
+    var admin = false
 }
 
 /// A connection event reported by the core.
@@ -35,16 +39,29 @@ final class WorkerContext: @unchecked Sendable {
     private let dispatcher: Dispatcher
     private let rateLimit: Double
     private let rateBurst: Double
+    private let addressLimiter: AddressRateLimiter?
+    private let rateLimitPerIP: Double
+    private let adminFrom: [CIDR]
+    /// The allowlist as a permission-denied message names it.
+    private let adminFromText: String
+    private let adminFunctions: FunctionMask
     private let metrics: WorkerMetrics
     private let serverMetrics: ServerMetrics
     private let logger: Logger
     @exclusivity(unchecked) private var rejections = LogThrottle()
+    @exclusivity(unchecked) private var acceptErrors = LogThrottle()
 
-    init(index: Int, dispatcher: Dispatcher, configuration: Configuration, serverMetrics: ServerMetrics, logger: Logger) {
+    init(index: Int, dispatcher: Dispatcher, configuration: Configuration, addressLimiter: AddressRateLimiter?,
+         serverMetrics: ServerMetrics, logger: Logger) {
         self.index = index
         self.dispatcher = dispatcher
         self.rateLimit = configuration.rateLimit
         self.rateBurst = Double(configuration.rateBurst)
+        self.addressLimiter = addressLimiter
+        self.rateLimitPerIP = configuration.rateLimitPerIP
+        self.adminFrom = configuration.adminFrom
+        self.adminFromText = adminFrom.isEmpty ? "(empty)" : adminFrom.map(\.description).joined(separator: ",")
+        self.adminFunctions = configuration.adminFunctions
         self.metrics = WorkerMetrics(prefix: configuration.metricsPrefix, worker: index, names: dispatcher.names)
         self.serverMetrics = serverMetrics
         var logger = logger
@@ -52,39 +69,72 @@ final class WorkerContext: @unchecked Sendable {
         self.logger = logger
     }
 
+    /// The state of a connection that just opened from `address`, whose key is `key`:
+    /// its place in the per-address limiter, and whether it may call admin functions.
+    func opened(address: IPAddress, key: IPAddress) -> ConnectionState {
+        var state = ConnectionState()
+        state.admin = adminFrom.contains { $0.contains(address) }
+        state.addressBucket = addressLimiter?.open(key, now: Double(monotonicNanoseconds()) / 1e9) ?? 0
+        return state
+    }
+
+    /// Releases what ``opened(address:key:)`` took.
+    func closed(_ state: ConnectionState) {
+        if state.addressBucket != 0 {
+            addressLimiter?.close(state.addressBucket, now: Double(monotonicNanoseconds()) / 1e9)
+        }
+    }
+
     /// Serves the request whose body is in ``body``, leaving the response body
-    /// in ``writer``: admission (rate limit), dispatch, metrics, warnings.
+    /// in ``writer``: admission (the connection's and its address's rate limits,
+    /// the admin allowlist), dispatch, metrics, warnings.
     func serve(funcID: UInt32, requestID: UInt32, connection: inout ConnectionState,
                peer: () -> String, startedAt: Int64) -> ReturnCode {
         writer.reset()
         let function = dispatcher.index(of: funcID)
+        let now = Double(startedAt) / 1e9
         let code: ReturnCode
-        if rateLimit > 0, !connection.bucket.admit(now: Double(startedAt) / 1e9, rate: rateLimit, burst: rateBurst) {
+        var reason: String?
+        // The connection's own bucket first: a connection over its limit then takes nothing from its address's.
+        if rateLimit > 0, !connection.bucket.admit(now: now, rate: rateLimit, burst: rateBurst) {
             code = .rateLimited
-            writer.writeString("rate limit of \(rateLimit.formatted) requests/s exceeded")
-            serverMetrics.rateLimited.increment()
+            reason = "rate_limited"
+            writer.writeString("rate limit of \(rateLimit.formatted) requests/s per connection exceeded")
+            serverMetrics.rateLimitedPerConnection.increment()
+        } else if connection.addressBucket != 0, let addressLimiter,
+                  !addressLimiter.admit(connection.addressBucket, now: now) {
+            code = .rateLimited
+            reason = "rate_limited_per_address"
+            writer.writeString("rate limit of \(rateLimitPerIP.formatted) requests/s per client address exceeded")
+            serverMetrics.rateLimitedPerAddress.increment()
+        } else if !connection.admin, adminFunctions.contains(funcID) {
+            code = .permissionDenied
+            reason = "permission_denied"
+            let name = function.map { dispatcher.names[$0] } ?? "function 0x" + hex(funcID)
+            writer.writeString("\(name) is allowed only from --admin-from \(adminFromText); \(host(of: peer())) is not")
+            serverMetrics.permissionDenied.increment()
         } else {
             code = dispatcher.respond(to: Request(funcID: funcID, requestID: requestID, body: body),
                                       function: function, into: &writer)
+            reason = code.violation
         }
-        if code == .rateLimited || code.violation != nil {
+        if let reason {
             serverMetrics.recordViolation(code)
-            warn(code, function: function, funcID: funcID, requestID: requestID, connection: &connection,
-                 peer: peer, now: startedAt)
+            warn(code, reason: reason, function: function, funcID: funcID, requestID: requestID,
+                 connection: &connection, peer: peer, now: startedAt)
         }
         metrics.record(function: function, code: code, nanoseconds: monotonicNanoseconds() - startedAt)
         return code
     }
 
     /// Logs a refused request at warning, at most once per second per connection.
-    private func warn(_ code: ReturnCode, function: Int?, funcID: UInt32, requestID: UInt32,
+    private func warn(_ code: ReturnCode, reason: String, function: Int?, funcID: UInt32, requestID: UInt32,
                       connection: inout ConnectionState, peer: () -> String, now: Int64) {
         guard logger.logLevel <= .warning,
               let suppressed = connection.warnings.admit(now: Double(now) / 1e9) else { return }
         var metadata: Logger.Metadata = [
             "peer": "\(peer())", "func": "\(function.map { dispatcher.names[$0] } ?? "0x" + hex(funcID))",
-            "request_id": "\(requestID)", "code": "\(code.rawValue)",
-            "reason": "\(code == .rateLimited ? "rate_limited" : code.violation ?? "")",
+            "request_id": "\(requestID)", "code": "\(code.rawValue)", "reason": "\(reason)",
         ]
         if suppressed > 0 { metadata["suppressed"] = "\(suppressed)" }
         logger.warning("request refused", metadata: metadata)
@@ -111,6 +161,22 @@ final class WorkerContext: @unchecked Sendable {
             logger.warning("connection refused", metadata: metadata)
         }
     }
+
+    /// Logs a failed accept() at error, at most one line per second per worker:
+    /// the clients it leaves waiting in the kernel's queue would otherwise go unnoticed.
+    func acceptFailed(errno code: Int32, message: String) {
+        guard let suppressed = acceptErrors.admit(now: Double(monotonicNanoseconds()) / 1e9) else { return }
+        var metadata: Logger.Metadata = ["error": "\(message)", "errno": "\(code)"]
+        if suppressed > 0 { metadata["suppressed"] = "\(suppressed)" }
+        logger.error("accept failed; new connections wait in the kernel's queue", metadata: metadata)
+    }
+}
+
+/// The host part of a peer as the core formats it: "127.0.0.2" of "127.0.0.2:5000", "::1" of "[::1]:5000".
+func host(of peer: String) -> String {
+    guard let colon = peer.lastIndex(of: ":") else { return peer }
+    let host = peer[..<colon]
+    return host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : String(host)
 }
 
 /// Nanoseconds on the monotonic clock.

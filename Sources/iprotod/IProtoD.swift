@@ -51,7 +51,7 @@ struct IProtoD: ParsableCommand {
     @Option(help: "Open connections across all workers; past it new connections are closed at once.")
     var maxConnections = defaults.maxConnections
 
-    @Option(help: "Open connections from one client address; past it new ones are closed at once; 0 disables.")
+    @Option(help: "Open connections from one client address (IPv6: one --ipv6-prefix-length prefix); past it new ones are closed at once; 0 disables.")
     var maxConnectionsPerIp = defaults.maxConnectionsPerIP
 
     @Option(help: "Sustained requests per second per connection; faster requests get return code 7; 0 disables.")
@@ -59,6 +59,18 @@ struct IProtoD: ParsableCommand {
 
     @Option(help: "Requests a connection may send at once beyond the sustained rate (token bucket size).")
     var rateBurst = defaults.rateBurst
+
+    @Option(help: "Sustained requests per second per client address, shared by all its connections (IPv6: per --ipv6-prefix-length prefix); faster requests get return code 7; 0 disables.")
+    var rateLimitPerIp = defaults.rateLimitPerIP
+
+    @Option(help: "Requests a client address may send at once beyond its sustained rate (its shared token bucket's size).")
+    var rateBurstPerIp = defaults.rateBurstPerIP
+
+    @Option(help: "Leading bits of an IPv6 client address that identify the client for the per-IP limits (1-128); IPv4 counts whole.")
+    var ipv6PrefixLength = defaults.ipv6PrefixLength
+
+    @Option(help: "Client address blocks (CIDR, comma-separated) allowed to call the admin functions 0x0001xxxx; others get return code 10; empty allows none.")
+    var adminFrom = defaults.adminFrom.map(\.description).joined(separator: ",")
 
     @Option(help: "Seconds to complete a request once its first byte arrived; 0 disables.")
     var readTimeout = defaults.readTimeout / .seconds(1)
@@ -125,6 +137,7 @@ struct IProtoD: ParsableCommand {
             return handler
         }
         let logger = Logger(label: "iprotod")
+        let descriptors = FileDescriptorLimit.raiseToHardLimit()
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(Self.metricsFactory(registry))
         Gauge(label: "\(Self.metricsPrefix)_build_info", dimensions: [("version", iprotodVersion)]).record(1)
@@ -134,6 +147,7 @@ struct IProtoD: ParsableCommand {
             configuration.listenFileDescriptor = inherited
             logger.info("serving the socket passed by systemd", metadata: ["fd": "\(inherited)"])
         }
+        descriptors.check(maxConnections: configuration.maxConnections, logger: logger)
         let storage = try openStorage(prefix: configuration.metricsPrefix, logger: logger)
         let snapshots = storage.journal.map {
             SnapshotSchedule(storage: storage, journal: $0, interval: snapshotInterval,
@@ -247,6 +261,16 @@ struct IProtoD: ParsableCommand {
         configuration.maxConnectionsPerIP = maxConnectionsPerIp
         configuration.rateLimit = rateLimit
         configuration.rateBurst = rateBurst
+        configuration.rateLimitPerIP = rateLimitPerIp
+        configuration.rateBurstPerIP = rateBurstPerIp
+        configuration.ipv6PrefixLength = ipv6PrefixLength
+        configuration.adminFrom = try adminFrom.split(separator: ",").map { text in
+            let trimmed = text.filter { !$0.isWhitespace }
+            guard let block = CIDR(trimmed) else {
+                throw ValidationError("--admin-from must be comma-separated CIDR blocks such as 127.0.0.0/8,::1/128, got \"\(trimmed)\"")
+            }
+            return block
+        }
         configuration.reusePort = reusePort
         configuration.metricsPrefix = Self.metricsPrefix
         configuration.readTimeout = try duration(readTimeout, "--read-timeout")

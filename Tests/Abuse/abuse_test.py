@@ -233,6 +233,9 @@ def run_threads(target, args):
         thread.join()
 
 
+RATE_LIMITED_PER_CONNECTION = 'iprotod_rate_limited_total{limit="connection"}'
+RATE_LIMITED_PER_ADDRESS = 'iprotod_rate_limited_total{limit="address"}'
+
 # name, what, the scenario, extra iprotod flags, the server metrics worth reporting
 SCENARIOS = [
     ("slowloris", "1,000 connections trickling a byte every 0.5 s", slowloris, ["--read-timeout", "3"],
@@ -243,16 +246,16 @@ SCENARIOS = [
      ['iprotod_connections_closed_total{reason="too_large"}', 'iprotod_protocol_errors_total{kind="unknown_function"}']),
     ("idle", "10,000 idle connections", idle, ["--max-connections", "10100"], ["iprotod_connections_accepted_total"]),
     ("pipeline, no reads", "1,000,000 pipelined requests, replies never read", pipeline_without_reading, [],
-     ["iprotod_output_paused_total", "iprotod_rate_limited_total"]),
+     ["iprotod_output_paused_total", RATE_LIMITED_PER_CONNECTION, RATE_LIMITED_PER_ADDRESS]),
     # One worker, so that both clients share it: what is measured is the fairness between connections.
     ("greedy pipeline", "one connection pipelining 20,000 requests at a time, every reply read", greedy_pipeline,
-     ["--rate-limit", "0", "--workers", "1"], ["iprotod_turns_yielded_total"]),
+     ["--rate-limit", "0", "--rate-limit-per-ip", "0", "--workers", "1"], ["iprotod_turns_yielded_total"]),
     ("connect storm", "connect and close in a loop, 4 threads, half with RST", connect_storm, [],
      ["iprotod_connections_accepted_total"]),
     ("reset mid-reply", "500 pipelined 256-byte reads, then RST, 4 threads", reset_mid_reply, [],
      ['iprotod_connections_closed_total{reason="peer"}', 'iprotod_connections_closed_total{reason="io_error"}']),
     ("over the rate limit", "one connection at 1,000 requests/s (limit 100)", over_rate_limit, [],
-     ["iprotod_rate_limited_total"]),
+     [RATE_LIMITED_PER_CONNECTION, RATE_LIMITED_PER_ADDRESS]),
 ]
 
 

@@ -39,6 +39,7 @@ def main():
     work = tempfile.mkdtemp(prefix="iproto-crash-")
     log = os.path.join(work, "iprotod.log")
     argv = [options.iprotod, "--listen", "127.0.0.1:0", "--metrics-listen", "", "--rate-limit", "0",
+            "--rate-limit-per-ip", "0",
             "--data-dir", os.path.join(work, "data"), "--fsync", options.fsync, "--snapshot-interval", "0.3"]
     model = Model()
     problems = []

@@ -65,7 +65,7 @@ private final class SilentListener {
     }
 
     @Test func manyCallsInFlightShareOneConnection() async throws {
-        let server = try ServerProcess(["--rate-limit", "0"])
+        let server = try ServerProcess(["--rate-limit", "0", "--rate-limit-per-ip", "0"])
         let client = IProtoClient(host: "127.0.0.1", port: server.port)
         let values = try await withThrowingTaskGroup(of: (Int, String).self) { group in
             for index in 0..<1000 {
@@ -82,7 +82,7 @@ private final class SilentListener {
     }
 
     @Test func thePoolSpreadsCallsOverItsConnections() async throws {
-        let server = try ServerProcess(["--rate-limit", "0"])
+        let server = try ServerProcess(["--rate-limit", "0", "--rate-limit-per-ip", "0"])
         var configuration = ClientConfiguration()
         configuration.connections = 4
         let client = IProtoClient(host: "127.0.0.1", port: server.port, configuration: configuration)

@@ -21,6 +21,10 @@ import Testing
         (["--log-level", "loud"], "log-level"),
         (["--read-timeout", "0.0004"], "--read-timeout must be 0 (disabled) or at least 0.001 s"),
         (["--idle-timeout", "1e300"], "--idle-timeout must be a number of seconds"),
+        (["--ipv6-prefix-length", "0"], "IPv6 prefix length must be between 1 and 128"),
+        (["--ipv6-prefix-length", "129"], "IPv6 prefix length must be between 1 and 128"),
+        (["--rate-limit-per-ip=-1"], "rate limit per IP"),
+        (["--rate-burst-per-ip", "0"], "rate burst per IP"),
     ])
     func invalidValuesFailAtStartup(arguments: [String], message: String) throws {
         let result = try run(arguments + ["--listen", "127.0.0.1:0"].filter { _ in !arguments.contains("--listen") })
@@ -52,10 +56,12 @@ import Testing
         #expect(result.status == 0)
         for flag in ["--listen", "--workers", "--max-body", "--max-output", "--max-connections", "--read-timeout",
                      "--idle-timeout", "--shutdown-timeout", "--initial-state", "--log-level", "--max-connections-per-ip",
-                     "--rate-limit", "--rate-burst", "--metrics-listen", "--reuse-port", "IPROTOD_"] {
+                     "--rate-limit", "--rate-burst", "--metrics-listen", "--reuse-port", "IPROTOD_",
+                     "--rate-limit-per-ip", "--rate-burst-per-ip", "--ipv6-prefix-length", "--admin-from"] {
             #expect(result.output.contains(flag), "missing \(flag)")
         }
-        for value in ["127.0.0.1:3301", "65536", "1048576", "1024", "read-write", "127.0.0.1:8088"] {
+        for value in ["127.0.0.1:3301", "65536", "1048576", "1024", "read-write", "127.0.0.1:8088",
+                      "(default: 64)", "127.0.0.0/8,::1/128"] {
             #expect(result.output.contains(value), "missing default \(value)")
         }
     }

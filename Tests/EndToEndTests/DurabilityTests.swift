@@ -18,7 +18,7 @@ import Testing
     @Test(arguments: [("batch", 1...2), ("always", 16...16)])
     func pipelinedWritesShareSyncs(fsync: String, syncs: ClosedRange<Int>) throws {
         let directory = DataDirectory()
-        let server = try ServerProcess(["--data-dir", directory.path, "--fsync", fsync, "--rate-limit", "0", "--workers", "1"])
+        let server = try ServerProcess(["--data-dir", directory.path, "--fsync", fsync, "--rate-limit", "0", "--rate-limit-per-ip", "0", "--workers", "1"])
         let syncsBefore = try server.metric("iprotod_wal_syncs_total")  // the new directory's initial state record
         let connection = try server.connect()
         try connection.send((0..<16).flatMap { index in
@@ -121,7 +121,7 @@ import Testing
     func fullDiskRefusesWritesAndRecovers() throws {
         let disk = try SmallDisk(kib: 512)
         let data = disk.path + "/data"
-        var server = try ServerProcess(["--data-dir", data, "--snapshot-interval", "3600", "--workers", "1", "--rate-limit", "0"])
+        var server = try ServerProcess(["--data-dir", data, "--snapshot-interval", "3600", "--workers", "1", "--rate-limit", "0", "--rate-limit-per-ip", "0"])
         var connection = try server.connect()
         #expect(try Self.writes(connection, count: 32, tag: "before").allSatisfy { $0.header.returnCode == .ok })
         let filler = disk.fill()
@@ -142,7 +142,7 @@ import Testing
 
         // Restarted on the full disk, it recovers what was acknowledged and serves reads.
         #expect(server.stop() == 0)
-        server = try ServerProcess(["--data-dir", data, "--snapshot-interval", "3600", "--workers", "1", "--rate-limit", "0"])
+        server = try ServerProcess(["--data-dir", data, "--snapshot-interval", "3600", "--workers", "1", "--rate-limit", "0", "--rate-limit-per-ip", "0"])
         connection = try server.connect()
         #expect(try connection.call(Self.read, messagePack(.int(31))).body == messagePack(.string(Self.value("before"))))
 

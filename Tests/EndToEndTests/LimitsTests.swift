@@ -104,13 +104,14 @@ import Testing
         let dataDirectory = NSTemporaryDirectory() + "iprotod-limits-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: dataDirectory) }
         // No idle timeout: on a loaded machine the paused connection may sit longer than its default.
-        let server = try ServerProcess(["--max-output", "65536", "--rate-limit", "0", "--idle-timeout", "0"]
+        let server = try ServerProcess(["--max-output", "65536", "--rate-limit", "0", "--rate-limit-per-ip", "0", "--idle-timeout", "0"]
             + (journaled ? ["--data-dir", dataDirectory] : []))
+        // The stream first: building it takes seconds in a debug build, which an open connection would spend idle.
+        let frame = Framing.request(funcID: API.read, requestID: 5, body: messagePack(0))  // 13-byte request, 275-byte reply
+        let stream = [UInt8]((0..<2_000_000).lazy.flatMap { _ in frame })
         let connection = try TestConnection(port: server.port, receiveBuffer: 16 * 1024, sendBuffer: 16 * 1024)
         _ = try connection.replace(0, String(repeating: "r", count: 256))
         let residentBefore = server.residentBytes
-        let frame = Framing.request(funcID: API.read, requestID: 5, body: messagePack(0))  // 13-byte request, 275-byte reply
-        let stream = [UInt8]((0..<2_000_000).lazy.flatMap { _ in frame })
         var sent = 0
         var idleRounds = 0
         while sent < stream.count, idleRounds < 300 {
@@ -149,7 +150,8 @@ import Testing
     }
 
     @Test func abruptClientsDoNotDisturbTheServer() throws {
-        let server = try ServerProcess(["--workers", "2"])
+        // The rounds' floods come from one address; only the survival of the server is measured here.
+        let server = try ServerProcess(["--workers", "2", "--rate-limit-per-ip", "0"])
         for round in 0..<20 {
             let connection = try server.connect()
             switch round % 4 {
@@ -174,5 +176,38 @@ import Testing
         }
         #expect(server.process.isRunning)
         #expect(try server.connect().replace(2, "alive").returnCode == .ok)
+    }
+
+    /// Past the open-file limit, accept() fails and clients wait in the kernel's
+    /// queue: iprotod says so at start and in the log, and counts it. The hard
+    /// limit is low too, so raising the soft one cannot help.
+    @Test func runningOutOfFileDescriptorsIsLoggedAndCounted() throws {
+        let log = FileManager.default.temporaryDirectory.appendingPathComponent("iprotod-fd-\(UUID()).log").path
+        defer { try? FileManager.default.removeItem(atPath: log) }
+        let server = try ServerProcess(["--workers", "1"], log: log,
+                                       launcher: ["/bin/bash", "-c", "ulimit -n 64 && exec \"$@\"", "bash"])
+        func logLines() -> [Substring] {
+            ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").split(separator: "\n")
+        }
+        #expect(eventually { logLines().contains { $0.contains("--max-connections plus a reserve exceeds the open-file limit")
+                && $0.contains("max_connections=1024") && $0.contains("open_file_limit=64") } }, "\(logLines())")
+        let clients = try (0..<80).map { _ in try server.connect() }  // the kernel completes them all; iprotod cannot take them all
+        // Throttled: the first line, then one a second with what it held back.
+        #expect(eventually { logLines().contains { $0.contains("accept failed") && $0.contains("suppressed=") } }, "\(logLines())")
+        let errorLines = logLines().filter { $0.contains("accept failed") }
+        #expect(errorLines.first?.contains("error=Too many open files") == true, "\(errorLines)")
+        for client in clients { client.shutdownWrite() }  // frees the server's descriptors for the metrics scrape
+        #expect(eventually { (try? server.metric("iprotod_connections_active")) == 0 })
+        let counted = try server.metric("iprotod_accept_errors_total")
+        #expect(counted > Double(errorLines.count), "\(counted) errors, \(errorLines.count) lines")
+        #expect(try server.connect().read(0).returnCode == .ok)
+    }
+
+    @Test func theSoftOpenFileLimitIsRaisedToTheHardOne() throws {
+        let server = try ServerProcess(launcher: ["/bin/bash", "-c", "ulimit -S -n 100 && exec \"$@\"", "bash"])
+        let limits = try String(contentsOfFile: "/proc/\(server.process.processIdentifier)/limits", encoding: .utf8)
+        let line = try #require(limits.split(separator: "\n").first { $0.hasPrefix("Max open files") })
+        let fields = line.split(separator: " ")
+        #expect(fields.count >= 5 && fields[3] == fields[4] && fields[3] != "100", "\(line)")
     }
 }

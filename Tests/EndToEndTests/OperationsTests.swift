@@ -16,16 +16,56 @@ import Testing
         let codes = try (0..<20).map { _ in try connection.readResponse() }
         #expect(codes.prefix(5).allSatisfy { $0.returnCode == .ok })
         #expect(codes.dropFirst(5).allSatisfy { $0.returnCode == .rateLimited })
-        #expect(codes.last?.string == "rate limit of 10 requests/s exceeded")
+        #expect(codes.last?.string == "rate limit of 10 requests/s per connection exceeded")
         // Tokens come back at the configured rate: 10/s gives one within 150 ms.
         usleep(150_000)
         #expect(try connection.read(1).returnCode == .ok)
-        #expect(try server.metric("iprotod_rate_limited_total") == 15)
+        #expect(try server.metric("iprotod_rate_limited_total", ["limit": "connection"]) == 15)
+        #expect(try server.metric("iprotod_rate_limited_total", ["limit": "address"]) == 0)
         #expect(try server.metric("iprotod_requests_total", ["function": "STORAGE_READ", "code": "7"]) == 15)
     }
 
+    /// The case: many connections from one address, each within its own
+    /// limit, together over the address's. The rate is so low that no token
+    /// comes back while the test runs, so the counts are exact.
+    @Test func connectionsFromOneAddressShareItsBucket() throws {
+        let server = try ServerProcess(["--rate-limit-per-ip", "0.01", "--rate-burst-per-ip", "50", "--workers", "2"])
+        let connections = try (0..<20).map { _ in try TestConnection(port: server.port, source: "127.0.0.2") }
+        var batch: [UInt8] = []
+        for id in 0..<10 { batch += Framing.request(funcID: API.read, requestID: UInt32(id), body: messagePack(1)) }
+        for connection in connections { try connection.send(batch) }
+        var codes: [ReturnCode: Int] = [:]
+        var messages = Set<String>()
+        for connection in connections {
+            for _ in 0..<10 {
+                let response = try connection.readResponse()
+                codes[response.returnCode, default: 0] += 1
+                if response.returnCode == .rateLimited { messages.insert(response.string ?? "") }
+            }
+        }
+        #expect(codes == [.ok: 50, .rateLimited: 150], "20 connections × 10 requests against one burst of 50")
+        #expect(messages == ["rate limit of 0.01 requests/s per client address exceeded"])
+        // Another address has its own bucket.
+        #expect(try TestConnection(port: server.port, source: "127.0.0.3").read(1).returnCode == .ok)
+        // Reconnecting does not refill it: the entry outlives the address's last connection.
+        for connection in connections { connection.shutdownWrite() }
+        for connection in connections { #expect(connection.nextOutcome() == .closed) }
+        #expect(eventually { (try? server.metric("iprotod_connections_active")) == 0 })
+        #expect(try TestConnection(port: server.port, source: "127.0.0.2").read(1).returnCode == .rateLimited)
+        #expect(try server.metric("iprotod_rate_limited_total", ["limit": "address"]) == 151)
+        #expect(try server.metric("iprotod_rate_limited_total", ["limit": "connection"]) == 0)
+    }
+
+    @Test func rateLimitPerIPZeroDisablesIt() throws {
+        let server = try ServerProcess(["--rate-limit-per-ip", "0", "--rate-burst-per-ip", "1"])
+        let connections = try (0..<3).map { _ in try server.connect() }
+        for connection in connections {
+            for _ in 0..<3 { #expect(try connection.read(1).returnCode == .ok) }
+        }
+    }
+
     @Test func rateLimitZeroDisablesIt() throws {
-        let server = try ServerProcess(["--rate-limit", "0", "--rate-burst", "1"])
+        let server = try ServerProcess(["--rate-limit", "0", "--rate-limit-per-ip", "0", "--rate-burst", "1"])
         let connection = try server.connect()
         var batch: [UInt8] = []
         for id in 0..<3000 { batch += Framing.request(funcID: API.read, requestID: UInt32(id), body: messagePack(1)) }
@@ -35,7 +75,7 @@ import Testing
 
     /// The assignment's agreement (100 RPS per client) on the default flags: a
     /// conforming client sees no errors beside one flooding at 10x and one
-    /// opening connections in a loop.
+    /// opening connections in a loop, each from its own address.
     @Test func conformingClientIsUnaffectedByAbusiveOnes() throws {
         let server = try ServerProcess()
         let port = server.port
@@ -62,8 +102,8 @@ import Testing
                         let wait = next.timeIntervalSinceNow
                         if wait > 0 { usleep(UInt32(wait * 1e6)) }
                     }
-                case 1:  // flooding: 100-request batches every 100 ms, 1000 per second
-                    let connection = try TestConnection(port: port)
+                case 1:  // flooding: 100-request batches every 100 ms, 1000 per second, from another address
+                    let connection = try TestConnection(port: port, source: "127.0.0.2")
                     var batch: [UInt8] = []
                     for id in 0..<100 { batch += Framing.request(funcID: API.read, requestID: UInt32(id), body: messagePack(2)) }
                     while Date() < deadline {
@@ -73,9 +113,9 @@ import Testing
                         }
                         usleep(100_000)
                     }
-                default:  // churning: connect, one request, close, as fast as possible
+                default:  // churning: connect, one request, close, as fast as possible, from a third address
                     while Date() < deadline {
-                        let connection = try TestConnection(port: port)
+                        let connection = try TestConnection(port: port, source: "127.0.0.3")
                         _ = try connection.read(3)
                         churned.withLock { $0 += 1 }
                     }
@@ -196,7 +236,7 @@ import Testing
 
     /// After SIGTERM a connection keeps answering, with code 8, until the drain grace ends; then EOF.
     @Test func requestsDuringTheDrainGetShuttingDown() throws {
-        let server = try ServerProcess(["--rate-limit", "0"])
+        let server = try ServerProcess(["--rate-limit", "0", "--rate-limit-per-ip", "0"])
         let connection = try server.connect()
         #expect(try connection.read(0).returnCode == .ok)
         let stopped = Date()
@@ -219,7 +259,7 @@ import Testing
 
     /// Pipelined requests in flight at SIGTERM are all answered, in order, each run or refused with code 8.
     @Test func pipelinedRequestsAreAnsweredInOrderThroughTheStop() throws {
-        let server = try ServerProcess(["--rate-limit", "0"])
+        let server = try ServerProcess(["--rate-limit", "0", "--rate-limit-per-ip", "0"])
         let connection = try server.connect()
         var batch: [UInt8] = []
         for id in 0..<20_000 { batch += Framing.request(funcID: API.read, requestID: UInt32(id), body: messagePack(0)) }
@@ -240,7 +280,7 @@ import Testing
 
     /// A client that never reads keeps replies queued; the shutdown timeout closes it anyway.
     @Test func unreadRepliesDoNotHoldTheShutdownBeyondItsTimeout() throws {
-        let server = try ServerProcess(["--shutdown-timeout", "1.5", "--rate-limit", "0", "--max-output", "65536"])
+        let server = try ServerProcess(["--shutdown-timeout", "1.5", "--rate-limit", "0", "--rate-limit-per-ip", "0", "--max-output", "65536"])
         let connection = try TestConnection(port: server.port, receiveBuffer: 4096, sendBuffer: 4096)
         _ = try connection.replace(0, String(repeating: "q", count: 256))
         let frame = Framing.request(funcID: API.read, requestID: 1, body: messagePack(0))

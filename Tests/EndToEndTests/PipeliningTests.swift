@@ -72,7 +72,8 @@ import Testing
         let failures = Mutex<[String]>([])
         DispatchQueue.concurrentPerform(iterations: 8) { client in
             do {
-                let connection = try TestConnection(port: port)
+                // Each from its own address: together they send more than one client's burst (--rate-burst-per-ip).
+                let connection = try TestConnection(port: port, source: "127.0.0.\(client + 2)")
                 for i in 0..<300 {
                     let index = client * 100 + i % 100
                     guard try connection.replace(index, "c\(client)-\(i)").returnCode == .ok,
@@ -96,7 +97,7 @@ import Testing
         let errors = Mutex<[String]>([])
         DispatchQueue.concurrentPerform(iterations: 4) { client in
             do {
-                let connection = try TestConnection(port: port)
+                let connection = try TestConnection(port: port, source: "127.0.0.\(client + 2)")  // as above
                 for i in 0..<1000 {
                     if client == 0 {
                         _ = try connection.replace(7, i.isMultiple(of: 2) ? b : a)

@@ -66,7 +66,7 @@ import Testing
     }
 
     @Test func countedRunSendsTheRequestsAndTheMix() throws {
-        let server = try ServerProcess(["--rate-limit", "0"])
+        let server = try ServerProcess(["--rate-limit", "0", "--rate-limit-per-ip", "0"])
         let run = try bench(server.port, "--connections", "4", "--threads", "2", "--pipeline", "8",
                             "--requests", "2000", "--mix", "read=50,replace=50", "--keys", "1", "--value-size", "7")
         #expect(run.status == 0, "\(run.errors)")
@@ -82,7 +82,7 @@ import Testing
     }
 
     @Test func targetRateIsKept() throws {
-        let server = try ServerProcess(["--rate-limit", "0"])
+        let server = try ServerProcess(["--rate-limit", "0", "--rate-limit-per-ip", "0"])
         // 10 connections at 500 requests/s in all: one request every 20 ms each, 50 each in one second.
         let run = try bench(server.port, "--connections", "10", "--rate", "500", "--duration", "1")
         #expect(run.status == 0, "\(run.errors)")
@@ -91,7 +91,7 @@ import Testing
     }
 
     @Test func errorsAreCountedAndRefusedConnectionsFail() throws {
-        let server = try ServerProcess(["--rate-limit", "0"])
+        let server = try ServerProcess(["--rate-limit", "0", "--rate-limit-per-ip", "0"])
         _ = try ServerProcess.run(ServerProcess.siblingPath("iproto"), ["state", "read-only", "--port", "\(server.port)"])
         let refused = try bench(server.port, "--connections", "2", "--requests", "100", "--mix", "replace=1")
         #expect(refused.status == 0)

@@ -45,12 +45,15 @@ public final class ServerProcess {
     /// Starts `iprotod --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 ARGUMENTS`
     /// and waits for the two address lines. `environment` is added to the
     /// inherited one; with `log` set, standard error goes to that file, with
-    /// `standardError` to that handle.
+    /// `standardError` to that handle. A `launcher` (a program and its
+    /// arguments, which must exec the command line that follows them, keeping
+    /// its pid) runs iprotod under conditions such as a lower open-file limit.
     public init(_ arguments: [String] = [], environment: [String: String] = [:], log: String? = nil,
-                standardError: FileHandle? = nil, startupTimeout: Double = 20) throws {
+                standardError: FileHandle? = nil, launcher: [String] = [], startupTimeout: Double = 20) throws {
         process = Process()
-        process.executableURL = URL(fileURLWithPath: Self.binaryPath)
-        process.arguments = ["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"] + arguments
+        let command = launcher + [Self.binaryPath, "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"] + arguments
+        process.executableURL = URL(fileURLWithPath: command[0])
+        process.arguments = Array(command.dropFirst())
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
         output = Pipe()
         process.standardOutput = output

@@ -10,6 +10,7 @@ import Testing
         var configuration = Configuration(host: "127.0.0.1", port: 0)
         configuration.workers = 2
         configuration.rateLimit = 0  // these tests flood on purpose
+        configuration.rateLimitPerIP = 0
         adjust(&configuration)
         var handlers = Handlers()
         handlers.register(0x01) { request in

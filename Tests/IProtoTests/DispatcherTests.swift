@@ -51,7 +51,9 @@ import Testing
         let table: [(ReturnCode, UInt32)] = [
             (.ok, 0), (.unknownFunction, 1), (.malformedBody, 2), (.badArguments, 3), (.outOfRange, 4),
             (.tooLong, 5), (.bodyTooLarge, 6), (.rateLimited, 7), (.shuttingDown, 8), (.internalError, 9),
+            (.permissionDenied, 10),
         ]
         for (code, raw) in table { #expect(code.rawValue == raw) }
+        #expect(ReturnCode.permissionDenied.name == "permission_denied")
     }
 }

@@ -48,7 +48,7 @@ class Run:
         self.data = os.path.join(self.work, "data")
         os.mkdir(self.data)
         self.log = os.path.join(self.work, "iprotod.log")
-        self.argv = [iprotod, "--listen", "127.0.0.1:0", "--metrics-listen", "", "--rate-limit", "0",
+        self.argv = [iprotod, "--listen", "127.0.0.1:0", "--metrics-listen", "", "--rate-limit", "0", "--rate-limit-per-ip", "0",
                      "--data-dir", self.data, "--fsync", fsync, "--snapshot-interval", "0.2"]
         self.model = Model()
         self.state = None

@@ -122,7 +122,7 @@ def main():
     if len(sys.argv) != 2:
         sys.exit("usage: restart_test.py PATH_TO_IPROTOD")
     iprotod = sys.argv[1]
-    common = ["--metrics-listen", "", "--rate-limit", "0", "--shutdown-timeout", "10"]
+    common = ["--metrics-listen", "", "--rate-limit", "0", "--rate-limit-per-ip", "0", "--shutdown-timeout", "10"]
     results = []
 
     # Socket activation: the listening socket is fd 3 in both servers, and the test keeps it open.

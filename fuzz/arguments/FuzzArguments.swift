@@ -72,8 +72,9 @@ final class Harness: Sendable {
         }
         var configuration = Configuration()
         configuration.rateLimit = 0  // admission depends on the clock; the model does not
+        configuration.rateLimitPerIP = 0
         worker = WorkerContext(
-            index: 0, dispatcher: Dispatcher(handlers), configuration: configuration,
+            index: 0, dispatcher: Dispatcher(handlers), configuration: configuration, addressLimiter: nil,
             serverMetrics: ServerMetrics(prefix: configuration.metricsPrefix, workers: 1),
             logger: Logger(label: "fuzz", factory: { _ in SwiftLogNoOpLogHandler() }))
     }
@@ -81,6 +82,7 @@ final class Harness: Sendable {
     func run(_ input: [UInt8]) {
         var model = StorageModel()
         var connection = ConnectionState()
+        connection.admin = true  // as from loopback, the default --admin-from
         var offset = 0
         var frame = 0
         while input.count - offset >= Framing.requestHeaderSize {

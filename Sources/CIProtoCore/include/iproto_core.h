@@ -37,6 +37,7 @@ typedef enum iproto_return_code {
     IPROTO_RC_RATE_LIMITED = 7,
     IPROTO_RC_SHUTTING_DOWN = 8,
     IPROTO_RC_INTERNAL_ERROR = 9,
+    IPROTO_RC_PERMISSION_DENIED = 10,
 } iproto_return_code;
 
 /* Why a connection was closed; indexes iproto_stats.closed. */
@@ -76,8 +77,24 @@ typedef struct iproto_conn iproto_conn;
  */
 typedef struct iproto_conn_slot {
     double values[4];
-    uint64_t counters[2];
+    uint64_t counters[4];
 } iproto_conn_slot;
+
+/* A client address as 16 bytes in network order: IPv6 as is, IPv4 as ::ffff:a.b.c.d. */
+typedef struct iproto_address {
+    unsigned char bytes[16];
+} iproto_address;
+
+/* Parses a numeric IPv4 or IPv6 address (no port, no brackets). Returns 0, or -1 if `text` is not one. */
+int iproto_address_parse(const char *text, iproto_address *out);
+
+/*
+ * The key a client is counted under (max_connections_per_ip) and rate limited
+ * by: an IPv4 address (or an IPv4-mapped IPv6 one) whole; any other IPv6
+ * address cut to its first `ipv6_prefix_length` bits, since one host
+ * usually holds a whole /64. A length of 0 or over 128 keeps all 128 bits.
+ */
+void iproto_address_key(const iproto_address *address, unsigned ipv6_prefix_length, iproto_address *key);
 
 typedef enum iproto_conn_event {
     IPROTO_CONN_OPENED,
@@ -85,9 +102,20 @@ typedef enum iproto_conn_event {
     IPROTO_CONN_REJECTED,  /* refused at accept by a connection limit (reason says which) */
 } iproto_conn_event;
 
-/* Called on the worker thread when a connection opens, closes or is refused; `reason` is meaningless on open. */
-typedef void (*iproto_conn_fn)(void *context, unsigned worker, iproto_conn_event event,
+/*
+ * Called on the worker thread when a connection opens, closes or is refused;
+ * `reason` is meaningless on open. `conn` is the connection (its slot may be
+ * set on open and read on close), NULL when refused.
+ */
+typedef void (*iproto_conn_fn)(void *context, iproto_conn *conn, unsigned worker, iproto_conn_event event,
                                const char *peer, iproto_close_reason reason);
+
+/*
+ * Called on a worker thread when accept() fails with `error` (an errno value:
+ * EMFILE, ENFILE, ENOBUFS, ENOMEM); the worker then pauses accepting for
+ * 100 ms, so this comes at most ten times a second per worker.
+ */
+typedef void (*iproto_accept_error_fn)(void *context, unsigned worker, int error);
 
 /*
  * Called on a worker thread for every complete request. `body` is borrowed:
@@ -125,13 +153,15 @@ typedef struct iproto_config {
     uint32_t max_body;          /* largest accepted body_length */
     size_t max_output;          /* per-connection unsent output before reading pauses */
     unsigned max_connections;   /* open connections across all workers */
-    unsigned max_connections_per_ip; /* open connections from one address; 0 = no limit */
+    unsigned max_connections_per_ip; /* open connections from one address key; 0 = no limit */
+    unsigned ipv6_prefix_length; /* bits of an IPv6 address that make its key (see iproto_address_key) */
     double read_timeout;        /* seconds to complete a started request; 0 = none */
     double idle_timeout;        /* seconds without progress; 0 = none */
     double shutdown_timeout;    /* seconds to flush output on stop before closing anyway */
     iproto_request_fn on_request;
     iproto_conn_fn on_connection; /* optional */
     iproto_flush_fn on_flush;     /* optional */
+    iproto_accept_error_fn on_accept_error; /* optional */
     void *context;              /* passed to the callbacks */
 } iproto_config;
 
@@ -168,6 +198,12 @@ iproto_conn_slot *iproto_conn_state(iproto_conn *conn);
 
 /* The peer address as "host:port". */
 const char *iproto_conn_peer(const iproto_conn *conn);
+
+/* The peer's address (AF_UNIX peers: all zero). */
+void iproto_conn_address(const iproto_conn *conn, iproto_address *out);
+
+/* The peer's key, as iproto_address_key derives it with the configured ipv6_prefix_length. */
+void iproto_conn_address_key(const iproto_conn *conn, iproto_address *out);
 
 /* Queues a response for the request being dispatched on `conn`. */
 void iproto_reply(iproto_conn *conn, uint32_t func_id, uint32_t request_id,

@@ -1,5 +1,9 @@
 import CIProtoCore
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 // The only Swift that holds the C core's pointers. Everything above it is safe Swift.
 
 /// What the C callbacks reach through their context pointer.
@@ -19,10 +23,13 @@ extension ConnectionState {
     init(_ slot: iproto_conn_slot) {
         bucket = TokenBucket(tokens: slot.values.0, refilledAt: slot.values.1)
         warnings = LogThrottle(lastAt: slot.values.2, suppressed: slot.counters.0)
+        addressBucket = slot.counters.1
+        admin = slot.counters.2 != 0
     }
 
     var slot: iproto_conn_slot {
-        iproto_conn_slot(values: (bucket.tokens, bucket.refilledAt, warnings.lastAt, 0), counters: (warnings.suppressed, 0))
+        iproto_conn_slot(values: (bucket.tokens, bucket.refilledAt, warnings.lastAt, 0),
+                         counters: (warnings.suppressed, addressBucket, admin ? 1 : 0, 0))
     }
 }
 
@@ -58,15 +65,31 @@ extension [UInt8] {
     }
 }
 
-private let connectionTrampoline: iproto_conn_fn = { context, worker, event, peer, reason in
+/// On open, the connection's slot gets its state (admin permission, per-address
+/// bucket) from its address, once; on close, that state is released.
+private let connectionTrampoline: iproto_conn_fn = { context, connection, worker, event, peer, reason in
     let worker = Unmanaged<CallbackContext>.fromOpaque(context!).takeUnretainedValue().workers[Int(worker)]
     let reason = CloseReason(reason)
-    let swiftEvent: ConnectionEvent = switch event {
-    case IPROTO_CONN_OPENED: .opened
-    case IPROTO_CONN_CLOSED: .closed(reason)
-    default: .rejected(reason)
+    let swiftEvent: ConnectionEvent
+    switch event {
+    case IPROTO_CONN_OPENED:
+        var address = iproto_address(), key = iproto_address()
+        iproto_conn_address(connection, &address)
+        iproto_conn_address_key(connection, &key)
+        iproto_conn_state(connection)!.pointee = worker.opened(address: IPAddress(address), key: IPAddress(key)).slot
+        swiftEvent = .opened
+    case IPROTO_CONN_CLOSED:
+        worker.closed(ConnectionState(iproto_conn_state(connection)!.pointee))
+        swiftEvent = .closed(reason)
+    default:
+        swiftEvent = .rejected(reason)
     }
     worker.record(swiftEvent, peer: { peer.map { String(cString: $0) } ?? "?" })
+}
+
+private let acceptErrorTrampoline: iproto_accept_error_fn = { context, worker, error in
+    Unmanaged<CallbackContext>.fromOpaque(context!).takeUnretainedValue().workers[Int(worker)]
+        .acceptFailed(errno: error, message: String(cString: strerror(error)))
 }
 
 /// Runs the barriers; the first error becomes the reply that replaces the batch's successful ones.
@@ -107,11 +130,13 @@ final class CoreServer: @unchecked Sendable {
         config.max_output = configuration.maxOutputBytes
         config.max_connections = UInt32(configuration.maxConnections)
         config.max_connections_per_ip = UInt32(configuration.maxConnectionsPerIP)
+        config.ipv6_prefix_length = UInt32(configuration.ipv6PrefixLength)
         config.read_timeout = configuration.readTimeout / .seconds(1)
         config.idle_timeout = configuration.idleTimeout / .seconds(1)
         config.shutdown_timeout = configuration.shutdownTimeout / .seconds(1)
         config.on_request = requestTrampoline
         config.on_connection = connectionTrampoline
+        config.on_accept_error = acceptErrorTrampoline
         config.on_flush = context.replyBarriers.isEmpty ? nil : flushTrampoline
         config.context = Unmanaged.passUnretained(context).toOpaque()
         var error = [CChar](repeating: 0, count: 256)
