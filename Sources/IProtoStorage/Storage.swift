@@ -242,9 +242,13 @@ public final class Storage: Sendable {
                 if error.mustUndo { undoUndurable() }
                 throw error.error
             }
-            let (lsn, copy) = contents.withLock { (journal.lastAppendedLSN, $0) }
-            // The snapshot must hold only durable changes: one undone later would come back with it.
+            let (lsn, failures, copy) = contents.withLock { (journal.lastAppendedLSN, journal.failureCount, $0) }
+            // The snapshot must hold only durable changes: one undone later would come back with it,
+            // and after an undo the LSNs it was copied at name other changes.
             if let error = commitJournal() { throw error }
+            guard journal.failureCount == failures else {
+                throw JournalError("the disk refused a write while the snapshot was taken; the next one will try again")
+            }
             try journal.writeSnapshot(lsn: lsn, state: copy.state, slots: copy.slots, firstKeptLSN: firstKept)
         }
     }

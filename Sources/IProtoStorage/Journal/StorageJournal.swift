@@ -339,6 +339,9 @@ public final class StorageJournal: Sendable {
         }
     }
 
+    /// How many times the disk has refused a write or sync so far.
+    var failureCount: UInt64 { failures.load(ordering: .acquiring) }
+
     /// Why the disk refused a write since `worker`'s last call, if it did: the
     /// replies the worker made meanwhile may show changes undone since.
     func failureSinceLastBarrier(worker: Int) -> JournalError? {
