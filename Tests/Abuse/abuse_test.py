@@ -236,26 +236,34 @@ def run_threads(target, args):
 RATE_LIMITED_PER_CONNECTION = 'iprotod_rate_limited_total{limit="connection"}'
 RATE_LIMITED_PER_ADDRESS = 'iprotod_rate_limited_total{limit="address"}'
 
-# name, what, the scenario, extra iprotod flags, the server metrics worth reporting
+# name, what, the scenario, extra iprotod flags, the server metrics worth reporting,
+# and the defence: the metrics of which at least one must have counted, or the
+# scenario did not reach what it is there to test
+CLOSED = "iprotod_connections_closed_total"
 SCENARIOS = [
-    ("slowloris", "1,000 connections trickling a byte every 0.5 s", slowloris, ["--read-timeout", "3"],
-     ['iprotod_connections_closed_total{reason="read_timeout"}']),
+    ("slowloris", "1,000 connections trickling a byte every 0.5 s", slowloris, ["--read-timeout", "1"],
+     [f'{CLOSED}{{reason="read_timeout"}}'], [f'{CLOSED}{{reason="read_timeout"}}']),
     ("huge body", "requests announcing a 4 GiB body, in a loop", huge_body, [],
-     ['iprotod_connections_closed_total{reason="too_large"}']),
+     [f'{CLOSED}{{reason="too_large"}}'], [f'{CLOSED}{{reason="too_large"}}']),
     ("garbage", "random bytes, 64 KiB per connection, 4 threads", garbage, [],
-     ['iprotod_connections_closed_total{reason="too_large"}', 'iprotod_protocol_errors_total{kind="unknown_function"}']),
-    ("idle", "10,000 idle connections", idle, ["--max-connections", "10100"], ["iprotod_connections_accepted_total"]),
+     [f'{CLOSED}{{reason="too_large"}}', 'iprotod_protocol_errors_total{kind="unknown_function"}'],
+     [f'{CLOSED}{{reason="too_large"}}', 'iprotod_protocol_errors_total{kind="unknown_function"}']),
+    ("idle", "10,000 idle connections", idle, ["--max-connections", "10100"], ["iprotod_connections_accepted_total"],
+     ["iprotod_connections_accepted_total"]),
     ("pipeline, no reads", "1,000,000 pipelined requests, replies never read", pipeline_without_reading, [],
-     ["iprotod_output_paused_total", RATE_LIMITED_PER_CONNECTION, RATE_LIMITED_PER_ADDRESS]),
+     ["iprotod_output_paused_total", RATE_LIMITED_PER_CONNECTION, RATE_LIMITED_PER_ADDRESS],
+     ["iprotod_output_paused_total"]),
     # One worker, so that both clients share it: what is measured is the fairness between connections.
     ("greedy pipeline", "one connection pipelining 20,000 requests at a time, every reply read", greedy_pipeline,
-     ["--rate-limit", "0", "--rate-limit-per-ip", "0", "--workers", "1"], ["iprotod_turns_yielded_total"]),
+     ["--rate-limit", "0", "--rate-limit-per-ip", "0", "--workers", "1"], ["iprotod_turns_yielded_total"],
+     ["iprotod_turns_yielded_total"]),
     ("connect storm", "connect and close in a loop, 4 threads, half with RST", connect_storm, [],
-     ["iprotod_connections_accepted_total"]),
+     ["iprotod_connections_accepted_total"], ["iprotod_connections_accepted_total"]),
     ("reset mid-reply", "500 pipelined 256-byte reads, then RST, 4 threads", reset_mid_reply, [],
-     ['iprotod_connections_closed_total{reason="peer"}', 'iprotod_connections_closed_total{reason="io_error"}']),
+     [f'{CLOSED}{{reason="peer"}}', f'{CLOSED}{{reason="io_error"}}'],
+     [f'{CLOSED}{{reason="peer"}}', f'{CLOSED}{{reason="io_error"}}']),
     ("over the rate limit", "one connection at 1,000 requests/s (limit 100)", over_rate_limit, [],
-     [RATE_LIMITED_PER_CONNECTION, RATE_LIMITED_PER_ADDRESS]),
+     [RATE_LIMITED_PER_CONNECTION, RATE_LIMITED_PER_ADDRESS], [RATE_LIMITED_PER_CONNECTION, RATE_LIMITED_PER_ADDRESS]),
 ]
 
 
@@ -268,7 +276,7 @@ def still_correct(port):
         return code == 0 and read_code == 0 and mp_str_value(body) == b"after"
 
 
-def run(name, what, scenario, flags, metric_names, options):
+def run(name, what, scenario, flags, metric_names, defence, options):
     seconds = 2 if options.short else 8
     scale = 10 if options.short else 1
     server = Server([options.iprotod, "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"] + flags)
@@ -320,6 +328,8 @@ def run(name, what, scenario, flags, metric_names, options):
         problems.append(f"RSS reached {peak[0] / 1024:.1f} MiB")
     if not correct:
         problems.append("the server was not alive and correct afterwards")
+    if alive and not any(metrics.get(m, 0) > 0 for m in defence):
+        problems.append(f"its defence never fired: {' and '.join(defence)} stayed 0")
     return dict(name=name, what=what, seconds=seconds, abuse=dict(abuse.counts), conforming=summary,
                 p99=p99, peak_mib=peak[0] / 1024, metrics={m: metrics.get(m, 0) for m in metric_names},
                 correct=correct, problems=problems)
@@ -360,7 +370,7 @@ def write_doc(path, results):
         f.write("\n".join(lines) + "\n")
 
 
-SCENARIO_FLAGS = {name: flags for name, _, _, flags, _ in SCENARIOS}
+SCENARIO_FLAGS = {name: flags for name, _, _, flags, _, _ in SCENARIOS}
 
 
 def main():
@@ -376,10 +386,10 @@ def main():
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # iprotod inherits it too
 
     results = []
-    for name, what, scenario, flags, metrics in SCENARIOS:
+    for name, what, scenario, flags, metrics, defence in SCENARIOS:
         if options.only and options.only != name:
             continue
-        result = run(name, what, scenario, flags, metrics, options)
+        result = run(name, what, scenario, flags, metrics, defence, options)
         results.append(result)
         latency = result["conforming"]["latency_us"]
         print(f"{name:<20} conforming: {result['conforming']['requests']} replies, "

@@ -98,10 +98,23 @@ private final class SilentListener {
         let client = IProtoClient(host: "127.0.0.1", port: silent.port)
         let started = ContinuousClock.now
         await #expect(throws: ClientError.timedOut) { try await client.read(1, timeout: .milliseconds(200)) }
-        // The upper bound is loose: blocking tests beside this one can hold every thread of the
-        // cooperative pool for seconds before this task resumes. Without the timeout it would hang.
+        // No upper bound here: blocking tests beside this one can hold every thread of the
+        // cooperative pool for seconds before this task resumes. The one below measures it.
+        #expect(ContinuousClock.now - started >= .milliseconds(150))
+    }
+
+    /// The same timeout, measured where no other test shares the threads: in the `iproto`
+    /// process, whose call must fail within 3 s of its 200 ms timeout (a mutant that never
+    /// times out waits for the silent server forever).
+    @Test func theCommandLineCallTimesOutOnTime() throws {
+        let silent = try SilentListener()
+        let started = ContinuousClock.now
+        let result = try ServerProcess.run(ServerProcess.siblingPath("iproto"),
+                                           ["call", "read", "1", "--port", "\(silent.port)", "--timeout", "0.2"])
         let elapsed = ContinuousClock.now - started
-        #expect(elapsed >= .milliseconds(150) && elapsed < .seconds(60), "\(elapsed)")
+        #expect(result.status == 1)
+        #expect(result.errors.contains("timed out"), "\(result.errors)")
+        #expect(elapsed >= .milliseconds(150) && elapsed < .seconds(3), "\(elapsed)")
     }
 
     @Test func cancellingTheTaskCancelsTheCall() async throws {

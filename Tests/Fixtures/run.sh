@@ -4,7 +4,8 @@
 #   Tests/Fixtures/run.sh PATH_TO_IPROTOD
 #
 # For each NAME.bin (sorted): start a fresh `iprotod --listen 127.0.0.1:0 --metrics-listen ""
-# --workers 1`, read the port from its first stdout line, send NAME.bin with
+# --workers 1` plus the flags in NAME.args if there is one (e.g. the fuzz
+# regression that needs --max-output 1), read the port from its first stdout line, send NAME.bin with
 # `nc -N` (half-close after sending, so the server answers everything and
 # closes), compare the reply with NAME.expected byte for byte, stop the server.
 # Prints "ok NAME" / "FAIL NAME" per fixture, then "N passed, M failed";
@@ -34,13 +35,13 @@ stop_timeout=15     # seconds for the server to exit after SIGTERM
 source "$fixtures_dir/../lib/server.sh"
 start_workspace iproto-fixtures
 
-# start_server: starts iprotod, sets server_pid and port. Fails if no address
-# line appears within startup_timeout or the server exits first.
+# start_server [FLAG...]: starts iprotod with the extra flags, sets server_pid and
+# port. Fails if no address line appears within startup_timeout or the server exits first.
 start_server() {
     local line="" i
     : >"$tmp/stdout"
     : >"$tmp/stderr"
-    "$iprotod" --listen 127.0.0.1:0 --metrics-listen "" --workers 1 >"$tmp/stdout" 2>"$tmp/stderr" &
+    "$iprotod" --listen 127.0.0.1:0 --metrics-listen "" --workers 1 "$@" >"$tmp/stdout" 2>"$tmp/stderr" &
     server_pid=$!
     for ((i = 0; i < startup_timeout * 20; i++)); do
         if [[ $(wc -l <"$tmp/stdout") -ge 1 ]]; then  # a complete first line
@@ -78,10 +79,12 @@ for bin in "${bins[@]}"; do
     expected="$fixtures_dir/$name.expected"
     out="$tmp/$name.out"
     problem=""
+    flags=()
+    if [[ -f $fixtures_dir/$name.args ]]; then read -r -a flags <"$fixtures_dir/$name.args"; fi
 
     if [[ ! -f $expected ]]; then
         problem="missing $name.expected"
-    elif ! start_server; then
+    elif ! start_server "${flags[@]}"; then
         problem="server did not start"
     else
         nc_status=0
