@@ -7,7 +7,7 @@ SHELL := /bin/bash
 SWIFT ?= swift
 ARGS ?=
 
-.PHONY: all build-deps test-deps bench-deps build run test unit-test fixture-test sanitize-test restart-test crash-test powercut-test abuse-test deploy-check bench abuse fuzz clean
+.PHONY: all unsafe-check build-deps test-deps bench-deps build run test unit-test fixture-test sanitize-test restart-test crash-test powercut-test abuse-test deploy-check bench abuse fuzz clean
 
 all: build
 
@@ -29,7 +29,11 @@ build: build-deps
 run: build
 	"$$($(SWIFT) build -c release --show-bin-path)/iprotod" $(ARGS)
 
-test: unit-test fixture-test sanitize-test restart-test crash-test powercut-test abuse-test deploy-check
+test: unsafe-check unit-test fixture-test sanitize-test restart-test crash-test powercut-test abuse-test deploy-check
+
+# Unsafe Swift only in each module's named boundary files (docs/architecture.md).
+unsafe-check:
+	scripts/check-unsafe.sh
 
 unit-test: test-deps
 	$(SWIFT) build --build-tests

@@ -67,7 +67,7 @@ public enum Framing {
     }
 
     static func appendLittleEndian(_ value: UInt32, to bytes: inout [UInt8]) {
-        withUnsafeBytes(of: value.littleEndian) { bytes.append(contentsOf: $0) }
+        for shift in stride(from: 0, to: 32, by: 8) { bytes.append(UInt8(truncatingIfNeeded: value >> shift)) }
     }
 
     static func loadLittleEndian(_ bytes: [UInt8], at offset: Int) -> UInt32 {
