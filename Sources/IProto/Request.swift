@@ -121,7 +121,7 @@ public struct Arguments: Sendable {
     public mutating func int(in range: ClosedRange<Int>, name: String? = nil) throws(IProtoError) -> Int {
         let value = try next { reader throws(MessagePackError) in try reader.readInteger() }
         guard let exact = value.exactInt, range.contains(exact) else {
-            throw IProtoError(.outOfRange, "\(name ?? "argument \(position):") \(value) is out of range \(range.lowerBound)...\(range.upperBound)")
+            throw .outOfRange(name ?? "argument \(position):", value, range)
         }
         return exact
     }
@@ -192,7 +192,7 @@ public struct Arguments: Sendable {
     private func checkLength(_ length: Int, _ limit: Int, _ unit: String, _ name: String?, _ kind: String) throws(IProtoError) {
         guard length <= limit else {
             let subject = name ?? "argument \(position): \(kind)"
-            throw IProtoError(.tooLong, "\(subject) of \(length) \(unit) exceeds \(limit) \(unit)")
+            throw .tooLong(subject, length: length, limit: limit, unit: unit)
         }
     }
 }

@@ -80,3 +80,16 @@ public struct IProtoError: Error, Equatable, Sendable, CustomStringConvertible {
 
     public var description: String { "\(message) (return code \(code.rawValue))" }
 }
+
+extension IProtoError {
+    /// Code 4 with the message every range check uses: "index 1000 is out of range 0...999".
+    public static func outOfRange(_ subject: String, _ value: some CustomStringConvertible,
+                                  _ range: ClosedRange<Int>) -> IProtoError {
+        IProtoError(.outOfRange, "\(subject) \(value) is out of range \(range.lowerBound)...\(range.upperBound)")
+    }
+
+    /// Code 5 with the message every length check uses: "value of 257 bytes exceeds 256 bytes".
+    public static func tooLong(_ subject: String, length: Int, limit: Int, unit: String = "bytes") -> IProtoError {
+        IProtoError(.tooLong, "\(subject) of \(length) \(unit) exceeds \(limit) \(unit)")
+    }
+}

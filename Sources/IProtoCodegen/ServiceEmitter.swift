@@ -5,7 +5,7 @@ extension APIDescription {
     /// encodes what it returns. `file` names the description in the notice on top.
     public func serviceSource(file: String) -> String {
         let lines = ["// " + generatedNotice(file), "", "import IProto", ""]
-            + serviceProtocol + [""] + functionEnum + [""] + registration
+            + serviceProtocol + [""] + functionEnum + [""] + limits + registration
         return lines.joined(separator: "\n") + "\n"
     }
 
@@ -43,6 +43,25 @@ extension APIDescription {
         ]
         lines += functions.map { "        case .\($0.method): \"\($0.name)\"" }
         return lines + ["        }", "    }", "}"]
+    }
+
+    /// The arguments' limits as constants, so that code which checks them
+    /// outside a request (a service's own API) has them from the description too.
+    private var limits: [String] {
+        var constants: [String] = []
+        for function in functions {
+            for argument in function.request {
+                guard let name = argument.name else { continue }
+                let stem = function.method + name.prefix(1).uppercased() + name.dropFirst()
+                for (suffix, type, value) in argument.type.limitConstant {
+                    constants.append("    /// `\(function.name)`'s `\(name)`: `\(argument.type.schema)`.")
+                    constants.append("    public static let \(stem)\(suffix): \(type) = \(value)")
+                }
+            }
+        }
+        guard !constants.isEmpty else { return [] }
+        return ["/// The \(service) service's argument limits, as its API description gives them.",
+                "public enum \(service)Limits {"] + constants + ["}", ""]
     }
 
     private var registration: [String] {

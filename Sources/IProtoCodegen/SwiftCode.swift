@@ -40,6 +40,18 @@ extension APIType {
         }
     }
 
+    /// The limit of this type (of its value, when optional) as a constant's
+    /// name suffix, Swift type and value; none for a type without a limit.
+    var limitConstant: [(suffix: String, type: String, value: String)] {
+        switch self {
+        case .int(let range?): [("", "ClosedRange<Int>", "\(range.lowerBound)...\(range.upperBound)")]
+        case .string(let maxBytes?), .stringBytes(let maxBytes?), .binary(let maxBytes?): [("MaxBytes", "Int", "\(maxBytes)")]
+        case .array(_, let maxCount?): [("MaxCount", "Int", "\(maxCount)")]
+        case .optional(let wrapped): wrapped.limitConstant
+        default: []
+        }
+    }
+
     /// An expression reading a value of this type from the `Arguments` variable
     /// `arguments`, checking its limits; `name` names it in limit errors. It
     /// throws but carries no `try`: the one before the statement using it covers

@@ -47,9 +47,10 @@ extension ReturnCode {
 /// directory, every change is journaled (``StorageJournal``) and survives
 /// restarts and crashes once acknowledged.
 public final class Storage: Sendable {
-    public static let slotCount = 1000
-    public static let maxValueBytes = 256
-    public static let indices = 0...(slotCount - 1)
+    // From storage.iproto-api, the one place that defines them.
+    public static let indices = StorageLimits.replaceIndex
+    public static let slotCount = indices.count
+    public static let maxValueBytes = StorageLimits.replaceValueMaxBytes
 
     private struct Contents {
         var state: StorageState
@@ -157,7 +158,7 @@ public final class Storage: Sendable {
     public func replace(_ index: Int, with value: [UInt8]) throws(IProtoError) {
         try Self.check(index)
         guard value.count <= Self.maxValueBytes else {
-            throw IProtoError(.tooLong, "value of \(value.count) bytes exceeds \(Self.maxValueBytes) bytes")
+            throw .tooLong("value", length: value.count, limit: Self.maxValueBytes)
         }
         try contents.withLock { contents throws(IProtoError) in
             switch contents.state {
@@ -256,8 +257,6 @@ public final class Storage: Sendable {
     private static let maintenanceError = IProtoError(.storageMaintenance, "storage is in maintenance")
 
     private static func check(_ index: Int) throws(IProtoError) {
-        guard indices.contains(index) else {
-            throw IProtoError(.outOfRange, "index \(index) is out of range \(indices.lowerBound)...\(indices.upperBound)")
-        }
+        guard indices.contains(index) else { throw .outOfRange("index", index, indices) }
     }
 }

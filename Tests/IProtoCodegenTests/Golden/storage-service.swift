@@ -58,6 +58,16 @@ public enum StorageFunction: UInt32, CaseIterable, Sendable {
     }
 }
 
+/// The Storage service's argument limits, as its API description gives them.
+public enum StorageLimits {
+    /// `STORAGE_REPLACE`'s `index`: `int(0...999)`.
+    public static let replaceIndex: ClosedRange<Int> = 0...999
+    /// `STORAGE_REPLACE`'s `value`: `str(256)`.
+    public static let replaceValueMaxBytes: Int = 256
+    /// `STORAGE_READ`'s `index`: `int(0...999)`.
+    public static let readIndex: ClosedRange<Int> = 0...999
+}
+
 extension Handlers {
     // Inlinable, so that a caller passing a concrete type gets a specialized
     // copy: the handlers then call the service directly, not through a witness table.

@@ -66,6 +66,18 @@ public enum ToolboxFunction: UInt32, CaseIterable, Sendable {
     }
 }
 
+/// The Toolbox service's argument limits, as its API description gives them.
+public enum ToolboxLimits {
+    /// `TOOLBOX_ECHO`'s `text`: `str(8)`.
+    public static let echoTextMaxBytes: Int = 8
+    /// `TOOLBOX_SUM`'s `numbers`: `[int(-100...100)](4)`.
+    public static let sumNumbersMaxCount: Int = 4
+    /// `TOOLBOX_DESCRIBE`'s `data`: `bin(4)`.
+    public static let describeDataMaxBytes: Int = 4
+    /// `TOOLBOX_DESCRIBE`'s `raw`: `str(4)`.
+    public static let describeRawMaxBytes: Int = 4
+}
+
 extension Handlers {
     // Inlinable, so that a caller passing a concrete type gets a specialized
     // copy: the handlers then call the service directly, not through a witness table.
