@@ -32,6 +32,10 @@
  * output reaches max_output, parsing stops (input_paused) and the read watcher
  * is stopped until `out` drains to half of max_output.
  *
+ * Memory budget. Across workers the server counts what connections hold in
+ * their `in` and `out` buffers; past memory_budget the biggest holders stop
+ * reading (see conn_budget_pass).
+ *
  * Handlers run synchronously inside dispatch, so a connection never has work
  * in flight elsewhere and may be freed as soon as it is closed.
  *
@@ -101,6 +105,8 @@ struct iproto_conn {
     iproto_address peer_address;
     ip_key peer_key;               /* peer_address cut to the configured IPv6 prefix */
     char peer[INET6_ADDRSTRLEN + 8];
+    size_t held;                /* in's and out's capacity as last added to the server's total */
+    bool budget_paused;         /* reading stopped for the memory budget */
 };
 
 iproto_conn_slot *iproto_conn_state(iproto_conn *c) { return &c->slot; }
@@ -129,6 +135,53 @@ static inline const iproto_config *conn_config(const struct iproto_conn *c) {
 static size_t conn_unsent(const struct iproto_conn *c) {
     /* The batch only ever holds the replies of the connection being processed. */
     return obuf_pending(&c->out) + obuf_pending(&c->worker->batch);
+}
+
+/* Whether the read watcher should run: nothing has paused the connection's input. */
+static bool conn_may_read(const struct iproto_conn *c) {
+    return c->state == CONN_OPEN && !c->input_paused && !c->budget_paused && !c->backlog.linked;
+}
+
+/* ---- the memory budget ---- */
+
+static size_t server_buffered(const struct iproto_server *s) {
+    return __atomic_load_n(&s->buffered, __ATOMIC_RELAXED);
+}
+
+/*
+ * Brings the server's total up to date with what the connection's buffers
+ * hold now: their capacity, since a buffer keeps its allocation until it is
+ * emptied (obuf_shrink_if_empty) or freed. Growth past the budget schedules
+ * this worker's pass. Called whenever a connection settles, and when it closes.
+ */
+static void conn_account(struct iproto_conn *c) {
+    struct worker *w = c->worker;
+    struct iproto_server *s = w->server;
+    size_t now = c->in.capacity + c->out.capacity;
+    if (now > c->held) {
+        size_t total = __atomic_add_fetch(&s->buffered, now - c->held, __ATOMIC_RELAXED);
+        if (s->config.memory_budget > 0 && total > s->config.memory_budget)
+            ev_check_start(w->loop, &w->budget_watcher);
+    } else if (now < c->held) {
+        __atomic_sub_fetch(&s->buffered, c->held - now, __ATOMIC_RELAXED);
+    }
+    c->held = now;
+}
+
+static void conn_budget_pause(struct iproto_conn *c) {
+    struct worker *w = c->worker;
+    c->budget_paused = true;
+    c->request_started = 0;  /* the server stopped reading, not the client: no read timeout meanwhile */
+    w->budget_paused_count++;
+    ev_io_stop(w->loop, &c->read_watcher);
+    STAT_ADD(w, budget_paused, 1);
+}
+
+static void conn_budget_release(struct iproto_conn *c) {
+    if (!c->budget_paused)
+        return;
+    c->budget_paused = false;
+    c->worker->budget_paused_count--;
 }
 
 /* ---- timers ---- */
@@ -232,6 +285,7 @@ static void conn_close(struct iproto_conn *c, iproto_close_reason reason) {
     const iproto_config *cfg = conn_config(c);
     list_remove(&w->deferred, c, deferred_link);
     list_remove(&w->backlog, c, backlog_link);
+    conn_budget_release(c);
     if (cfg->on_connection != NULL)
         cfg->on_connection(cfg->context, c, w->index, IPROTO_CONN_CLOSED, c->peer, reason);
     if (cfg->max_connections_per_ip > 0)
@@ -242,6 +296,7 @@ static void conn_close(struct iproto_conn *c, iproto_close_reason reason) {
     close(c->fd);
     obuf_free(&c->in);
     obuf_free(&c->out);
+    conn_account(c);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -262,6 +317,7 @@ static void conn_begin_drain(struct iproto_conn *c, iproto_close_reason reason, 
     c->close_reason = reason;
     c->linger = linger;
     c->input_paused = false;
+    conn_budget_release(c);
     c->request_started = 0;
     ev_io_stop(c->worker->loop, &c->read_watcher);
 }
@@ -416,7 +472,7 @@ static size_t conn_parse(struct iproto_conn *c, const char *data, size_t len) {
     struct worker *w = c->worker;
     const iproto_config *cfg = conn_config(c);
     size_t offset = 0;
-    while (c->state == CONN_OPEN && !c->input_paused && !c->broken &&
+    while (c->state == CONN_OPEN && !c->input_paused && !c->budget_paused && !c->broken &&
            len - offset >= IPROTO_REQUEST_HEADER_SIZE) {
         if (c->turn_budget == 0) {
             conn_backlog(c);
@@ -456,7 +512,7 @@ static size_t conn_parse(struct iproto_conn *c, const char *data, size_t len) {
 
 /* After the stash changed: track when its incomplete request began, for the read timeout. */
 static void conn_note_stash(struct iproto_conn *c, bool frame_completed) {
-    if (c->in.len == 0 || c->input_paused || c->backlog.linked || c->state != CONN_OPEN) {
+    if (c->in.len == 0 || c->input_paused || c->budget_paused || c->backlog.linked || c->state != CONN_OPEN) {
         c->request_started = 0;
         obuf_shrink_if_empty(&c->in, IN_STASH_KEEP);
         return;
@@ -546,8 +602,9 @@ static void conn_discard_input(struct iproto_conn *c) {
 
 /*
  * Brings a connection to rest after any event: sends what it can, resumes
- * paused input once output has drained, and advances or completes closing.
- * `c` may be freed on return.
+ * paused input once output has drained (to half of max_output, or all of it
+ * for the memory budget), brings the server's total up to date, and advances
+ * or completes closing. `c` may be freed on return.
  */
 static void conn_settle(struct iproto_conn *c) {
     const iproto_config *cfg = conn_config(c);
@@ -558,15 +615,21 @@ static void conn_settle(struct iproto_conn *c) {
             conn_close(c, c->close_reason);
             return;
         }
-        if (!(c->input_paused && obuf_pending(&c->out) <= cfg->max_output / 2))
+        bool output_drained = c->input_paused && obuf_pending(&c->out) <= cfg->max_output / 2;
+        bool budget_drained = c->budget_paused && obuf_pending(&c->out) == 0;
+        if (!output_drained && !budget_drained)
             break;
-        c->input_paused = false;
+        if (output_drained)
+            c->input_paused = false;
+        if (budget_drained)
+            conn_budget_release(c);
         conn_parse_stash(c);
-        if (!c->input_paused && !c->backlog.linked && c->state == CONN_OPEN)
+        if (conn_may_read(c))
             ev_io_start(loop, &c->read_watcher);
     }
     if (c->state != CONN_OPEN)
         obuf_free(&c->in);
+    conn_account(c);
     if (c->state == CONN_DRAINING && obuf_pending(&c->out) == 0) {
         if (!c->linger) {
             conn_close(c, c->close_reason);
@@ -618,7 +681,7 @@ static void on_readable(struct ev_loop *loop, ev_io *watcher, int revents) {
     }
     c->turn_budget = IPROTO_REQUESTS_PER_TURN;
     for (int i = 0; i < IPROTO_READS_PER_WAKEUP; i++) {
-        if (c->state != CONN_OPEN || c->input_paused || c->backlog.linked || c->broken)
+        if (!conn_may_read(c) || c->broken)
             break;
         size_t asked = 0;
         ssize_t n = conn_read_once(c, &asked);
@@ -701,7 +764,7 @@ void conn_serve_backlog(struct ev_loop *loop, ev_check *watcher, int revents) {
         struct iproto_conn *c = list_take(&turn, backlog_link);
         c->turn_budget = IPROTO_REQUESTS_PER_TURN;
         conn_parse_stash(c);
-        if (!c->backlog.linked && !c->input_paused && c->state == CONN_OPEN)
+        if (conn_may_read(c))
             ev_io_start(loop, &c->read_watcher);
         conn_settle(c);  /* may free c */
     }
@@ -709,6 +772,100 @@ void conn_serve_backlog(struct ev_loop *loop, ev_check *watcher, int revents) {
         ev_check_stop(loop, watcher);
         ev_idle_stop(loop, &w->backlog_spinner);
     }
+}
+
+/*
+ * The memory budget's pass, after an iteration in which this worker's
+ * connections grew the server's total past memory_budget: reading stops on
+ * the connections that hold the most, biggest first, until the total is
+ * under the budget again.
+ *
+ * Pausing frees nothing by itself (only clients reading their replies do), so
+ * under a sustained flood the pass pauses every candidate; the order decides
+ * who stops first while clients elsewhere are draining the total meanwhile.
+ * Candidates are the connections with unsent output that hold more than
+ * IPROTO_BUDGET_FLOOR: those whose clients do not keep up. A connection whose
+ * output is all sent holds only its stash, which the read path already bounds
+ * (one chunk, or one frame); pausing it would stall a client that reads
+ * everything, with no event left to resume it. The small holders, conforming
+ * clients among them, keep being served: the budget never stalls the server.
+ *
+ * Each worker touches only its own connections and learns the total from the
+ * shared atomic. When one worker's clients fill the budget, the other workers
+ * pause their own big holders as soon as those grow; a connection that does not
+ * grow needs no pause. What the total can pass the budget by: what this
+ * worker's connections took in during the iteration before the pass (one turn
+ * each at most: a chunk read and 128 replies, which a buffer doubling its
+ * capacity can round up) and what connections under the floor hold.
+ *
+ * A paused connection keeps sending its output as its client reads. It resumes
+ * once all of it is sent (conn_settle), or once the total falls below
+ * IPROTO_BUDGET_RESUME percent of the budget (conn_budget_poll): the hysteresis
+ * keeps connections from flapping at the line.
+ */
+static bool conn_budget_candidate(const struct iproto_conn *c) {
+    return c->state == CONN_OPEN && !c->budget_paused && obuf_pending(&c->out) > 0 &&
+           c->held > IPROTO_BUDGET_FLOOR;
+}
+
+static int conn_holds_more(const void *a, const void *b) {
+    size_t x = (*(struct iproto_conn *const *)a)->held, y = (*(struct iproto_conn *const *)b)->held;
+    return x > y ? -1 : x < y;
+}
+
+void conn_budget_pass(struct ev_loop *loop, ev_check *watcher, int revents) {
+    (void)revents;
+    struct worker *w = watcher->data;
+    struct iproto_server *s = w->server;
+    size_t budget = s->config.memory_budget;
+    ev_check_stop(loop, watcher);
+    if (server_buffered(s) <= budget)
+        return;
+    if (w->budget_order_capacity < w->connection_count) {
+        struct iproto_conn **order = realloc(w->budget_order, w->connection_count * sizeof *order);
+        if (order != NULL) {
+            w->budget_order = order;
+            w->budget_order_capacity = w->connection_count;
+        }
+    }
+    size_t count = 0;
+    for (struct iproto_conn *c = w->connections; c != NULL; c = c->next) {
+        if (!conn_budget_candidate(c))
+            continue;
+        if (count < w->budget_order_capacity)
+            w->budget_order[count++] = c;
+        else
+            conn_budget_pause(c);  /* no memory to sort them: pause in list order */
+    }
+    if (count > 1)
+        qsort(w->budget_order, count, sizeof *w->budget_order, conn_holds_more);
+    for (size_t i = 0; i < count && server_buffered(s) > budget; i++)
+        conn_budget_pause(w->budget_order[i]);
+    if (w->budget_paused_count > 0 && !ev_is_active(&w->budget_poll))
+        ev_timer_again(loop, &w->budget_poll);
+}
+
+/* While connections are paused for the budget: resumes them all once the total is low enough. */
+void conn_budget_poll(struct ev_loop *loop, ev_timer *timer, int revents) {
+    (void)revents;
+    struct worker *w = timer->data;
+    size_t budget = w->server->config.memory_budget;
+    size_t resume_below = budget - budget / 100 * (100 - IPROTO_BUDGET_RESUME);
+    if (w->budget_paused_count > 0 && server_buffered(w->server) >= resume_below)
+        return;
+    struct iproto_conn *c = w->connections;
+    while (c != NULL && w->budget_paused_count > 0) {
+        struct iproto_conn *next = c->next;  /* c may be freed below */
+        if (c->budget_paused) {
+            conn_budget_release(c);
+            conn_parse_stash(c);
+            if (conn_may_read(c))
+                ev_io_start(loop, &c->read_watcher);
+            conn_settle(c);
+        }
+        c = next;
+    }
+    ev_timer_stop(loop, timer);
 }
 
 /* The backlog's idle watcher only keeps the loop polling without sleeping. */

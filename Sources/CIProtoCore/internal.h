@@ -30,6 +30,15 @@
 #define IPROTO_LINGER_TIMEOUT 2.0
 /* On stop, how long a connection keeps answering new requests with SHUTTING_DOWN before it half-closes. */
 #define IPROTO_DRAIN_GRACE 1.0
+/*
+ * The memory budget (see conn_budget_pass): connections holding at most this
+ * are never paused for it, and connections paused for it resume once the
+ * server-wide total is below IPROTO_BUDGET_RESUME percent of the budget,
+ * checked every IPROTO_BUDGET_POLL seconds.
+ */
+#define IPROTO_BUDGET_FLOOR (16 * 1024)
+#define IPROTO_BUDGET_RESUME 90
+#define IPROTO_BUDGET_POLL 0.01
 
 /*
  * Per-worker counters. Only the owning thread writes them (relaxed atomic
@@ -45,6 +54,7 @@ struct worker_stats {
     uint64_t output_paused;
     uint64_t turns_yielded;
     uint64_t accept_errors;
+    uint64_t budget_paused;
 };
 
 #define STAT_ADD(w, field, n) \
@@ -95,6 +105,19 @@ struct worker {
     unsigned connection_count;
 
     struct worker_stats stats;
+
+    /*
+     * The memory budget, for this worker's connections: `budget_watcher` runs
+     * the pass after an iteration in which they grew the server's total past
+     * the budget; `budget_poll` runs while some are paused for it, to resume
+     * them once the total (which other workers' clients also drain) is low
+     * enough; `budget_order` is the pass's scratch array.
+     */
+    ev_check budget_watcher;
+    ev_timer budget_poll;
+    unsigned budget_paused_count;
+    struct iproto_conn **budget_order;
+    size_t budget_order_capacity;
 };
 
 struct iproto_server {
@@ -107,6 +130,7 @@ struct iproto_server {
     unsigned acceptors_stopped;   /* workers that stopped accepting; atomic */
     struct ip_limit ip_limit;
     struct worker *workers;
+    size_t buffered;              /* capacity of every connection's in and out buffers, across workers; atomic */
 };
 
 /* connection.c */
@@ -117,6 +141,8 @@ void conn_destroy_all(struct worker *w);
 void conn_send_deferred(struct ev_loop *loop, ev_prepare *watcher, int revents);
 void conn_serve_backlog(struct ev_loop *loop, ev_check *watcher, int revents);
 void conn_keep_polling(struct ev_loop *loop, ev_idle *watcher, int revents);
+void conn_budget_pass(struct ev_loop *loop, ev_check *watcher, int revents);
+void conn_budget_poll(struct ev_loop *loop, ev_timer *watcher, int revents);
 void format_peer(const struct sockaddr_storage *address, char *out, size_t size);
 
 #endif

@@ -239,6 +239,10 @@ static bool worker_init(struct worker *w, struct iproto_server *s, unsigned inde
     ev_check_init(&w->backlog_watcher, conn_serve_backlog);
     ev_idle_init(&w->backlog_spinner, conn_keep_polling);
     w->backlog_watcher.data = w;
+    ev_check_init(&w->budget_watcher, conn_budget_pass);
+    ev_init(&w->budget_poll, conn_budget_poll);
+    w->budget_poll.repeat = IPROTO_BUDGET_POLL;
+    w->budget_watcher.data = w->budget_poll.data = w;
     if (s->config.on_flush != NULL) {
         ev_prepare_init(&w->flush_watcher, conn_send_deferred);
         w->flush_watcher.data = w;
@@ -340,6 +344,7 @@ void iproto_server_destroy(iproto_server *s) {
         conn_destroy_all(w);
         ev_loop_destroy(w->loop);
         free(w->read_buffer);
+        free(w->budget_order);
         obuf_free(&w->batch);
     }
     free(s->workers);
@@ -363,6 +368,8 @@ void iproto_server_stats(const iproto_server *s, iproto_stats *out) {
         out->output_paused += STAT_GET(w, output_paused);
         out->turns_yielded += STAT_GET(w, turns_yielded);
         out->accept_errors += STAT_GET(w, accept_errors);
+        out->budget_paused += STAT_GET(w, budget_paused);
     }
     out->connections_active = __atomic_load_n(&s->active_connections, __ATOMIC_RELAXED);
+    out->buffered_bytes = __atomic_load_n(&s->buffered, __ATOMIC_RELAXED);
 }

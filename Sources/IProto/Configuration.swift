@@ -65,6 +65,10 @@ public struct Configuration: Sendable, Equatable {
     public var shutdownTimeout: Duration = .seconds(10)
     /// Prefix of every metric name the server records through swift-metrics. Default "iproto".
     public var metricsPrefix = "iproto"
+    /// Memory for stashed input and unsent output across all connections and
+    /// workers; past it the server stops reading from the connections that hold
+    /// the most until their clients read (or close). Default 256 MiB; 0 disables.
+    public var memoryBudgetBytes: Int = 256 * 1024 * 1024
 
     public init(host: String = "127.0.0.1", port: UInt16 = 3301) {
         self.host = host
@@ -101,6 +105,7 @@ public struct Configuration: Sendable, Equatable {
         try require(readTimeout >= .zero, "read timeout must not be negative")
         try require(idleTimeout >= .zero, "idle timeout must not be negative")
         try require(shutdownTimeout >= .zero, "shutdown timeout must not be negative")
+        try require(memoryBudgetBytes >= 0, "memory budget must not be negative, got \(memoryBudgetBytes)")
     }
 }
 

@@ -17,6 +17,8 @@ enum MetricName {
     static let acceptErrors = "accept_errors_total"
     static let permissionDenied = "permission_denied_total"
     static let workers = "workers"
+    static let bufferedBytes = "buffered_bytes"
+    static let memoryBudgetPaused = "memory_budget_paused_total"
 
     static let help: [String: String] = [
         requests: "Requests answered, by function, return code and worker thread.",
@@ -33,6 +35,8 @@ enum MetricName {
         acceptErrors: "accept() failures such as running out of file descriptors.",
         permissionDenied: "Requests for administrative functions refused with return code 10: the client's address is outside the admin allowlist.",
         workers: "Worker threads, each with its own event loop.",
+        bufferedBytes: "Bytes the server holds for stashed input and unsent output, across connections (the memory budget's measure).",
+        memoryBudgetPaused: "Times reading from a connection paused because the server's buffered bytes passed the memory budget.",
     ]
 }
 
@@ -103,6 +107,8 @@ final class ServerMetrics: Sendable {
     private let turnsYielded: Counter
     private let acceptErrors: Counter
     private let bodyTooLarge: Counter
+    private let bufferedBytes: Gauge
+    private let memoryBudgetPaused: Counter
     private let violations: [ReturnCode: Counter]
     let rateLimitedPerConnection: Counter
     let rateLimitedPerAddress: Counter
@@ -121,6 +127,8 @@ final class ServerMetrics: Sendable {
         outputPaused = Counter(label: name(MetricName.outputPaused))
         turnsYielded = Counter(label: name(MetricName.turnsYielded))
         acceptErrors = Counter(label: name(MetricName.acceptErrors))
+        bufferedBytes = Gauge(label: name(MetricName.bufferedBytes))
+        memoryBudgetPaused = Counter(label: name(MetricName.memoryBudgetPaused))
         let codes: [ReturnCode] = [.unknownFunction, .malformedBody, .badArguments, .outOfRange, .tooLong, .bodyTooLarge]
         violations = Dictionary(uniqueKeysWithValues: codes.map {
             ($0, Counter(label: name(MetricName.protocolErrors), dimensions: [("kind", $0.violation!)]))
@@ -154,6 +162,8 @@ final class ServerMetrics: Sendable {
             advance(turnsYielded, statistics.turnsYielded, last.turnsYielded)
             advance(acceptErrors, statistics.acceptErrors, last.acceptErrors)
             advance(bodyTooLarge, statistics.bodyTooLarge, last.bodyTooLarge)
+            bufferedBytes.record(Int64(statistics.bufferedBytes))
+            advance(memoryBudgetPaused, statistics.memoryBudgetPaused, last.memoryBudgetPaused)
             last = statistics
         }
     }

@@ -34,6 +34,10 @@ public struct ServerStatistics: Equatable, Sendable {
     public var turnsYielded: UInt64 = 0
     /// accept() failures such as running out of file descriptors.
     public var acceptErrors: UInt64 = 0
+    /// Bytes held now for stashed input and unsent output, across connections (not a counter).
+    public var bufferedBytes: UInt64 = 0
+    /// Times reading from a connection paused because the server's buffers passed the memory budget.
+    public var memoryBudgetPaused: UInt64 = 0
 
     public init() {}
 

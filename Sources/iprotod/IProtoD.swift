@@ -48,6 +48,9 @@ struct IProtoD: ParsableCommand {
     @Option(help: "Unsent output per connection, in bytes, past which reading from it pauses.")
     var maxOutput = defaults.maxOutputBytes
 
+    @Option(help: "Bytes of stashed input and unsent output across all connections past which reading stops on the connections holding the most; 0 disables.")
+    var memoryBudget = defaults.memoryBudgetBytes
+
     @Option(help: "Open connections across all workers; past it new connections are closed at once.")
     var maxConnections = defaults.maxConnections
 
@@ -257,6 +260,7 @@ struct IProtoD: ParsableCommand {
         configuration.workers = workers
         configuration.maxBodyBytes = maxBody
         configuration.maxOutputBytes = maxOutput
+        configuration.memoryBudgetBytes = memoryBudget
         configuration.maxConnections = maxConnections
         configuration.maxConnectionsPerIP = maxConnectionsPerIp
         configuration.rateLimit = rateLimit

@@ -12,6 +12,7 @@ import Testing
         (["--workers", "0"], "workers must be between 1 and 1024"),
         (["--max-body=-1"], "max body"),
         (["--max-output", "0"], "max output"),
+        (["--memory-budget=-1"], "memory budget must not be negative"),
         (["--max-connections", "0"], "max connections"),
         (["--read-timeout=-1"], "--read-timeout"),
         (["--idle-timeout", "nan"], "--idle-timeout"),
@@ -57,11 +58,11 @@ import Testing
         for flag in ["--listen", "--workers", "--max-body", "--max-output", "--max-connections", "--read-timeout",
                      "--idle-timeout", "--shutdown-timeout", "--initial-state", "--log-level", "--max-connections-per-ip",
                      "--rate-limit", "--rate-burst", "--metrics-listen", "--reuse-port", "IPROTOD_",
-                     "--rate-limit-per-ip", "--rate-burst-per-ip", "--ipv6-prefix-length", "--admin-from"] {
+                     "--rate-limit-per-ip", "--rate-burst-per-ip", "--ipv6-prefix-length", "--admin-from", "--memory-budget"] {
             #expect(result.output.contains(flag), "missing \(flag)")
         }
         for value in ["127.0.0.1:3301", "65536", "1048576", "1024", "read-write", "127.0.0.1:8088",
-                      "(default: 64)", "127.0.0.0/8,::1/128"] {
+                      "(default: 64)", "127.0.0.0/8,::1/128", "268435456"] {
             #expect(result.output.contains(value), "missing default \(value)")
         }
     }

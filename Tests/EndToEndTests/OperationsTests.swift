@@ -182,6 +182,8 @@ import Testing
         #expect(connection.nextOutcome() == .closed)
         #expect(eventually { (try? server.metric("iprotod_connections_closed_total", ["reason": "peer"])) == 1 })
         #expect(try server.metric("iprotod_connections_active") == 0)
+        #expect(try server.metric("iprotod_buffered_bytes") == 0)
+        #expect(try server.metric("iprotod_memory_budget_paused_total") == 0)
 
         let check = try runPromtool(on: server.scrapeMetrics())
         #expect(check.status == 0, "promtool: \(check.output)")

@@ -65,6 +65,8 @@ typedef struct iproto_stats {
     uint64_t output_paused;       /* times reading stopped because output reached max_output */
     uint64_t turns_yielded;       /* times a connection used up its per-turn request budget */
     uint64_t accept_errors;       /* accept() failures such as EMFILE */
+    uint64_t buffered_bytes;      /* now: memory held for stashed input and unsent output (a gauge) */
+    uint64_t budget_paused;       /* times reading from a connection stopped for memory_budget */
 } iproto_stats;
 
 typedef struct iproto_server iproto_server;
@@ -163,6 +165,8 @@ typedef struct iproto_config {
     iproto_flush_fn on_flush;     /* optional */
     iproto_accept_error_fn on_accept_error; /* optional */
     void *context;              /* passed to the callbacks */
+    size_t memory_budget;       /* stashed input and unsent output across all connections, in bytes,
+                                   past which the biggest holders stop reading; 0 = none */
 } iproto_config;
 
 /* Binds and listens. On failure returns NULL and writes a one-line reason to `error`. */

@@ -139,6 +139,7 @@ final class CoreServer: @unchecked Sendable {
         config.on_accept_error = acceptErrorTrampoline
         config.on_flush = context.replyBarriers.isEmpty ? nil : flushTrampoline
         config.context = Unmanaged.passUnretained(context).toOpaque()
+        config.memory_budget = configuration.memoryBudgetBytes
         var error = [CChar](repeating: 0, count: 256)
         let created = configuration.host.withCString { host in
             config.host = host
@@ -176,6 +177,8 @@ final class CoreServer: @unchecked Sendable {
         stats.outputPaused = raw.output_paused
         stats.turnsYielded = raw.turns_yielded
         stats.acceptErrors = raw.accept_errors
+        stats.bufferedBytes = raw.buffered_bytes
+        stats.memoryBudgetPaused = raw.budget_paused
         let closed = withUnsafeBytes(of: raw.connections_closed) { Array($0.bindMemory(to: UInt64.self)) }
         for (reason, core) in CloseReason.coreOrder {
             stats.connectionsClosed[reason] = closed[Int(core.rawValue)]
