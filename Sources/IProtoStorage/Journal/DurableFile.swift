@@ -31,6 +31,9 @@ final class DurableFile {
     private let fd: Int32
     /// The file's length: bytes written through this object after the ones it was opened with.
     private(set) var written: Int
+    /// True when a failed append left bytes after `written` that could not be cut
+    /// off: what follows `written` on disk is unknown until a ``truncate(to:)`` succeeds.
+    private(set) var tailUnknown = false
 
     private init(path: String, fd: Int32, length: Int) {
         self.path = path
@@ -68,7 +71,7 @@ final class DurableFile {
                 offset += n
             } else if n < 0 && errno != EINTR {
                 let error = JournalError.system("write", path)
-                if offset > 0 { _ = ftruncate(fd, off_t(written)) }
+                if offset > 0 && ftruncate(fd, off_t(written)) != 0 { tailUnknown = true }
                 throw error
             }
         }
@@ -87,6 +90,7 @@ final class DurableFile {
     func truncate(to length: Int) throws(JournalError) {
         guard ftruncate(fd, off_t(length)) == 0 else { throw .system("ftruncate", path) }
         written = length
+        tailUnknown = false
     }
 
     /// fdatasync: the bytes written so far survive a crash of the machine.

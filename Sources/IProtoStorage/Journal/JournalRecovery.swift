@@ -109,7 +109,9 @@ enum JournalRecovery {
                         offset = next
                         continue
                     }
-                    problem = "change \(lsn) where \(outcome.recovery.lastLSN + 1) was expected"
+                    // A whole, valid record out of order is no torn write: something wrote it.
+                    try damaged(position, at: offset, bytes, "\(segmentPath) holds change \(lsn) at byte \(offset) where \(outcome.recovery.lastLSN + 1) was expected")
+                    break segmentLoop
                 case .invalid(let reason):
                     problem = reason
                 }

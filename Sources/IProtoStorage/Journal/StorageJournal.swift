@@ -91,7 +91,7 @@ public final class StorageJournal: Sendable {
     private let written: Atomic<UInt64>
     private let synced: Atomic<UInt64>
     private let lastSnapshotLSN: Atomic<UInt64>
-    /// Set while the disk refuses writes; `failures` counts every time it did.
+    /// Set while the disk refuses writes; `failures` counts every time it did, and every undo after.
     private let failure = Mutex<Failure?>(nil)
     private let failing = Atomic<Bool>(false)
     private let failures = Atomic<UInt64>(0)
@@ -143,7 +143,9 @@ public final class StorageJournal: Sendable {
 
     /// Changes since the last snapshot.
     public var changesSinceSnapshot: UInt64 {
-        appended.load(ordering: .relaxed) - lastSnapshotLSN.load(ordering: .relaxed)
+        // An undo can take `appended` below a snapshot that a failed commit aborted late.
+        let last = appended.load(ordering: .relaxed), snapshot = lastSnapshotLSN.load(ordering: .relaxed)
+        return last > snapshot ? last - snapshot : 0
     }
 
     /// Bytes in the log segment being appended to.
@@ -242,13 +244,18 @@ public final class StorageJournal: Sendable {
     /// Under the segment lock. On failure the batch stays out of the file and
     /// the journal records the failure; the caller undoes the changes.
     private func writePending(to file: DurableFile, sync: Bool) throws(CommitFailure) {
-        if let refused = failure.withLock({ $0?.undo != nil ? $0!.error : nil }) {
-            throw CommitFailure(error: refused, mustUndo: false)  // the failed batch's undo is still being taken
-        }
+        // Checked under the batch's lock, which takeUndurable holds while it takes both the
+        // failed batch's undo and the pending batch: a batch that is about to be undone is
+        // never written.
         var batch = Batch()
-        let upTo = pending.withLock { pending in
+        let taken: Result<UInt64, JournalError> = pending.withLock { pending in
+            if let refused = failure.withLock({ $0?.undo != nil ? $0!.error : nil }) { return .failure(refused) }
             swap(&batch, &pending)
-            return appended.load(ordering: .relaxed)
+            return .success(appended.load(ordering: .relaxed))
+        }
+        guard case .success(let upTo) = taken else {
+            if case .failure(let refused) = taken { throw CommitFailure(error: refused, mustUndo: false) }
+            return
         }
         let lengthBefore = file.written, writtenBefore = written.load(ordering: .relaxed)
         do {
@@ -267,7 +274,7 @@ public final class StorageJournal: Sendable {
             // state is unknown, and writes stay refused until a restart recovers it.
             var retryAt = ContinuousClock.now + Self.retryInterval
             var reported = error
-            if file.written > lengthBefore {
+            if file.written > lengthBefore || file.tailUnknown {
                 do {
                     try file.truncate(to: lengthBefore)
                     written.store(writtenBefore, ordering: .releasing)
@@ -278,6 +285,7 @@ public final class StorageJournal: Sendable {
             }
             errors.increment()
             failingGauge.record(1)
+            failing.store(true, ordering: .releasing)
             lastError.withLock { $0 = reported }
             failure.withLock { failure in
                 let now = ContinuousClock.now
@@ -302,7 +310,6 @@ public final class StorageJournal: Sendable {
                 }
             }
             failures.add(1, ordering: .releasing)
-            failing.store(true, ordering: .releasing)
             throw CommitFailure(error: reported, mustUndo: true)
         }
         synced.store(upTo, ordering: .releasing)
@@ -326,20 +333,26 @@ public final class StorageJournal: Sendable {
     /// is the one after the last durable change). The caller holds the
     /// storage's lock and applies them.
     func takeUndurable() -> [JournalRecord] {
-        let failed = failure.withLock { failure in
-            defer { failure?.undo = nil }
-            return failure?.undo ?? []
-        }
-        return pending.withLock { batch in
+        let undo = pending.withLock { batch in
+            let failed = failure.withLock { failure in
+                defer { failure?.undo = nil }
+                return failure?.undo ?? []
+            }
             defer { batch = Batch() }
             let durable = written.load(ordering: .relaxed)
             appended.store(durable, ordering: .releasing)
             synced.store(durable, ordering: .releasing)
-            return (failed + batch.undo).reversed()
+            return Array((failed + batch.undo).reversed())
         }
+        // The undo is an event of its own: a barrier or snapshot that looked at the
+        // contents between the failure and now must see that they changed since.
+        failures.add(1, ordering: .releasing)
+        return undo
     }
 
-    /// How many times the disk has refused a write or sync so far.
+    /// Counts the disk's refusals and the undos that followed them (two events each):
+    /// whoever read the contents, and sees it change before making its result
+    /// durable, may have read a change that is undone now.
     var failureCount: UInt64 { failures.load(ordering: .acquiring) }
 
     /// Why the disk refused a write since `worker`'s last call, if it did: the

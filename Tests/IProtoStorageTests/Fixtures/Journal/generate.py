@@ -123,6 +123,16 @@ def main():
         "slots": slots_through(101),
     })
 
+    # A whole, valid record with the wrong LSN at the end: something wrote it, so not a torn write.
+    data, offsets = segment(1, 100)
+    data += change(102)
+    write("out-of-order-record", {name(1): data}, {
+        "starts": False,
+        "error": f"holds change 102 at byte {len(data) - len(change(102))} where 101 was expected",
+        "force": {"last_lsn": 100, "slots": slots_through(100),
+                  "moved": [f"{name(1)}.from-byte-{len(data) - len(change(102))}"]},
+    })
+
     # A whole segment gone between two others.
     first, _ = segment(1, 40)
     third, _ = segment(81, 101)
