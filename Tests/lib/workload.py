@@ -34,6 +34,9 @@ class Model:
         self.acked_writes = 0
         self.state = "read-write"
         self.state_in_flight = None
+        # Switches since the last acknowledged one answered CANNOT_PERSIST: not
+        # acknowledged, so they may or may not have taken effect (docs/operations.md).
+        self.states_unknown = set()
         self.switches = 0
         self.slot_checks = 0
         # Codes a REPLACE may get besides 0 without failing the run, and how many
@@ -92,9 +95,11 @@ def switcher(port, model, stop):
                     model.state_in_flight = None
                     if code == 0:
                         model.state = state
+                        model.states_unknown = set()
                         model.switches += 1
                     elif code == CANNOT_PERSIST:
                         model.refused_writes += 1
+                        model.states_unknown.add(state)
                 time.sleep(0.01)
     except OSError:
         return
@@ -152,12 +157,13 @@ def check(port, model):
                 problems.append(f"slot {slot} holds {value[:20]!r}: acknowledged {acked}, sent up to {sent}")
         _, _, code, _ = call(sock, REPLACE, replace_body(PROBE_SLOT, "probe"))
         state = "read-write" if code == 0 else "read-only" if code == READ_ONLY else f"code {code}"
-        allowed = {model.state, model.state_in_flight} - {None}
+        allowed = ({model.state, model.state_in_flight} | model.states_unknown) - {None}
         if state not in allowed:
-            problems.append(f"state is {state}; the last acknowledged was {model.state}, in flight: {model.state_in_flight}")
+            problems.append(f"state is {state}; the last acknowledged was {model.state}, in flight: "
+                            f"{model.state_in_flight}, refused since: {sorted(model.states_unknown)}")
         if state != "read-write":
             _, _, code, _ = call(sock, SWITCH_READWRITE, b"")
             if code != 0:
                 problems.append(f"could not switch back to read-write: code {code}")
-        model.state, model.state_in_flight = "read-write", None
+        model.state, model.state_in_flight, model.states_unknown = "read-write", None, set()
     return problems
