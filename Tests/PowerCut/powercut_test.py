@@ -43,6 +43,7 @@ class Run:
     """One policy's data directory, model and figures."""
 
     def __init__(self, iprotod, shim, work, fsync):
+        self.fsync = fsync
         self.shim = shim
         self.work = tempfile.mkdtemp(prefix=f"{fsync}-", dir=work)
         self.data = os.path.join(self.work, "data")
@@ -197,6 +198,23 @@ def must_start(run, cycles):
     return []
 
 
+def run_pass(run, check, summary):
+    """Runs `check(run)` for its problems, prints `summary(run, seconds)`, the first
+    problems and, on failure, the end of iprotod's log. True when it passed."""
+    started = time.monotonic()
+    try:
+        problems = check(run)
+    except Exception as error:  # a server that did not come back is a failure, not a crash of the test
+        problems = [f"{type(error).__name__}: {error}"]
+    run.close()
+    print(summary(run, time.monotonic() - started))
+    for problem in problems[:10]:
+        print(f"  FAIL {problem}")
+    if problems:
+        print("iprotod's log, last lines:\n" + run.log_tail())
+    return not problems
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("iprotod")
@@ -219,20 +237,9 @@ def main():
     work = tempfile.mkdtemp(prefix="iproto-powercut-")
     failed = False
     for fsync in keep:
-        run = Run(options.iprotod, shim, work, fsync)
-        started = time.monotonic()
-        try:
-            problems = must_keep(run, options.cycles)
-        except Exception as error:  # a server that did not come back is a failure, not a crash of the test
-            problems = [f"{type(error).__name__}: {error}"]
-        run.close()
-        print(f"power-cut test (--fsync {fsync}, seed {options.seed}): {run.figures()}, "
-              f"in {time.monotonic() - started:.1f} s")
-        for problem in problems[:10]:
-            print(f"  FAIL {problem}")
-        if problems:
-            print("iprotod's log, last lines:\n" + run.log_tail())
-            failed = True
+        failed |= not run_pass(Run(options.iprotod, shim, work, fsync), lambda run: must_keep(run, options.cycles),
+                               lambda run, seconds: f"power-cut test (--fsync {run.fsync}, seed {options.seed}): "
+                                                    f"{run.figures()}, in {seconds:.1f} s")
     for fsync in lose:
         run = Run(options.iprotod, shim, work, fsync)
         try:
@@ -247,32 +254,15 @@ def main():
             failed = True
         run.close()
     for fsync in start:
-        run = Run(options.iprotod, shim, work, fsync)
-        try:
-            problems = must_start(run, options.cycles)
-        except Exception as error:
-            problems = [f"{type(error).__name__}: {error}"]
-        run.close()
-        print(f"power-cut test (--fsync {fsync}, must restart): {run.cuts} cuts, every restart "
-              f"{'refused once' if problems else 'started'}")
-        for problem in problems:
-            print(f"  FAIL {problem}")
-        failed = failed or bool(problems)
+        failed |= not run_pass(Run(options.iprotod, shim, work, fsync), lambda run: must_start(run, options.cycles),
+                               lambda run, seconds: f"power-cut test (--fsync {run.fsync}, must restart): "
+                                                    f"{run.cuts} cuts, in {seconds:.1f} s")
     for fsync in faults:
-        run = Run(options.iprotod, shim, work, fsync)
-        started = time.monotonic()
-        try:
-            problems = must_keep_through_faults(run, max(options.cycles, 2))
-        except Exception as error:
-            problems = [f"{type(error).__name__}: {error}"]
-        run.close()
-        print(f"power-cut test (--fsync {fsync}, disk faults): {run.figures()}, {run.model.refused_writes} writes "
-              f"answered {CANNOT_PERSIST}, in {time.monotonic() - started:.1f} s")
-        for problem in problems[:10]:
-            print(f"  FAIL {problem}")
-        if problems:
-            print("iprotod's log, last lines:\n" + run.log_tail())
-        failed = failed or bool(problems)
+        failed |= not run_pass(Run(options.iprotod, shim, work, fsync),
+                               lambda run: must_keep_through_faults(run, max(options.cycles, 2)),
+                               lambda run, seconds: f"power-cut test (--fsync {run.fsync}, disk faults): {run.figures()}, "
+                                                    f"{run.model.refused_writes} writes answered {CANNOT_PERSIST}, "
+                                                    f"in {seconds:.1f} s")
     shutil.rmtree(work, ignore_errors=True)
     print("failed" if failed else "passed")
     sys.exit(1 if failed else 0)
