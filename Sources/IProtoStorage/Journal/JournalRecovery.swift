@@ -20,7 +20,7 @@ enum JournalRecovery {
         var contents: StorageJournal.Contents
         var recovery: Recovery
         /// The segment to go on appending to, and its length once recovered; nil when there is none.
-        var lastSegment: (name: String, firstLSN: UInt64, length: Int)?
+        var lastSegment: (name: String, length: Int)?
     }
 
     private static let forceHint = "restore the data directory from a backup, or start with --force-recovery to move the damaged part aside and lose the changes in it"
@@ -64,7 +64,7 @@ enum JournalRecovery {
             } else {
                 try aside.save(Array(bytes[offset...]), as: "\(segment.name).from-byte-\(offset)")
                 try DurableFile.truncate(path(segment.name), to: offset)
-                outcome.lastSegment = (segment.name, segment.firstLSN, offset)
+                outcome.lastSegment = (segment.name, offset)
             }
             for later in segments[(position + 1)...] { try aside.move(later.name) }
             outcome.recovery.warnings.append("\(description); --force-recovery moved the log from there on to \(aside.path), and the changes in it are not loaded")
@@ -94,7 +94,7 @@ enum JournalRecovery {
                 let problem: String
                 switch JournalFormat.decodeRecord(bytes, at: offset) {
                 case .end:
-                    outcome.lastSegment = (segment.name, segment.firstLSN, bytes.count)
+                    outcome.lastSegment = (segment.name, bytes.count)
                     continue segmentLoop
                 case .record(let lsn, let record, let next):
                     if lsn <= outcome.recovery.snapshotLSN {  // already in the snapshot
@@ -127,7 +127,7 @@ enum JournalRecovery {
                 outcome.recovery.truncatedBytes += bytes.count - offset
                 outcome.recovery.warnings.append("\(segmentPath) ends with \(problem) at byte \(offset), and no valid change follows: a write a crash cut short, which no reply acknowledged; truncated the log there, dropping \(bytes.count - offset) bytes")
                 try DurableFile.truncate(segmentPath, to: offset)
-                outcome.lastSegment = (segment.name, segment.firstLSN, offset)
+                outcome.lastSegment = (segment.name, offset)
                 break segmentLoop
             }
         }

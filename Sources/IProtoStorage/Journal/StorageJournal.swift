@@ -54,10 +54,9 @@ public final class StorageJournal: Sendable {
     /// How long writes are refused after the disk failed one, before the next is tried.
     public static let retryInterval: Duration = .seconds(1)
 
-    /// The log file being appended to, and the LSN of its first record.
+    /// The log file being appended to.
     private struct Segment {
         var file: DurableFile
-        var firstLSN: UInt64
     }
 
     /// Changes appended but not yet written, and how to undo each.
@@ -160,17 +159,14 @@ public final class StorageJournal: Sendable {
         throws(JournalError) -> (journal: StorageJournal, contents: Contents, recovery: Recovery) {
         let recovered = try JournalRecovery.run(directory: directory, forceRecovery: forceRecovery)
         let file: DurableFile
-        let first: UInt64
         if let last = recovered.lastSegment {
             file = try DurableFile.openForAppending(path(directory, last.name), length: last.length)
-            first = last.firstLSN
         } else {
-            first = recovered.recovery.lastLSN + 1
             file = try prepareSegment(directory: directory)
-            try file.rename(to: path(directory, JournalFormat.segmentName(firstLSN: first)))
+            try file.rename(to: path(directory, JournalFormat.segmentName(firstLSN: recovered.recovery.lastLSN + 1)))
             try DurableFile.syncDirectory(directory)
         }
-        let journal = StorageJournal(directory: directory, fsync: fsync, segment: Segment(file: file, firstLSN: first),
+        let journal = StorageJournal(directory: directory, fsync: fsync, segment: Segment(file: file),
                                      lastLSN: recovered.recovery.lastLSN, snapshotLSN: recovered.recovery.snapshotLSN,
                                      metricsPrefix: metricsPrefix, logger: logger)
         return (journal, recovered.contents, recovered.recovery)
@@ -397,7 +393,7 @@ public final class StorageJournal: Sendable {
             } catch {
                 throw CommitFailure(error: error, mustUndo: false)
             }
-            segment = Segment(file: next, firstLSN: first)
+            segment = Segment(file: next)
             return first
         }
     }
