@@ -18,6 +18,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics", exact: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", exact: "2.4.1"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", exact: "0.2.0"),
+        .package(url: "https://github.com/swift-server/async-http-client", exact: "1.37.0"),
     ],
     targets: [
         // System libraries from Debian (no pkg-config files ship for either).
@@ -75,6 +76,23 @@ let package = Package(
             ]
         ),
 
+        // etcd's v3 API over its JSON gateway (docs/cluster.md, "Why the JSON gateway"):
+        // KV, transactions, leases, elections. Mechanism only, no policy.
+        .target(
+            name: "EtcdClient",
+            dependencies: [
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
+        // Sessions (a lease kept alive), elections fenced by their revision, membership
+        // and cluster configuration in etcd: what every clustered service of the package shares.
+        .target(
+            name: "ClusterCoordination",
+            dependencies: ["EtcdClient", .product(name: "Logging", package: "swift-log")]
+        ),
+
         // The server binary: flags, wiring, signals.
         .executableTarget(
             name: "iprotod",
@@ -127,6 +145,7 @@ let package = Package(
         .testTarget(name: "IProtoStorageTests", dependencies: ["IProtoStorage", "IProto"], exclude: ["Fixtures"]),
         .testTarget(name: "IProtoPrometheusTests", dependencies: ["IProtoPrometheus", "IProtoTestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["IProto", "IProtoClient", "IProtoStorage", "IProtoTestSupport"]),
+        .testTarget(name: "EtcdClientTests", dependencies: ["EtcdClient", "ClusterCoordination"]),
         .testTarget(name: "IProtoCodegenTests", dependencies: ["IProtoCodegen"], exclude: ["Golden"]),
         // A test-only service generated from its own description, served and called end to end.
         .testTarget(
