@@ -26,8 +26,8 @@ test_packages=(
     "tmux=-"             # drives iproto repl through a terminal in its test
     "gcc=-"              # compiles the power-cut test's LD_PRELOAD shim
     "libc6-dev=-"        # its headers
-    "etcd-server=3.4.23-4+b9"   # the KV cluster's coordinator, started by its tests on loopback
-    "etcd-client=3.4.23-4+b9"   # etcdctl, to look at it
+    "etcd-server=3.4.23-4+b4"   # the KV cluster's coordinator, started by its tests on loopback
+    "etcd-client=3.4.23-4+b4"   # etcdctl, to look at it
 )
 
 bench_packages=(
