@@ -134,6 +134,13 @@ let package = Package(
             dependencies: ["IProto", "IProtoClient", "IProtoTestSupport"],
             plugins: ["IProtoCodegenPlugin"]
         ),
+
+        // ---- KV cluster (issue 11) -----------------------------------------------------------
+        // Pure replication logic: keys, versions, epochs, rendezvous placement, quorums.
+        // Depends on nothing; no I/O, no clocks.
+        .target(name: "KVReplication"),
+        .testTarget(name: "KVReplicationTests", dependencies: ["KVReplication"]),
+        // ---- end of KV cluster ---------------------------------------------------------------
     ],
     swiftLanguageModes: [.v6]
 )
