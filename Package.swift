@@ -18,6 +18,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics", exact: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", exact: "2.4.1"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", exact: "0.2.0"),
+        // SQLite for the KV replicas' durable store (KVStore), over Debian's libsqlite3.
+        .package(url: "https://github.com/groue/GRDB.swift", exact: "7.10.0"),
     ],
     targets: [
         // System libraries from Debian (no pkg-config files ship for either).
@@ -139,7 +141,17 @@ let package = Package(
         // Pure replication logic: keys, versions, epochs, rendezvous placement, quorums.
         // Depends on nothing; no I/O, no clocks.
         .target(name: "KVReplication"),
+        // A replica's durable store: one SQLite file per node (WAL, synchronous=FULL).
+        .target(
+            name: "KVStore",
+            dependencies: ["KVReplication", .product(name: "GRDB", package: "GRDB.swift")]
+        ),
         .testTarget(name: "KVReplicationTests", dependencies: ["KVReplication"]),
+        // GRDB too: the disk-full test caps the file size through the store's connection.
+        .testTarget(
+            name: "KVStoreTests",
+            dependencies: ["KVStore", "KVReplication", .product(name: "GRDB", package: "GRDB.swift")]
+        ),
         // ---- end of KV cluster ---------------------------------------------------------------
     ],
     swiftLanguageModes: [.v6]
