@@ -13,11 +13,12 @@ public struct KVKey: Sendable, Hashable, Comparable, CustomStringConvertible {
     /// Parses `text` case-insensitively, or throws a `KeyError` saying exactly what is wrong with it.
     public init(_ text: String) throws(KeyError) {
         if text.isEmpty { throw .empty }
-        let characters = Array(text)
-        guard characters.count == 36 else { throw .length(characters.count) }
+        // Counted without copying: the argument may be as long as a request allows.
+        let count = text.count
+        guard count == 36 else { throw .length(count) }
         var canonical = ""
         canonical.reserveCapacity(36)
-        for (index, character) in characters.enumerated() {
+        for (index, character) in text.enumerated() {
             let position = index + 1
             if Self.hyphenPositions.contains(position) {
                 guard character == "-" else { throw .missingHyphen(position: position, found: character) }
