@@ -19,6 +19,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus", exact: "2.4.1"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", exact: "0.2.0"),
         .package(url: "https://github.com/swift-server/async-http-client", exact: "1.37.0"),
+        // SQLite for the KV replicas' durable store (KVStore), over Debian's libsqlite3.
+        .package(url: "https://github.com/groue/GRDB.swift", exact: "7.10.0"),
     ],
     targets: [
         // System libraries from Debian (no pkg-config files ship for either).
@@ -153,6 +155,23 @@ let package = Package(
             dependencies: ["IProto", "IProtoClient", "IProtoTestSupport"],
             plugins: ["IProtoCodegenPlugin"]
         ),
+
+        // ---- KV cluster (issue 11) -----------------------------------------------------------
+        // Pure replication logic: keys, versions, epochs, rendezvous placement, quorums.
+        // Depends on nothing; no I/O, no clocks.
+        .target(name: "KVReplication"),
+        // A replica's durable store: one SQLite file per node (WAL, synchronous=FULL).
+        .target(
+            name: "KVStore",
+            dependencies: ["KVReplication", .product(name: "GRDB", package: "GRDB.swift")]
+        ),
+        .testTarget(name: "KVReplicationTests", dependencies: ["KVReplication"]),
+        // GRDB too: the disk-full test caps the file size through the store's connection.
+        .testTarget(
+            name: "KVStoreTests",
+            dependencies: ["KVStore", "KVReplication", .product(name: "GRDB", package: "GRDB.swift")]
+        ),
+        // ---- end of KV cluster ---------------------------------------------------------------
     ],
     swiftLanguageModes: [.v6]
 )

@@ -14,6 +14,7 @@ build_packages=(
     "libmsgpuck-dev=1.0.3-1.1+b1"
     "libedit-dev=3.1-20221030-2"   # line editing in iproto repl
     "zlib1g-dev=1:1.2.13.dfsg-1"   # crc32 for the storage journal
+    "libsqlite3-dev=3.40.1-2+deb12u2"   # the KV replicas' store (KVStore, through GRDB)
 )
 test_packages=(
     "netcat-openbsd=-"   # fixtures are fed with nc -N
