@@ -144,8 +144,15 @@ static void on_stop(struct ev_loop *loop, ev_async *signal, int revents) {
     ev_timer_start(loop, &w->shutdown_deadline);
 }
 
+/* Which worker the calling thread is, for services that stage work per worker
+ * until their reply barrier; -1 on every other thread. */
+static _Thread_local int current_worker = -1;
+
+int iproto_current_worker(void) { return current_worker; }
+
 static void *worker_main(void *arg) {
     struct worker *w = arg;
+    current_worker = (int)w->index;
     ev_run(w->loop, 0);
     return NULL;
 }

@@ -1,5 +1,6 @@
 import IProto
 import IProtoTestSupport
+import Synchronization
 import Testing
 
 @Suite struct EmbeddingTests {
@@ -32,6 +33,33 @@ import Testing
         running.cancel()
         try await running.value
         #expect(server.statistics.requests == 3)
+    }
+
+    /// A handler and the barrier after it run on the same worker, which they can name.
+    @Test func handlersAndBarriersKnowTheirWorker() async throws {
+        #expect(Handlers.currentWorker == nil)
+        let seen = Mutex<[String]>([])
+        var handlers = Handlers()
+        handlers.register(0x0003_0001) { _ in .int(Int64(Handlers.currentWorker ?? -1)) }
+        handlers.beforeReplies { worker in seen.withLock { $0.append("\(worker)=\(Handlers.currentWorker ?? -1)") } }
+        var configuration = Configuration(host: "127.0.0.1", port: 0)
+        configuration.workers = 2
+        let server = try Server(configuration: configuration, handlers: handlers)
+        try server.start()
+        let running = Task { try await server.run() }
+        try await onBlockingThread {
+            for _ in 0..<4 {
+                let connection = try TestConnection(port: server.port, timeout: 30)
+                let reply = try connection.call(0x0003_0001)
+                #expect(reply.returnCode == .ok)
+                #expect(reply.body == [0x00] || reply.body == [0x01])
+            }
+        }
+        running.cancel()
+        try await running.value
+        let barriers = seen.withLock { $0 }
+        #expect(!barriers.isEmpty)
+        #expect(barriers.allSatisfy { ["0=0", "1=1"].contains($0) })
     }
 
     @Test func bindFailureIsAClearError() throws {

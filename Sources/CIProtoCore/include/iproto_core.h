@@ -179,6 +179,11 @@ int iproto_server_start(iproto_server *server, char *error, size_t error_size);
 void iproto_server_address(const iproto_server *server, char *out, size_t out_size);
 uint16_t iproto_server_port(const iproto_server *server);
 
+/* The index of the worker whose thread calls this (0 … workers-1), or -1 on a
+ * thread that is no server's worker. Handlers and reply barriers run on their
+ * worker's thread, so a service can keep per-worker state without locks. */
+int iproto_current_worker(void);
+
 /*
  * Asks every worker to stop gracefully. Safe from any thread. Each connection
  * then answers the requests it had already received, answers any request that
