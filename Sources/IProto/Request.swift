@@ -93,6 +93,17 @@ public struct Arguments: Sendable {
     private mutating func next<T>(
         _ read: (inout MessagePackReader) throws(MessagePackError) -> T
     ) throws(IProtoError) -> T {
+        try advance()
+        do {
+            return try read(&reader)
+        } catch {
+            throw IProtoError(.badArguments, "argument \(position): \(error)")
+        }
+    }
+
+    /// Counts the next read as an array element or as the next argument.
+    @inline(__always)
+    private mutating func advance() throws(IProtoError) {
         if elementsLeft > 0 {
             elementsLeft -= 1
         } else {
@@ -100,11 +111,6 @@ public struct Arguments: Sendable {
                 throw IProtoError(.internalError, "handler read more than its \(count) declared arguments")
             }
             position += 1
-        }
-        do {
-            return try read(&reader)
-        } catch {
-            throw IProtoError(.badArguments, "argument \(position): \(error)")
         }
     }
 
@@ -164,6 +170,105 @@ public struct Arguments: Sendable {
         let bytes = try next { reader throws(MessagePackError) in try reader.readBinary() }
         try checkLength(bytes.count, maxBytes, "bytes", name, "binary")
         return Array(bytes)
+    }
+
+    /// The deepest container nesting ``value(maxBytes:name:)`` accepts: a
+    /// scalar is 0 deep, `[1]` 1 deep, `[[1]]` 2.
+    public static let maxValueDepth = 32
+
+    /// Reads one whole value of any type, of at most `maxBytes` bytes encoded
+    /// (its header included), nested at most ``maxValueDepth`` containers deep.
+    ///
+    /// Strings come as ``MessagePackValue/stringBytes(_:)``, their bytes exactly
+    /// as sent; binary data as ``MessagePackValue/binary(_:)``; integers as
+    /// `.int` or `.uint` by their encoding. Extension types, which
+    /// `MessagePackValue` cannot hold, are bad arguments, as is deeper nesting;
+    /// over `maxBytes` is too long and invalid MessagePack a malformed body.
+    /// Errors call the value `name` or else by its position.
+    public mutating func value(maxBytes: Int = .max, name: String? = nil) throws(IProtoError) -> MessagePackValue {
+        try advance()
+        let start = reader.offset
+        if maxBytes < reader.bytes.count - start {  // else it cannot be over: no pass to measure it
+            var measure = reader
+            do {
+                try measure.skipValue()
+            } catch {
+                throw refusal(error == .tooDeep ? .tooDeep : .malformed(error), name)
+            }
+            try checkLength(measure.offset - start, maxBytes, "bytes", name, "value")
+        }
+        do {
+            return try readAnyValue(depth: 0)
+        } catch {
+            throw refusal(error, name)
+        }
+    }
+
+    /// The error answering a value ``value(maxBytes:name:)`` refuses.
+    private func refusal(_ error: AnyValueError, _ name: String?) -> IProtoError {
+        let subject = name ?? "argument \(position): value"
+        switch error {
+        case .tooDeep:
+            return IProtoError(.badArguments, "\(subject) nests containers deeper than \(Self.maxValueDepth) levels")
+        case .extensionType:
+            return IProtoError(.badArguments, "\(subject) holds a MessagePack extension type, which is not supported")
+        case .malformed(let error):
+            return IProtoError(.malformedBody, "malformed MessagePack body: argument \(position): \(error)")
+        }
+    }
+
+    /// Why ``value(maxBytes:name:)`` refuses a value (before naming the argument).
+    private enum AnyValueError: Error {
+        case tooDeep
+        case extensionType
+        case malformed(MessagePackError)
+    }
+
+    /// Reads one value, `depth` containers deep, for ``value(maxBytes:name:)``.
+    /// Recursive, bounded by ``maxValueDepth``.
+    private mutating func readAnyValue(depth: Int) throws(AnyValueError) -> MessagePackValue {
+        let token: MessagePackToken
+        do {
+            token = try reader.readToken()
+        } catch {
+            throw .malformed(error)
+        }
+        switch token {
+        case .nil: return .nil
+        case .bool(let value): return .bool(value)
+        case .uint(let value): return .uint(value)
+        case .int(let value): return .int(value)
+        case .double(let value): return .double(value)
+        case .string(let range): return .stringBytes(Array(reader.bytes[range]))
+        case .binary(let range): return .binary(Array(reader.bytes[range]))
+        case .extension: throw .extensionType
+        case .array(let count):
+            guard depth < Self.maxValueDepth else { throw .tooDeep }
+            guard count <= reader.bytes.count - reader.offset else { throw .malformed(.truncated) }
+            var values: [MessagePackValue] = []
+            values.reserveCapacity(count)
+            for _ in 0..<count { values.append(try readAnyValue(depth: depth + 1)) }
+            return .array(values)
+        case .map(let count):
+            guard depth < Self.maxValueDepth else { throw .tooDeep }
+            guard count <= (reader.bytes.count - reader.offset) / 2 else { throw .malformed(.truncated) }
+            var pairs: [MessagePackPair] = []
+            pairs.reserveCapacity(count)
+            for _ in 0..<count {
+                let key = try readAnyValue(depth: depth + 1)
+                pairs.append(MessagePackPair(key, try readAnyValue(depth: depth + 1)))
+            }
+            return .map(pairs)
+        }
+    }
+
+    /// Reads one whole value as ``MessagePackReader/readValue()`` does: nested
+    /// as deep as the reader allows, extension types as binary data. For a
+    /// reply's values, which a server sends (the generated client reads
+    /// `<value>` so); a request's arguments are read with ``value(maxBytes:name:)``,
+    /// which bounds a client's values more tightly.
+    public mutating func readValue() throws(IProtoError) -> MessagePackValue {
+        try next { reader throws(MessagePackError) in try reader.readValue() }
     }
 
     public mutating func `nil`() throws(IProtoError) {

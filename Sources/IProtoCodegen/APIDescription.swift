@@ -61,6 +61,9 @@ public indirect enum APIType: Equatable, Sendable {
     case stringBytes(maxBytes: Int?)
     /// MessagePack binary data as `[UInt8]` (`bin(16)`).
     case binary(maxBytes: Int?)
+    /// Any one MessagePack value as a `MessagePackValue`, optionally of at
+    /// most `maxBytes` bytes encoded (`value(64)`).
+    case value(maxBytes: Int?)
     /// The wrapped type or nil (`int?`).
     case optional(APIType)
     /// A MessagePack array, optionally of at most `maxCount` elements (`[int](8)`).

@@ -42,9 +42,10 @@ extension APIFunction {
         let encoded = request.map { $0.type.encoding($0.name!) }
         switch encoded.count {
         case 0, 1:
-            // A lone array goes in the array body form: sent bare, a one-element
-            // array would be read as that form, its element as the argument.
-            let lone = request.first?.type.isArray == true ? ".array([\(encoded[0])])" : encoded.joined()
+            // A lone array (or any value, which may be one) goes in the array
+            // body form: sent bare, a one-element array would be read as that
+            // form, its element as the argument.
+            let lone = request.first?.type.mayBeArray == true ? ".array([\(encoded[0])])" : encoded.joined()
             return ["let reply = try await call(\(swiftFuncID), arguments: [\(lone)], timeout: timeout)"]
         default:
             return ["let reply = try await call(\(swiftFuncID), arguments: ["]
@@ -58,9 +59,9 @@ extension APIFunction {
         case 0:
             return ["try values.nil()"]
         case 1:
-            return ["return try " + response[0].type.decoding(from: "values", name: response[0].name)]
+            return ["return try " + response[0].type.decoding(from: "values", name: response[0].name, reply: true)]
         default:
-            let fields = response.map { ($0.name.map { $0 + ": " } ?? "") + $0.type.decoding(from: "values", name: $0.name) }
+            let fields = response.map { ($0.name.map { $0 + ": " } ?? "") + $0.type.decoding(from: "values", name: $0.name, reply: true) }
             return [
                 "guard try values.arrayCount() == \(response.count) else {",
                 "    throw IProtoError(.badArguments, \"expected an array of \(response.count) values\")",

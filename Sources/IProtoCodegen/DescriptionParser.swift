@@ -215,6 +215,7 @@ private struct SchemaScanner {
                 case "str": type = .string(maxBytes: try limit())
                 case "strbytes": type = .stringBytes(maxBytes: try limit())
                 case "bin": type = .binary(maxBytes: try limit())
+                case "value": type = .value(maxBytes: try limit())
                 case "nil": throw error("<nil> stands alone: it means no values")
                 default: throw error("unknown type '\(name)'")
                 }

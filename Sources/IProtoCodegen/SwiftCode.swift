@@ -11,6 +11,7 @@ extension APIType {
         case .double: "Double"
         case .string: "String"
         case .stringBytes, .binary: "[UInt8]"
+        case .value: "MessagePackValue"
         case .optional(let wrapped): wrapped.swiftType + "?"
         case .array(let element, _): "[" + element.swiftType + "]"
         }
@@ -26,6 +27,7 @@ extension APIType {
         case .double: "double"
         case .string(let maxBytes), .stringBytes(let maxBytes): "str" + limit(maxBytes)
         case .binary(let maxBytes): "bin" + limit(maxBytes)
+        case .value(let maxBytes): "value" + limit(maxBytes)
         case .optional(let wrapped): wrapped.schema + "?"
         case .array(let element, let maxCount): "[" + element.schema + "]" + limit(maxCount)
         }
@@ -40,12 +42,28 @@ extension APIType {
         }
     }
 
+    /// True for `value`, whose Swift type takes `nil` literals itself.
+    var isValue: Bool {
+        if case .value = self { true } else { false }
+    }
+
+    /// True when a value of this type may be an array: an array, or any value
+    /// (`value`), optional or not.
+    var mayBeArray: Bool {
+        switch self {
+        case .array, .value: true
+        case .optional(let wrapped): wrapped.mayBeArray
+        default: false
+        }
+    }
+
     /// The limit of this type (of its value, when optional) as a constant's
     /// name suffix, Swift type and value; none for a type without a limit.
     var limitConstant: [(suffix: String, type: String, value: String)] {
         switch self {
         case .int(let range?): [("", "ClosedRange<Int>", "\(range.lowerBound)...\(range.upperBound)")]
-        case .string(let maxBytes?), .stringBytes(let maxBytes?), .binary(let maxBytes?): [("MaxBytes", "Int", "\(maxBytes)")]
+        case .string(let maxBytes?), .stringBytes(let maxBytes?), .binary(let maxBytes?), .value(let maxBytes?):
+            [("MaxBytes", "Int", "\(maxBytes)")]
         case .array(_, let maxCount?): [("MaxCount", "Int", "\(maxCount)")]
         case .optional(let wrapped): wrapped.limitConstant
         default: []
@@ -55,8 +73,10 @@ extension APIType {
     /// An expression reading a value of this type from the `Arguments` variable
     /// `arguments`, checking its limits; `name` names it in limit errors. It
     /// throws but carries no `try`: the one before the statement using it covers
-    /// every call in the statement.
-    func decoding(from arguments: String, name: String?) -> String {
+    /// every call in the statement. `reply`: the values are a reply's, which
+    /// the client reads; a `value` is then read as `MessagePackReader.readValue()`
+    /// reads it, without the tighter bounds of a request's.
+    func decoding(from arguments: String, name: String?, reply: Bool = false) -> String {
         // The name only ever appears in a limit's error, so it is passed with a limit.
         func call(_ method: String, limit: String? = nil) -> String {
             let labels = limit.map { [$0] + [name.map { "name: \"\($0)\"" }].compactMap { $0 } } ?? []
@@ -70,12 +90,17 @@ extension APIType {
         case .string(let maxBytes): return call("string", limit: maxBytes.map { "maxBytes: \($0)" })
         case .stringBytes(let maxBytes): return call("stringBytes", limit: maxBytes.map { "maxBytes: \($0)" })
         case .binary(let maxBytes): return call("binary", limit: maxBytes.map { "maxBytes: \($0)" })
+        case .value(let maxBytes):
+            return reply ? call("readValue") : call("value", limit: maxBytes.map { "maxBytes: \($0)" })
         case .optional(let wrapped):
-            return "\(arguments).skipNil() ? nil : \(wrapped.decoding(from: arguments, name: name))"
+            // A bare `nil` beside a MessagePackValue would be MessagePackValue.nil
+            // (it is ExpressibleByNilLiteral), wrapped as `.some(.nil)`.
+            let none = wrapped.isValue ? "MessagePackValue?.none" : "nil"
+            return "\(arguments).skipNil() ? \(none) : \(wrapped.decoding(from: arguments, name: name, reply: reply))"
         case .array(let element, let maxCount):
             // Elements are named by their position in errors: the array's name would mislead.
             let count = call("arrayCount", limit: maxCount.map { "maxCount: \($0)" })
-            let elementValue = element.decoding(from: arguments, name: nil)
+            let elementValue = element.decoding(from: arguments, name: nil, reply: reply)
             return "(0..<\(count)).map { _ throws(IProtoError) -> \(element.swiftType) in try \(elementValue) }"
         }
     }
@@ -90,8 +115,11 @@ extension APIType {
         case .string: ".string(\(value))"
         case .stringBytes: ".stringBytes(\(value))"
         case .binary: ".binary(\(value))"
+        case .value: value
         // Spelled out: a bare `.nil` after `??` could also mean Optional.none.
+        case .optional(.value): "\(value) ?? MessagePackValue.nil"
         case .optional(let wrapped): "\(value).map { MessagePackValue\(wrapped.encoding("$0")) } ?? MessagePackValue.nil"
+        case .array(.value, _): ".array(\(value))"
         case .array(let element, _): ".array(\(value).map { \(element.encoding("$0")) })"
         }
     }

@@ -24,6 +24,14 @@ private struct Toolbox: ToolboxService {
     func fail(code: UInt) throws(IProtoError) {
         throw IProtoError(ReturnCode(rawValue: ReturnCode.firstServiceCode + UInt32(code)), "failed with \(code)")
     }
+
+    func mirror(message: MessagePackValue) throws(IProtoError) -> MessagePackValue { message }
+
+    func gather(items: [MessagePackValue?], extra: MessagePackValue?) throws(IProtoError)
+        -> (items: [MessagePackValue?], extra: MessagePackValue?)
+    {
+        (items, extra)
+    }
 }
 
 @Suite struct ServiceTests {
@@ -64,6 +72,61 @@ private struct Toolbox: ToolboxService {
             await #expect(throws: ClientError.server(IProtoError(ReturnCode(rawValue: 0x102), "failed with 2"))) {
                 try await client.fail(code: 2)
             }
+        }
+    }
+
+    /// A `value` argument comes back exactly as sent: its kinds (str stays
+    /// str, bin stays bin, also when a map holds them) and its bytes, invalid
+    /// UTF-8 included; over its limit it is refused.
+    @Test func valuesComeBackAsSent() async throws {
+        try await withToolbox { client async throws in
+            let invalidUTF8: [UInt8] = [0x68, 0xff, 0xc3, 0x28, 0x80]  // 'h', a stray byte, a broken sequence
+            let map: MessagePackValue = .map([
+                MessagePackPair(.stringBytes(Array("name".utf8)), .stringBytes(invalidUTF8)),
+                MessagePackPair(.uint(1), .binary([0x00, 0xff])),
+                MessagePackPair(.binary([0x01]), .array([.nil, .bool(true), .int(-5), .double(0.5), .map([])])),
+            ])
+            for value in [map, .stringBytes(invalidUTF8), .binary([0xff, 0x00, 0xfe]), .binary([])] {
+                #expect(try await client.mirror(message: value) == value)
+            }
+            // Kinds and bytes on the wire too, not only after decoding.
+            let reply = try await client.call(ToolboxFunction.mirror.rawValue, body: messagePack([.stringBytes(invalidUTF8)]))
+            #expect(reply.returnCode == .ok && reply.body == [0xa5] + invalidUTF8)
+            let binary = try await client.call(ToolboxFunction.mirror.rawValue, body: messagePack([.binary([0xff])]))
+            #expect(binary.body == [0xc4, 0x01, 0xff])
+            // An array value, even of one element, is the value, not the array body form.
+            #expect(try await client.mirror(message: .array([.uint(7)])) == .array([.uint(7)]))
+            #expect(try await client.mirror(message: .array([])) == .array([]))
+            // A 64-byte value fits, a 65-byte one does not: a str of 62 bytes is 2 bytes of header and 62 of bytes.
+            let fits = MessagePackValue.stringBytes(Array(repeating: 0x61, count: 62))
+            #expect(try await client.mirror(message: fits) == fits)
+            await #expect(throws: ClientError.server(IProtoError(.tooLong, "message of 65 bytes exceeds 64 bytes"))) {
+                try await client.mirror(message: .stringBytes(Array(repeating: 0x61, count: 63)))
+            }
+            // In the array body form, the value's own bytes count: 1 of array header, 2 + 62 of bin.
+            #expect(try await refusal(client, .mirror, .array([.array([.binary(Array(repeating: 0, count: 62))])]))
+                == IProtoError(.tooLong, "message of 65 bytes exceeds 64 bytes"))
+            let deep = (0..<33).reduce(MessagePackValue.nil) { inner, _ in .array([inner]) }
+            #expect(try await refusal(client, .mirror, .array([deep]))
+                == IProtoError(.badArguments, "message nests containers deeper than 32 levels"))
+        }
+    }
+
+    /// `[value?]` and `value?`: a nil element or value is `Optional.none`, not
+    /// `.some(MessagePackValue.nil)` (a `nil` literal could be either).
+    @Test func optionalValuesAndArraysOfThem() async throws {
+        try await withToolbox { client async throws in
+            let items: [MessagePackValue?] = [.stringBytes([0xff]), .none, .array([.binary([1])])]
+            let gathered = try await client.gather(items: items, extra: .map([MessagePackPair(.uint(1), .nil)]))
+            #expect(gathered.items == items)
+            #expect(gathered.extra == .map([MessagePackPair(.uint(1), .nil)]))
+            let empty = try await client.gather(items: [], extra: .none)
+            #expect(empty.items.isEmpty && empty.extra == MessagePackValue?.none)
+            // What the server decoded: a sent nil arrives as none, and goes back as nil.
+            let reply = try await client.call(ToolboxFunction.gather.rawValue, body: messagePack([.array([.nil]), .nil]))
+            #expect(reply.body == messagePack([.array([.array([.nil]), .nil])]))
+            #expect(try await refusal(client, .gather, .array([1, 2, 3, 4, 5]), nil)
+                == IProtoError(.tooLong, "items of 5 elements exceeds 4 elements"))
         }
     }
 

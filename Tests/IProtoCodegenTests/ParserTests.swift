@@ -33,6 +33,22 @@ import Testing
         #expect(function.summary == "Every type; '|' may follow.|")
     }
 
+    @Test func anyValueAndItsCompositions() throws {
+        let api = try APIDescription(parsing: """
+            service Values
+            0x1 | ANY | any | <a: value><b: value(64)><c: value?><d: [value(8)?](4)> | <value><[value]?> | Any values.
+            """)
+        let function = try #require(api.functions.first)
+        #expect(function.request.map(\.type) == [
+            .value(maxBytes: nil), .value(maxBytes: 64), .optional(.value(maxBytes: nil)),
+            .array(.optional(.value(maxBytes: 8)), maxCount: 4),
+        ])
+        #expect(function.response.map(\.type) == [.value(maxBytes: nil), .optional(.array(.value(maxBytes: nil), maxCount: nil))])
+        #expect(throws: DescriptionError(line: 2, "request: a negative limit -1")) {
+            try APIDescription(parsing: "service S\n0x1 | A | a | <x: value(-1)> | <nil> |")
+        }
+    }
+
     @Test(arguments: [
         ("0x1 | A | a | <nil> | <nil> |\n0x1 | B | b | <nil> | <nil> |", 3, "duplicate func_id 0x00000001 (first on line 2)"),
         ("0x1 | A | a | <nil> | <nil> |\n# a comment\n0x2 | A | b | <nil> | <nil> |", 4, "duplicate name A (first on line 2)"),

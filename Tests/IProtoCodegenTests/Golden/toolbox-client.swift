@@ -94,4 +94,36 @@ extension IProtoClient {
             throw .protocolViolation("TOOLBOX_FAIL reply: \(error.message)")
         }
     }
+
+    /// Returns its value exactly as sent.
+    ///
+    /// `TOOLBOX_MIRROR` 0x00050007: `<message: value(64)>` → `<value>`
+    public func mirror(message: MessagePackValue, timeout: Duration? = nil) async throws(ClientError) -> MessagePackValue {
+        let reply = try await call(0x0005_0007, arguments: [.array([message])], timeout: timeout)
+        do throws(IProtoError) {
+            var values = try Arguments(values: reply.body, count: 1)
+            return try values.readValue()
+        } catch {
+            throw .protocolViolation("TOOLBOX_MIRROR reply: \(error.message)")
+        }
+    }
+
+    /// Returns its items and extra, nil for nil.
+    ///
+    /// `TOOLBOX_GATHER` 0x00050008: `<items: [value?](4)><extra: value?>` → `<items: [value?]><extra: value?>`
+    public func gather(items: [MessagePackValue?], extra: MessagePackValue?, timeout: Duration? = nil) async throws(ClientError) -> (items: [MessagePackValue?], extra: MessagePackValue?) {
+        let reply = try await call(0x0005_0008, arguments: [
+            .array(items.map { $0 ?? MessagePackValue.nil }),
+            extra ?? MessagePackValue.nil,
+        ], timeout: timeout)
+        do throws(IProtoError) {
+            var values = try Arguments(values: reply.body, count: 1)
+            guard try values.arrayCount() == 2 else {
+                throw IProtoError(.badArguments, "expected an array of 2 values")
+            }
+            return try (items: (0..<values.arrayCount()).map { _ throws(IProtoError) -> MessagePackValue? in try values.skipNil() ? MessagePackValue?.none : values.readValue() }, extra: values.skipNil() ? MessagePackValue?.none : values.readValue())
+        } catch {
+            throw .protocolViolation("TOOLBOX_GATHER reply: \(error.message)")
+        }
+    }
 }

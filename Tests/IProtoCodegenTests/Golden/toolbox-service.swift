@@ -36,6 +36,16 @@ public protocol ToolboxService: Sendable {
     ///
     /// `TOOLBOX_FAIL` 0x00050006: `<code: uint>` → `<nil>`
     func fail(code: UInt) throws(IProtoError)
+
+    /// Returns its value exactly as sent.
+    ///
+    /// `TOOLBOX_MIRROR` 0x00050007: `<message: value(64)>` → `<value>`
+    func mirror(message: MessagePackValue) throws(IProtoError) -> MessagePackValue
+
+    /// Returns its items and extra, nil for nil.
+    ///
+    /// `TOOLBOX_GATHER` 0x00050008: `<items: [value?](4)><extra: value?>` → `<items: [value?]><extra: value?>`
+    func gather(items: [MessagePackValue?], extra: MessagePackValue?) throws(IProtoError) -> (items: [MessagePackValue?], extra: MessagePackValue?)
 }
 
 /// The Toolbox service's functions by func_id.
@@ -52,6 +62,10 @@ public enum ToolboxFunction: UInt32, CaseIterable, Sendable {
     case words = 0x0005_0005
     /// `TOOLBOX_FAIL` 0x00050006: `<code: uint>` → `<nil>`
     case fail = 0x0005_0006
+    /// `TOOLBOX_MIRROR` 0x00050007: `<message: value(64)>` → `<value>`
+    case mirror = 0x0005_0007
+    /// `TOOLBOX_GATHER` 0x00050008: `<items: [value?](4)><extra: value?>` → `<items: [value?]><extra: value?>`
+    case gather = 0x0005_0008
 
     /// The function's name in the API table, logs and metrics.
     public var name: String {
@@ -62,6 +76,8 @@ public enum ToolboxFunction: UInt32, CaseIterable, Sendable {
         case .reset: "TOOLBOX_RESET"
         case .words: "TOOLBOX_WORDS"
         case .fail: "TOOLBOX_FAIL"
+        case .mirror: "TOOLBOX_MIRROR"
+        case .gather: "TOOLBOX_GATHER"
         }
     }
 }
@@ -76,6 +92,10 @@ public enum ToolboxLimits {
     public static let describeDataMaxBytes: Int = 4
     /// `TOOLBOX_DESCRIBE`'s `raw`: `str(4)`.
     public static let describeRawMaxBytes: Int = 4
+    /// `TOOLBOX_MIRROR`'s `message`: `value(64)`.
+    public static let mirrorMessageMaxBytes: Int = 64
+    /// `TOOLBOX_GATHER`'s `items`: `[value?](4)`.
+    public static let gatherItemsMaxCount: Int = 4
 }
 
 extension Handlers {
@@ -122,6 +142,19 @@ extension Handlers {
             var arguments = try request.arguments(1)
             try service.fail(code: arguments.uint())
             return .nil
+        }
+        register(0x0005_0007, name: "TOOLBOX_MIRROR") { request in
+            var arguments = try request.arguments(1)
+            let result = try service.mirror(message: arguments.value(maxBytes: 64, name: "message"))
+            return result
+        }
+        register(0x0005_0008, name: "TOOLBOX_GATHER") { request in
+            var arguments = try request.arguments(2)
+            let result = try service.gather(
+                items: (0..<arguments.arrayCount(maxCount: 4, name: "items")).map { _ throws(IProtoError) -> MessagePackValue? in try arguments.skipNil() ? MessagePackValue?.none : arguments.value() },
+                extra: arguments.skipNil() ? MessagePackValue?.none : arguments.value()
+            )
+            return .array([.array(result.items.map { $0 ?? MessagePackValue.nil }), result.extra ?? MessagePackValue.nil])
         }
     }
 }
