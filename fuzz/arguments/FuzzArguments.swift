@@ -123,7 +123,7 @@ final class Harness: Sendable {
         if storage.state.rawValue != model.state.rawValue {
             fatalError("storage is \(storage.state.rawValue), the protocol says \(model.state.rawValue)")
         }
-        try storage.switchState(to: .readWrite)
+        try! storage.switchState(to: .readWrite)
         for index in Storage.indices {
             let stored = try! storage.read(index)
             if stored != model.slots[index] ?? [] {
