@@ -65,6 +65,8 @@ final class Harness: Sendable {
                 case 8: try arguments.nil()
                 case 9: _ = try arguments.skipNil()
                 case 10: _ = try arguments.arrayCount(maxCount: 2)
+                case 11: _ = try arguments.value()
+                case 12: _ = try arguments.value(maxBytes: 8, name: "doc")
                 default: return .nil
                 }
             }
@@ -123,7 +125,7 @@ final class Harness: Sendable {
         if storage.state.rawValue != model.state.rawValue {
             fatalError("storage is \(storage.state.rawValue), the protocol says \(model.state.rawValue)")
         }
-        try storage.switchState(to: .readWrite)
+        try! storage.switchState(to: .readWrite)
         for index in Storage.indices {
             let stored = try! storage.read(index)
             if stored != model.slots[index] ?? [] {
