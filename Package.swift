@@ -10,6 +10,8 @@ let package = Package(
         .library(name: "IProtoClient", targets: ["IProtoClient"]),
         .executable(name: "iprotod", targets: ["iprotod"]),
         .executable(name: "iproto", targets: ["iproto"]),
+        .executable(name: "iproto-kvd", targets: ["iproto-kvd"]),
+        .library(name: "KVService", targets: ["KVService"]),
         .plugin(name: "IProtoCodegenPlugin", targets: ["IProtoCodegenPlugin"]),
     ],
     dependencies: [
@@ -95,11 +97,18 @@ let package = Package(
             dependencies: ["EtcdClient", .product(name: "Logging", package: "swift-log")]
         ),
 
+        // What every server binary of the package shares: signals, flag values.
+        .target(
+            name: "ServerSupport",
+            dependencies: [.product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+
         // The server binary: flags, wiring, signals.
         .executableTarget(
             name: "iprotod",
             dependencies: [
                 "IProto",
+                "ServerSupport",
                 "IProtoStorage",
                 "IProtoPrometheus",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -170,6 +179,28 @@ let package = Package(
         .testTarget(
             name: "KVStoreTests",
             dependencies: ["KVStore", "KVReplication", .product(name: "GRDB", package: "GRDB.swift")]
+        ),
+        // A key-value node: the leader's client API and the replica functions
+        // (kv.iproto-api, kv-peer.iproto-api), the loops that keep its view current.
+        .target(
+            name: "KVService",
+            dependencies: [
+                "IProto", "IProtoClient", "KVReplication", "KVStore", "ClusterCoordination", "EtcdClient",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ],
+            plugins: ["IProtoCodegenPlugin"]
+        ),
+        // The node binary: flags, wiring, signals.
+        .executableTarget(
+            name: "iproto-kvd",
+            dependencies: [
+                "KVService", "IProto", "IProtoPrometheus", "ServerSupport",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ]
         ),
         // ---- end of KV cluster ---------------------------------------------------------------
     ],

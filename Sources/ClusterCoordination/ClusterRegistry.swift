@@ -39,9 +39,19 @@ public struct ClusterRegistry: Sendable {
         return factor
     }
 
-    /// Registers (or re-registers, after an address change) `member`.
-    public func register(_ member: Member) async throws(CoordinationError) {
-        _ = try await wrap { try await etcd.put(membersPrefix + member.id, member.json) }
+    /// Registers (or re-registers, after an address change) `member`. A member
+    /// registered before at the same address under another id is a node this
+    /// one replaces (its data directory is gone, since the id lives there): it
+    /// is removed in the same transaction, and returned, so that its keys are
+    /// copied again from the other replicas.
+    @discardableResult
+    public func register(_ member: Member) async throws(CoordinationError) -> [Member] {
+        let (members, _) = try await members()
+        let replaced = members.filter { $0.address == member.address && $0.id != member.id }
+        let operations: [TxnOperation] = [.put(key: membersPrefix + member.id, value: member.json, lease: nil)]
+            + replaced.map { .delete(key: membersPrefix + $0.id) }
+        _ = try await wrap { try await etcd.txn([], success: operations) }
+        return replaced
     }
 
     /// Every registered member, in id order, and the revision they were read at.

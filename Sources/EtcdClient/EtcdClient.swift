@@ -72,7 +72,7 @@ public final class EtcdClient: Sendable {
     }
 
     /// Runs `success` if every comparison holds, `failure` otherwise, atomically.
-    public func txn(_ compare: [Compare], success: [Operation], failure: [Operation] = []) async throws(EtcdError) -> TxnResult {
+    public func txn(_ compare: [Compare], success: [TxnOperation], failure: [TxnOperation] = []) async throws(EtcdError) -> TxnResult {
         let body: [String: Any] = [
             "compare": compare.map(Self.json),
             "success": success.map(Self.json),
@@ -250,7 +250,7 @@ public final class EtcdClient: Sendable {
         return object
     }
 
-    private static func json(_ operation: Operation) -> [String: Any] {
+    private static func json(_ operation: TxnOperation) -> [String: Any] {
         switch operation {
         case .put(let key, let value, let lease):
             var put: [String: Any] = ["key": Data(key.utf8).base64EncodedString(), "value": Data(value).base64EncodedString()]

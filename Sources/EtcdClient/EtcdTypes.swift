@@ -71,7 +71,7 @@ public struct Compare: Sendable {
 }
 
 /// One operation of a transaction's branch.
-public enum Operation: Sendable {
+public enum TxnOperation: Sendable {
     case put(key: String, value: [UInt8], lease: LeaseID?)
     case get(key: String)
     case delete(key: String)

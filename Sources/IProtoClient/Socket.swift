@@ -82,10 +82,13 @@ final class Socket: Sendable {
         var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
         let ready = poll(&poller, 1, Int32(timeout / .milliseconds(1)))
         if ready == 0 || (ready < 0 && errno == EINTR) { return .timedOut }
-        let start = buffer.count
-        buffer.append(contentsOf: repeatElement(0, count: 65536))
-        let n = buffer.withUnsafeMutableBytes { raw in recv(fd, raw.baseAddress! + start, 65536, 0) }
-        buffer.removeLast(65536 - max(n, 0))
+        // Received into scratch space and appended, so that a reply of a few
+        // bytes costs a few bytes of copying, not a 64 KiB fill of the buffer.
+        let n = withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 65536) { chunk in
+            let n = recv(fd, chunk.baseAddress!, chunk.count, 0)
+            if n > 0 { buffer.append(contentsOf: chunk.prefix(n)) }
+            return n
+        }
         if n > 0 { return .data }
         if n < 0 && (errno == EINTR || errno == EAGAIN) { return .timedOut }
         return .closed

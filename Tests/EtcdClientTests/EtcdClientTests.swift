@@ -105,5 +105,8 @@ import Testing
         try await registry.register(Member(id: "n2", address: "h:2"))
         try await registry.register(Member(id: "n1", address: "h:1"))
         #expect(try await registry.members().members.map(\.id) == ["n1", "n2"])
+        // A new id at a registered address replaces that member.
+        #expect(try await registry.register(Member(id: "n3", address: "h:1")) == [Member(id: "n1", address: "h:1")])
+        #expect(try await registry.members().members.map(\.id) == ["n2", "n3"])
     }
 }

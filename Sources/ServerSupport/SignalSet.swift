@@ -4,22 +4,22 @@ import Glibc
 
 /// Signals the process handles by waiting for them on one thread (sigwait),
 /// instead of in an asynchronous handler.
-struct SignalSet {
+public struct SignalSet {
     private var set = sigset_t()
 
-    init(_ signals: [Int32]) {
+    public init(_ signals: [Int32]) {
         sigemptyset(&set)
         for signal in signals { sigaddset(&set, signal) }
     }
 
     /// Blocks the signals in this thread and in every thread started after this call.
-    func block() {
+    public func block() {
         var set = set
         pthread_sigmask(SIG_BLOCK, &set, nil)
     }
 
     /// Waits for one of the signals and returns its number.
-    func wait() -> Int32 {
+    public func wait() -> Int32 {
         var set = set
         var signal: Int32 = 0
         sigwait(&set, &signal)

@@ -1,0 +1,522 @@
+import ClusterCoordination
+import EtcdClient
+import Foundation
+import IProto
+import IProtoClient
+import KVReplication
+import KVStore
+import Logging
+import Metrics
+import Synchronization
+
+/// One node of the key-value cluster: a replica of the keys placed on it,
+/// and, while it holds the etcd election, the leader every client talks to.
+///
+/// This type is the shell around pure decisions (``ClusterView``,
+/// ``Placement``, ``Quorum``): it runs the loops that refresh the view from
+/// etcd and from heartbeats, campaigns, and copies missed records; the
+/// request paths are ``LeaderService`` and ``ReplicaService``.
+public final class KVNode: Sendable {
+    public let configuration: KVNodeConfiguration
+    let store: ReplicaStore
+    let registry: ClusterRegistry
+    let etcdEndpoints: [String]
+    let replicationFactor: Int
+    let peers: Peers
+    let logger: Logger
+    let metrics: KVMetrics
+    /// Every metric the node records, with its help text.
+    public static var metricHelp: [String: String] { KVMetrics.help }
+
+    private struct State {
+        var member: Member
+        var nodes: [ClusterView.Node] = []
+        var leader: ClusterView.Node?
+        var lastHeard: [NodeID: ContinuousClock.Instant] = [:]
+        var membershipRefreshed: ContinuousClock.Instant?
+        var term: LeaderTerm?
+        var ready = false
+        var stopping = false
+    }
+
+    private let state: Mutex<State>
+    private let epochSeen: Atomic<UInt64>
+    private let tasks = Mutex<[Task<Void, Never>]>([])
+    private let started = ContinuousClock.now
+
+    // MARK: Start
+
+    /// Opens the data directory, finds the cluster (from `--etcd`, `--join`,
+    /// or what the directory remembers), and checks the replication factor
+    /// against the cluster's, all before anything is served.
+    public static func open(configuration proposed: KVNodeConfiguration, logger: Logger) async throws(KVStartFailure) -> KVNode {
+        let configuration: KVNodeConfiguration
+        do { configuration = try proposed.validated() } catch { throw .configuration(error.description) }
+        let store: ReplicaStore
+        do {
+            try FileManager.default.createDirectory(atPath: configuration.dataDirectory, withIntermediateDirectories: true)
+            store = try ReplicaStore(directory: configuration.dataDirectory)
+        } catch {
+            throw .data("cannot open the data directory \(configuration.dataDirectory): \(error)")
+        }
+        func meta(_ name: String) -> String? { (try? store.meta(name)) ?? nil }
+
+        var cluster = meta("cluster") ?? configuration.cluster
+        var endpoints = configuration.etcdEndpoints ?? meta("etcd").map { $0.split(separator: ",").map(String.init) }
+        if let join = configuration.join, configuration.etcdEndpoints == nil {
+            let info = await Self.clusterInfo(at: join, timeout: configuration.peerTimeout * 3)
+            guard let info else { throw .environment("cannot reach --join \(join) to learn the cluster") }
+            if Int(info.replicationFactor) != configuration.replicationFactor {
+                throw .replicationFactor(
+                    "replication factor \(configuration.replicationFactor) of this node differs from the cluster's \(info.replicationFactor) (learned from \(join))")
+            }
+            cluster = info.cluster
+            endpoints = info.etcd
+        }
+        guard let endpoints, !endpoints.isEmpty else {
+            throw .configuration("give --etcd URL,… (the first node) or --join HOST:PORT (any running node)")
+        }
+        let etcd = EtcdClient(endpoints: endpoints, requestTimeout: configuration.peerTimeout)
+        let registry = ClusterRegistry(etcd: etcd, cluster: cluster, service: "iproto-kv")
+        let factor: Int
+        do {
+            factor = try await registry.replicationFactor(proposing: configuration.replicationFactor)
+        } catch {
+            throw .environment("cannot read the cluster's configuration from etcd \(endpoints.joined(separator: ",")): \(error)")
+        }
+        guard factor == configuration.replicationFactor else {
+            throw .replicationFactor("replication factor \(configuration.replicationFactor) of this node differs from the cluster's \(factor)")
+        }
+        let id = meta("node_id") ?? UUID().uuidString.lowercased()
+        do {
+            try store.setMeta("node_id", id)
+            try store.setMeta("cluster", cluster)
+            try store.setMeta("etcd", endpoints.joined(separator: ","))
+        } catch {
+            throw .data("cannot write to the data directory: \(error)")
+        }
+        let highest = (try? store.highestEpoch) ?? .zero
+        return KVNode(
+            configuration: configuration, store: store, registry: registry, endpoints: endpoints, factor: factor,
+            member: Member(id: id, address: configuration.advertise ?? ""), highestEpoch: highest, logger: logger)
+    }
+
+    private init(
+        configuration: KVNodeConfiguration, store: ReplicaStore, registry: ClusterRegistry, endpoints: [String], factor: Int,
+        member: Member, highestEpoch: Epoch, logger: Logger
+    ) {
+        self.configuration = configuration
+        self.store = store
+        self.registry = registry
+        etcdEndpoints = endpoints
+        replicationFactor = factor
+        peers = Peers(callTimeout: configuration.peerTimeout)
+        self.logger = logger
+        metrics = KVMetrics()
+        state = Mutex(State(member: member))
+        epochSeen = Atomic(highestEpoch.rawValue)
+    }
+
+    private static func clusterInfo(at address: String, timeout: Duration) async -> (cluster: String, etcd: [String], replicationFactor: UInt)? {
+        let (host, port) = Peers.split(address)
+        var configuration = ClientConfiguration()
+        configuration.callTimeout = timeout
+        let client = IProtoClient(host: host, port: port, configuration: configuration)
+        defer { client.close() }
+        return try? await client.clusterInfo()
+    }
+
+    /// The handlers of both roles and their reply barriers, for a server with `workers` workers.
+    public func handlers(workers: Int) -> Handlers {
+        var handlers = Handlers()
+        let replica = ReplicaService(node: self, workers: workers)
+        let leader = LeaderService(node: self, workers: workers)
+        handlers.beforeReplies { worker throws(IProtoError) in try replica.commit(worker: worker) }
+        handlers.beforeReplies { worker throws(IProtoError) in try leader.commit(worker: worker) }
+        handlers.registerKVPeerService(replica)
+        handlers.registerKVService(leader)
+        return handlers
+    }
+
+    /// Registers the node at `address` (where the server listens, unless
+    /// `--advertise` says otherwise) and starts its loops: membership, heartbeats, election, repair.
+    public func start(listeningOn address: String) async throws(KVStartFailure) {
+        let member = state.withLock { state in
+            if state.member.address.isEmpty { state.member.address = address }
+            return state.member
+        }
+        do {
+            for old in try await registry.register(member) {
+                logger.warning("replaced a node registered at the same address", metadata: ["old_id": "\(old.id)", "address": "\(old.address)"])
+            }
+        } catch {
+            throw .environment("cannot register in etcd: \(error)")
+        }
+        try? await refreshMembership()
+        logger.info(
+            "node started",
+            metadata: ["id": "\(member.id)", "address": "\(member.address)", "replication_factor": "\(replicationFactor)", "epoch": "\(highestEpoch)"])
+        let membership = configuration.membershipInterval, heartbeat = configuration.heartbeatInterval
+        let loops = [
+            Task { await every(membership) { try? await self.refreshMembership() } },
+            Task { await every(heartbeat) { await self.heartbeatPeers() } },
+            Task { await self.campaignForever() },
+            Task { await self.repairForever() },
+            Task { await every(.seconds(1)) { self.publishMetrics() } },
+        ]
+        tasks.withLock { $0 = loops }
+    }
+
+    /// Steps down (resigning, so a successor is elected at once) and stops the loops.
+    public func stop() async {
+        let term = state.withLock { state -> LeaderTerm? in
+            state.stopping = true
+            defer { state.term = nil }
+            return state.term
+        }
+        if let term {
+            logger.info("resigning leadership", metadata: ["epoch": "\(term.epoch)"])
+            await registry.resign(term.key)
+            await term.session.close(revoke: true)
+        }
+        for task in tasks.withLock({ $0 }) { task.cancel() }
+        peers.closeAll()
+    }
+
+    public var member: Member { state.withLock { $0.member } }
+    var isReady: Bool { state.withLock { $0.ready } }
+    var highestEpoch: Epoch { Epoch(epochSeen.load(ordering: .relaxed)) }
+
+    // MARK: The view
+
+    /// This node's picture of the cluster now.
+    public var view: ClusterView {
+        let now = ContinuousClock.now
+        return state.withLock { state in
+            var alive: Set<NodeID> = [NodeID(state.member.id)]
+            for (id, heard) in state.lastHeard where now - heard < configuration.livenessTimeout { alive.insert(id) }
+            var leader = state.leader
+            if let term = state.term, term.isHeld { leader = ClusterView.Node(id: NodeID(state.member.id), address: state.member.address) }
+            return ClusterView(nodes: state.nodes, alive: alive, leader: leader, replicationFactor: replicationFactor)
+        }
+    }
+
+    func heard(from node: NodeID) {
+        let now = ContinuousClock.now
+        state.withLock { $0.lastHeard[node] = now }
+    }
+
+    /// The current term if this node leads and may serve; otherwise the error a client gets.
+    func leaderTerm() throws(IProtoError) -> LeaderTerm {
+        let now = ContinuousClock.now
+        let (term, leader, refreshed, stopping) = state.withLock { ($0.term, $0.leader, $0.membershipRefreshed, $0.stopping) }
+        if stopping { throw IProtoError(.shuttingDown, "node is shutting down") }
+        guard let term else {
+            if let leader, leader.id.rawValue != member.id {
+                throw IProtoError(.kvNotLeader, "not the leader; the leader is \(leader.address)")
+            }
+            throw IProtoError(.kvNoLeader, "no leader: an election is in progress")
+        }
+        guard term.isHeld else { throw IProtoError(.kvNoLeader, "no leader: this node's leader lease lapsed (epoch \(term.epoch))") }
+        guard let refreshed, now - refreshed < configuration.membershipMaxAge else {
+            throw IProtoError(.kvNoLeader, "no leader: this node's member list is older than \(configuration.membershipMaxAge) (etcd unreachable?)")
+        }
+        return term
+    }
+
+    // MARK: The store
+
+    /// Refuses an epoch older than the newest seen (`refusingOlder`), and
+    /// persists a newer one once etcd confirms it; a leader that sees a newer
+    /// epoch steps down. Runs on worker threads (it blocks on etcd only the
+    /// first time a new epoch is seen).
+    func checkEpoch(_ epoch: Epoch, refusingOlder: Bool = true) throws(IProtoError) {
+        let seen = epochSeen.load(ordering: .acquiring)
+        if epoch.rawValue < seen {
+            if refusingOlder { throw IProtoError(.kvStaleEpoch, "epoch \(epoch) is older than \(seen), the newest this replica has seen") }
+            return
+        }
+        guard epoch.rawValue > seen else { return }
+        let confirmed = Peers.blocking { [registry] in (try? await registry.leader())?.epoch }
+        try adopt(epoch, confirmedBy: confirmed)
+    }
+
+    /// The same for async callers (heartbeats), which must not block a pool thread.
+    func raiseEpoch(to epoch: Epoch) async {
+        guard epoch.rawValue > epochSeen.load(ordering: .acquiring) else { return }
+        let confirmed = (try? await registry.leader())?.epoch
+        try? adopt(epoch, confirmedBy: confirmed)
+    }
+
+    /// An epoch is taken only if etcd's current leader is at least that new:
+    /// otherwise any client could send a made-up epoch and fence the real
+    /// leader out of every replica.
+    private func adopt(_ epoch: Epoch, confirmedBy leaderEpoch: Revision?) throws(IProtoError) {
+        guard let leaderEpoch, UInt64(leaderEpoch.rawValue) >= epoch.rawValue else {
+            metrics.epochsRefused.increment()
+            throw IProtoError(
+                .kvUnknownEpoch, "epoch \(epoch) is newer than etcd's current leader (\(leaderEpoch.map { "epoch \($0)" } ?? "none"))")
+        }
+        do {
+            let raised = try store.raiseEpoch(epoch)
+            epochSeen.store(raised.rawValue, ordering: .releasing)
+        } catch {
+            throw IProtoError(.kvCannotPersist, "cannot persist epoch \(epoch): \(error)")
+        }
+        stepDownIfOlder(than: epoch)
+    }
+
+    func stepDownIfOlder(than epoch: Epoch) {
+        let deposed = state.withLock { state -> LeaderTerm? in
+            guard let term = state.term, term.epoch < epoch else { return nil }
+            state.term = nil
+            return term
+        }
+        if let deposed {
+            logger.warning("stepped down: a newer leader exists", metadata: ["epoch": "\(deposed.epoch)", "newer": "\(epoch)"])
+            metrics.leaderChanges.increment()
+        }
+    }
+
+    func applyDurably(_ records: [ReplicaRecord], epoch: Epoch) throws(IProtoError) {
+        do {
+            _ = try store.apply(records, epoch: epoch)
+            if epoch.rawValue > epochSeen.load(ordering: .relaxed) { epochSeen.store(epoch.rawValue, ordering: .releasing) }
+        } catch {
+            metrics.storeErrors.increment()
+            if case .staleEpoch(let have, let got) = error {
+                throw IProtoError(.kvStaleEpoch, "epoch \(got) is older than \(have), the newest this replica has seen")
+            }
+            throw IProtoError(.kvCannotPersist, "replica \(member.address) cannot persist: \(error)")
+        }
+    }
+
+    func readLocal(_ key: String) throws(IProtoError) -> ReplicaRecord? {
+        try storeCall { store throws(StoreError) in try store.read(key) }
+    }
+
+    func storeCall<T>(_ body: (ReplicaStore) throws(StoreError) -> T) throws(IProtoError) -> T {
+        do {
+            return try body(store)
+        } catch {
+            metrics.storeErrors.increment()
+            throw IProtoError(.kvCannotPersist, "replica \(member.address): \(error)")
+        }
+    }
+
+    // MARK: Loops
+
+    private func refreshMembership() async throws {
+        let (members, _) = try await registry.members()
+        let leader = try await registry.leader()
+        let now = ContinuousClock.now
+        let changed = state.withLock { state -> Bool in
+            let nodes = members.map { ClusterView.Node(id: NodeID($0.id), address: $0.address) }
+            let changed = nodes != state.nodes
+            state.nodes = nodes
+            state.leader = leader.map { ClusterView.Node(id: NodeID($0.member.id), address: $0.member.address) }
+            state.membershipRefreshed = now
+            return changed
+        }
+        if changed { logger.info("members changed", metadata: ["members": "\(members.map(\.address))"]) }
+    }
+
+    private func heartbeatPeers() async {
+        let me = member
+        let others = view.nodes.filter { $0.id.rawValue != me.id }
+        let epoch = UInt(highestEpoch.rawValue)
+        await withTaskGroup(of: Void.self) { group in
+            for node in others {
+                group.addTask { [self] in
+                    if let answer = try? await peers.client(node.address).peerPing(
+                        node: me.id, address: me.address, epoch: epoch, timeout: configuration.heartbeatInterval * 2)
+                    {
+                        heard(from: NodeID(answer.node))
+                        if answer.highestEpoch > epoch { await raiseEpoch(to: Epoch(UInt64(answer.highestEpoch))) }
+                    }
+                }
+            }
+        }
+        let view = view
+        let shortfall = view.replicationShortfall
+        if shortfall != metrics.lastShortfall.exchange(shortfall, ordering: .relaxed) {
+            if shortfall > 0 {
+                logger.warning("replication factor exceeds the live nodes", metadata: ["warnings": "\(view.warnings)"])
+            } else {
+                logger.info("every key can have its replication factor of copies again")
+            }
+        }
+    }
+
+    private func campaignForever() async {
+        while !Task.isCancelled, !state.withLock({ $0.stopping }) {
+            let session: Session
+            do {
+                session = try await Session.open(etcd: registry.etcd, ttl: configuration.leaseTTL, logger: logger)
+            } catch {
+                logger.debug("cannot open an etcd session", metadata: ["error": "\(error)"])
+                try? await Task.sleep(for: .milliseconds(200))
+                continue
+            }
+            let key: LeaderKey
+            do {
+                key = try await registry.campaign(as: member, session: session)
+            } catch {
+                await session.close(revoke: true)
+                if !Task.isCancelled { try? await Task.sleep(for: .milliseconds(200)) }
+                continue
+            }
+            let term = LeaderTerm(key: key, session: session, cacheBytes: configuration.leaderCacheBytes)
+            guard term.epoch < ReplicaStore.maximumEpoch else {
+                logger.critical("etcd's revision exceeds the largest epoch a version can hold; refusing to lead", metadata: ["epoch": "\(term.epoch)"])
+                await session.close(revoke: true)
+                return
+            }
+            await raiseEpoch(to: term.epoch)
+            let won = state.withLock { state -> Bool in
+                guard !state.stopping else { return false }
+                state.term = term
+                return true
+            }
+            guard won else {
+                await registry.resign(key)
+                await session.close(revoke: true)
+                return
+            }
+            metrics.elections.increment()
+            metrics.leaderChanges.increment()
+            logger.notice("acquired leadership", metadata: ["epoch": "\(term.epoch)"])
+            // Announce the epoch, so replicas refuse the old leader's late writes from now on.
+            await heartbeatPeers()
+            // Hold until the lease lapses or a newer leader deposes this one.
+            while !Task.isCancelled, state.withLock({ $0.term === term }), term.isHeld {
+                try? await Task.sleep(for: .milliseconds(50))
+            }
+            let lapsed = state.withLock { state -> Bool in
+                guard state.term === term else { return false }
+                state.term = nil
+                return true
+            }
+            if lapsed {
+                logger.warning("stepped down: the leader lease lapsed", metadata: ["epoch": "\(term.epoch)", "why": "\(term.session.lost ?? "not renewed in time")"])
+                metrics.leaderChanges.increment()
+            }
+            await registry.resign(key)
+            await session.close(revoke: true)
+        }
+    }
+
+    /// Copies, from every live peer, the records this node should hold and
+    /// lacks or holds older. The first full round after the start makes the
+    /// node ready to answer the leader's reads; it starts only after any
+    /// leader must have seen this node in the member list.
+    private func repairForever() async {
+        try? await Task.sleep(until: started + configuration.membershipMaxAge + configuration.peerTimeout + .milliseconds(500))
+        while !Task.isCancelled {
+            let complete = await repairRound()
+            if complete, !isReady {
+                state.withLock { $0.ready = true }
+                logger.info("caught up with the peers; serving reads as a replica")
+            }
+            try? await Task.sleep(for: configuration.repairInterval)
+        }
+    }
+
+    /// One pass over every live peer's keys; true when every peer was read to the end.
+    func repairRound() async -> Bool {
+        let view = view
+        let me = NodeID(member.id)
+        var complete = true
+        for peer in view.nodes where peer.id != me {
+            guard view.alive.contains(peer.id) else {
+                continue  // read in a later round, once it answers heartbeats again
+            }
+            let client = peers.client(peer.address)
+            var after = ""
+            while !Task.isCancelled {
+                guard let page = try? await client.replicaScan(after: after, limit: 1000) else {
+                    complete = false
+                    break
+                }
+                var wanted: [String] = []
+                for (key, version) in zip(page.keys, page.versions) {
+                    guard view.owners(of: key).contains(where: { $0.id == me }) else { continue }
+                    let local = (try? store.read(key))?.version ?? .zero
+                    if local.rawValue < UInt64(version) { wanted.append(key) }
+                }
+                if !wanted.isEmpty {
+                    metrics.repairBacklog.record(wanted.count)
+                    guard let fetched = try? await client.replicaFetch(keys: wanted) else {
+                        complete = false
+                        break
+                    }
+                    var records: [ReplicaRecord] = []
+                    for index in fetched.keys.indices {
+                        guard let kind = ValueKind(rawValue: UInt8(truncatingIfNeeded: fetched.kinds[index])) else { continue }
+                        records.append(
+                            ReplicaRecord(
+                                key: fetched.keys[index], version: Version(rawValue: UInt64(fetched.versions[index])), kind: kind,
+                                value: fetched.values[index] ?? []))
+                    }
+                    do {
+                        let changed = try store.apply(records, epoch: highestEpoch)
+                        metrics.repaired.increment(by: changed)
+                    } catch {
+                        logger.warning("repair cannot persist", metadata: ["error": "\(error)"])
+                        complete = false
+                        break
+                    }
+                }
+                guard page.keys.count == 1000, let last = page.keys.last else { break }
+                after = last
+            }
+        }
+        metrics.repairBacklog.record(0)
+        return complete
+    }
+
+    private func publishMetrics() {
+        let view = view
+        let term = state.withLock { $0.term }
+        metrics.role.record(term?.isHeld == true ? 1 : 0)
+        metrics.epoch.record(Int(highestEpoch.rawValue))
+        metrics.shortfall.record(view.replicationShortfall)
+        metrics.liveNodes.record(view.alive.count)
+        if let count = try? store.count { metrics.keys.record(count) }
+    }
+}
+
+/// Runs `body` every `interval` until the task is cancelled.
+func every(_ interval: Duration, _ body: @Sendable () async -> Void) async {
+    while !Task.isCancelled {
+        let start = ContinuousClock.now
+        await body()
+        try? await Task.sleep(until: start + interval)
+    }
+}
+
+/// Why a node did not start, by the exit status it maps to (docs/cluster.md, "Exit codes").
+public enum KVStartFailure: Error, Sendable, CustomStringConvertible {
+    /// A flag is wrong (exit 64).
+    case configuration(String)
+    /// The node's replication factor differs from the cluster's (exit 64).
+    case replicationFactor(String)
+    /// The data directory cannot be used (exit 65).
+    case data(String)
+    /// etcd or the node to join cannot be reached (exit 69).
+    case environment(String)
+
+    public var description: String {
+        switch self {
+        case .configuration(let why), .replicationFactor(let why), .data(let why), .environment(let why): why
+        }
+    }
+
+    public var exitCode: Int32 {
+        switch self {
+        case .configuration, .replicationFactor: 64
+        case .data: 65
+        case .environment: 69
+        }
+    }
+}

@@ -1,0 +1,67 @@
+/// Everything a key-value node needs to start; every default is named here
+/// and documented in docs/cluster.md ("Flags and defaults").
+public struct KVNodeConfiguration: Sendable {
+    /// Where this node's data lives: its SQLite store, its node id, the cluster it joined.
+    public var dataDirectory: String
+    /// The cluster's replication factor this node expects; it refuses to start in a cluster with another.
+    public var replicationFactor = KVNodeConfiguration.defaultReplicationFactor
+    public static let defaultReplicationFactor = 2
+    /// etcd's client URLs; nil for a node that learns them by `join` (or from its data directory).
+    public var etcdEndpoints: [String]?
+    /// Any running node ("host:port"), asked for the cluster's etcd endpoints and settings.
+    public var join: String?
+    /// The cluster's name: its keys in etcd live under `/iproto-kv/NAME/`.
+    public var cluster = "default"
+    /// The address other nodes and clients reach this node at; defaults to the address it listens on.
+    public var advertise: String?
+    /// The leader's etcd lease, in seconds: a dead leader is replaced about this long after its last renewal.
+    public var leaseTTL = 2
+    /// The largest value a SET accepts, in bytes.
+    public var maxValueBytes = 1 << 20
+    public static let maxValueBytesLimit = 8 << 20
+    /// How often nodes heartbeat each other.
+    public var heartbeatInterval: Duration = .milliseconds(250)
+    /// A node that has not answered a heartbeat for this long counts as down.
+    public var livenessTimeout: Duration = .seconds(1)
+    /// How often a node reads the member list and the leader from etcd.
+    public var membershipInterval: Duration = .milliseconds(250)
+    /// The leader refuses requests while its member list is older than this
+    /// (so that it never places keys on a stale list; docs/cluster.md, "Joining").
+    public var membershipMaxAge: Duration = .seconds(1)
+    /// The deadline of a call to another node.
+    public var peerTimeout: Duration = .seconds(1)
+    /// How often a node compares its keys with its peers' and copies what it misses.
+    public var repairInterval: Duration = .seconds(2)
+    /// The bytes of values the leader keeps in memory for keys it has written or read in its term.
+    public var leaderCacheBytes = 64 << 20
+
+    public init(dataDirectory: String) {
+        self.dataDirectory = dataDirectory
+    }
+
+    /// A checked configuration, or why not (one line, naming the flag).
+    public func validated() throws(KVConfigurationError) -> KVNodeConfiguration {
+        guard (1...7).contains(replicationFactor) else {
+            throw KVConfigurationError("--replication-factor must be between 1 and 7, got \(replicationFactor)")
+        }
+        guard (1...60).contains(leaseTTL) else { throw KVConfigurationError("--lease-ttl must be between 1 and 60 seconds, got \(leaseTTL)") }
+        guard (1...Self.maxValueBytesLimit).contains(maxValueBytes) else {
+            throw KVConfigurationError("--max-value must be between 1 and \(Self.maxValueBytesLimit) bytes, got \(maxValueBytes)")
+        }
+        guard !cluster.isEmpty, cluster.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }) else {
+            throw KVConfigurationError("--cluster must be letters, digits, '-' or '_', got '\(cluster)'")
+        }
+        // The timing budget (docs/cluster.md, "Assumptions"): a leader must notice a
+        // lapsed lease, and finish a replica call, well inside its lease.
+        let lease = Duration.seconds(leaseTTL)
+        guard peerTimeout * 2 <= lease else {
+            throw KVConfigurationError("the peer timeout (\(peerTimeout)) must be at most half the lease TTL (\(lease))")
+        }
+        return self
+    }
+}
+
+public struct KVConfigurationError: Error, Sendable, CustomStringConvertible {
+    public var description: String
+    init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,60 @@
+import ClusterCoordination
+import EtcdClient
+import IProto
+import KVReplication
+import Synchronization
+
+/// One stretch of leadership: the election win (its revision is the epoch),
+/// the lease that holds it, the version counter, and the values the leader
+/// knows to be current.
+///
+/// Every write of the cluster goes through the leader of the current epoch
+/// (replicas refuse older epochs), so a value the leader wrote, or read from
+/// a quorum and repaired, stays current for the rest of its term: the cache
+/// serves such reads without asking replicas. A new term starts empty.
+final class LeaderTerm: Sendable {
+    let epoch: Epoch
+    let key: LeaderKey
+    let session: Session
+    private let counter = Atomic<UInt32>(0)
+    private let cache: Mutex<(records: [String: ReplicaRecord], bytes: Int)>
+    private let cacheBudget: Int
+
+    init(key: LeaderKey, session: Session, cacheBytes: Int) {
+        self.key = key
+        epoch = Epoch(UInt64(key.revision.rawValue))
+        self.session = session
+        cacheBudget = cacheBytes
+        cache = Mutex(([:], 0))
+    }
+
+    /// Whether the lease certainly still holds the election.
+    var isHeld: Bool { session.lost == nil && ContinuousClock.now < session.heldUntil }
+
+    /// The next version of this term; the term ends when its 2^32 counters run out.
+    func nextVersion() throws(IProtoError) -> Version {
+        let counter = counter.add(1, ordering: .relaxed).newValue
+        guard counter != 0, let version = Version(epoch: epoch, counter: counter) else {
+            throw IProtoError(.kvNoLeader, "leader of epoch \(epoch) ran out of versions; a new election starts")
+        }
+        return version
+    }
+
+    func cached(_ key: String) -> ReplicaRecord? { cache.withLock { $0.records[key] } }
+
+    /// Remembers `record` unless a newer version of its key is known.
+    func remember(_ record: ReplicaRecord) {
+        cache.withLock { cache in
+            if let known = cache.records[record.key], known.version >= record.version { return }
+            cache.bytes += record.value.count + record.key.utf8.count - (cache.records[record.key].map { $0.value.count + $0.key.utf8.count } ?? 0)
+            cache.records[record.key] = record
+            // Over budget: forget arbitrary entries; they are read from replicas again.
+            while cache.bytes > cacheBudget, let victim = cache.records.first {
+                cache.records[victim.key] = nil
+                cache.bytes -= victim.value.value.count + victim.key.utf8.count
+            }
+        }
+    }
+
+    var cachedKeys: Int { cache.withLock { $0.records.count } }
+}

@@ -1,0 +1,62 @@
+import Dispatch
+import IProto
+import IProtoClient
+import Synchronization
+
+/// One pooled connection per peer node, made on first use and reconnected
+/// with a short backoff (a restarted peer is back within a ping interval).
+final class Peers: Sendable {
+    private let clients = Mutex<[String: IProtoClient]>([:])
+    private let configuration: ClientConfiguration
+
+    init(callTimeout: Duration) {
+        var configuration = ClientConfiguration()
+        configuration.callTimeout = callTimeout
+        configuration.connectTimeout = callTimeout
+        configuration.maxReconnectBackoff = .milliseconds(500)
+        configuration.maxResponseBody = 64 << 20
+        self.configuration = configuration
+    }
+
+    /// The client for `address` ("host:port").
+    func client(_ address: String) -> IProtoClient {
+        clients.withLock { clients in
+            if let client = clients[address] { return client }
+            let (host, port) = Self.split(address)
+            let client = IProtoClient(host: host, port: port, configuration: configuration)
+            clients[address] = client
+            return client
+        }
+    }
+
+    func closeAll() {
+        clients.withLock { clients in
+            for client in clients.values { client.close() }
+            clients = [:]
+        }
+    }
+
+    static func split(_ address: String) -> (host: String, port: Int) {
+        guard let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]) else {
+            return (address, 0)
+        }
+        var host = String(address[..<colon])
+        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        return (host, port)
+    }
+
+    /// Runs `body` on the cooperative pool and waits for it on this thread: how a
+    /// handler or reply barrier, which run on a server worker's thread (never on
+    /// the pool), calls peers through the async client.
+    static func blocking<T: Sendable>(_ body: @escaping @Sendable () async -> T) -> T {
+        let result = Mutex<T?>(nil)
+        let done = DispatchSemaphore(value: 0)
+        Task {
+            let value = await body()
+            result.withLock { $0 = value }
+            done.signal()
+        }
+        done.wait()
+        return result.withLock { $0! }
+    }
+}

@@ -1,0 +1,21 @@
+import Synchronization
+
+/// One value per server worker, each behind its own lock: a handler and the
+/// reply barrier after it run on the same worker, so the lock is never contended
+/// except by callers outside the workers.
+final class PerWorker<Value: Sendable>: Sendable {
+    private final class Slot: Sendable {
+        let value: Mutex<Value>
+        init(_ value: sending Value) { self.value = Mutex(value) }
+    }
+
+    private let slots: [Slot]
+
+    init(workers: Int, _ make: () -> Value) {
+        slots = (0..<workers).map { _ in Slot(make()) }
+    }
+
+    func withLock<Result: Sendable>(_ worker: Int, _ body: (inout sending Value) -> sending Result) -> Result {
+        slots[worker].value.withLock(body)
+    }
+}

@@ -1,0 +1,232 @@
+import ArgumentParser
+import Dispatch
+import IProto
+import IProtoPrometheus
+import KVService
+import Logging
+import Metrics
+import Prometheus
+import ServerSupport
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct IProtoKVD: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "iproto-kvd",
+        abstract: "A node of the replicated key-value cluster: iproto on the wire, etcd for membership and leader election.",
+        discussion: """
+            Start the first node with --etcd URL,…; start every other with --join HOST:PORT \
+            of any running node (it learns etcd's endpoints and the cluster's settings there). \
+            A restarted node finds both in its --data-dir. docs/cluster.md has the design and \
+            the guarantees.
+
+            The first line printed on standard output is "iproto-kvd listening on HOST:PORT" \
+            (the port actually bound, useful with port 0); with metrics enabled the second is \
+            "iproto-kvd metrics on HOST:PORT". Logs go to standard error. SIGINT or SIGTERM \
+            resigns leadership (the next leader is elected at once), answers what was received \
+            and exits 0.
+
+            Exit status: 0 after a stop by signal; 64 for a bad flag, or a --replication-factor \
+            that differs from the cluster's (restarting cannot help); 65 when --data-dir cannot \
+            be used; 69 when etcd or the --join node cannot be reached, which a restart may fix.
+            """
+    )
+
+    private static let defaults = KVNodeConfiguration(dataDirectory: "")
+
+    @Option(help: "Address to listen on, HOST:PORT; port 0 picks a free port.")
+    var listen = "127.0.0.1:4001"
+
+    @Option(help: "Address other nodes and clients reach this node at; default: the address it listens on.")
+    var advertise: String?
+
+    @Option(help: "Directory of this node's data (SQLite store, node id, cluster settings); created if missing.")
+    var dataDir: String
+
+    @Option(help: "Copies of every key; must equal the cluster's (set by its first node).")
+    var replicationFactor = defaults.replicationFactor
+
+    @Option(help: "etcd client URLs, comma-separated (the first node; others learn them through --join).")
+    var etcd: String?
+
+    @Option(help: "Any running node, HOST:PORT, to learn the cluster from.")
+    var join: String?
+
+    @Option(help: "The cluster's name (its keys in etcd live under /iproto-kv/NAME/).")
+    var cluster = defaults.cluster
+
+    @Option(help: "Seconds of the leader's etcd lease: a dead leader is replaced about this long after its last renewal.")
+    var leaseTtl = defaults.leaseTTL
+
+    @Option(help: "Largest value a SET accepts, in bytes (at most 8 MiB).")
+    var maxValue = defaults.maxValueBytes
+
+    @Option(help: "Seconds between heartbeats to the other nodes.")
+    var heartbeatInterval = defaults.heartbeatInterval / .seconds(1)
+
+    @Option(help: "Seconds without an answered heartbeat after which a node counts as down.")
+    var livenessTimeout = defaults.livenessTimeout / .seconds(1)
+
+    @Option(help: "Seconds to wait for another node's answer.")
+    var peerTimeout = defaults.peerTimeout / .seconds(1)
+
+    @Option(help: "Seconds between background repair rounds (copying missed records from peers).")
+    var repairInterval = defaults.repairInterval / .seconds(1)
+
+    @Option(help: "Bytes of values the leader keeps in memory for keys it wrote or read in its term.")
+    var leaderCache = defaults.leaderCacheBytes
+
+    @Option(help: "Worker threads, each with its own event loop.")
+    var workers = 2
+
+    @Option(help: "Open client connections across all workers.")
+    var maxConnections = 4096
+
+    @Option(help: "Sustained requests per second per connection; faster requests get return code 7; 0 disables (the default: nodes call each other at high rates).")
+    var rateLimit = 0.0
+
+    @Option(help: "Requests a connection may send at once beyond the sustained rate.")
+    var rateBurst = 1000
+
+    @Option(help: "Seconds a connection may stay silent in both directions; 0 disables.")
+    var idleTimeout = 60.0
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error or critical.")
+    var logLevel: Logger.Level = .info
+
+    @Option(help: "Address of the Prometheus endpoint (GET /metrics), HOST:PORT; empty disables.")
+    var metricsListen = ""
+
+    func validate() throws {
+        _ = try makeServerConfiguration()
+        do { _ = try makeNodeConfiguration().validated() } catch { throw ValidationError("\(error)") }
+    }
+
+    func run() throws {
+        signal(SIGPIPE, SIG_IGN)
+        let stopSignals = SignalSet([SIGINT, SIGTERM])
+        stopSignals.block()
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = logLevel
+            return handler
+        }
+        let logger = Logger(label: "iproto-kvd")
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(Self.metricsFactory(registry))
+
+        let serverConfiguration = try makeServerConfiguration()
+        let nodeConfiguration = try makeNodeConfiguration()
+        let node = try blocking { () async throws(KVStartFailure) -> KVNode in try await KVNode.open(configuration: nodeConfiguration, logger: logger) }
+        let server: Server
+        do {
+            server = try Server(configuration: serverConfiguration, handlers: node.handlers(workers: serverConfiguration.workers), logger: logger)
+        } catch {
+            throw KVStartFailure.environment("\(error)")
+        }
+        var metricsAddress: String?
+        if !metricsListen.isEmpty {
+            let (host, port) = try parseListenAddress(metricsListen, flag: "--metrics-listen")
+            var configuration = MetricsEndpoint.Configuration(host: host, port: port)
+            configuration.metricsPrefix = "iproto_kv"
+            do {
+                let endpoint = try MetricsEndpoint(configuration: configuration, registry: registry, logger: logger) { server.publishMetrics() }
+                endpoint.start()
+                metricsAddress = endpoint.address
+            } catch {
+                throw KVStartFailure.environment("cannot serve metrics on \(metricsListen): \(error)")
+            }
+        }
+        if advertise == nil, ["0.0.0.0", "::", "[::]"].contains(serverConfiguration.host) {
+            throw KVStartFailure.configuration("--listen \(listen) is a wildcard address: give --advertise HOST:PORT for the other nodes")
+        }
+        try blocking { () async throws(KVStartFailure) in try await node.start(listeningOn: server.address) }
+        do {
+            try server.start()
+        } catch {
+            throw KVStartFailure.environment("\(error)")
+        }
+        print("iproto-kvd listening on \(server.address)")
+        if let metricsAddress { print("iproto-kvd metrics on \(metricsAddress)") }
+        fflush(nil)
+
+        let signal = stopSignals.wait()
+        logger.info("stopping", metadata: ["signal": "\(signal)"])
+        blocking { () async throws(Never) in await node.stop() }
+        server.shutdown()
+        server.wait()
+        logger.info("stopped")
+    }
+
+    private func makeNodeConfiguration() throws -> KVNodeConfiguration {
+        var configuration = KVNodeConfiguration(dataDirectory: dataDir)
+        configuration.replicationFactor = replicationFactor
+        configuration.etcdEndpoints = etcd.map { $0.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) } }
+        configuration.join = join
+        configuration.cluster = cluster
+        configuration.advertise = advertise
+        configuration.leaseTTL = leaseTtl
+        configuration.maxValueBytes = maxValue
+        configuration.heartbeatInterval = try duration(heartbeatInterval, "--heartbeat-interval")
+        configuration.livenessTimeout = try duration(livenessTimeout, "--liveness-timeout")
+        configuration.peerTimeout = try duration(peerTimeout, "--peer-timeout")
+        configuration.repairInterval = try duration(repairInterval, "--repair-interval")
+        configuration.leaderCacheBytes = leaderCache
+        if let join { _ = try parseListenAddress(join, flag: "--join") }
+        if let advertise { _ = try parseListenAddress(advertise, flag: "--advertise") }
+        return configuration
+    }
+
+    private func makeServerConfiguration() throws -> Configuration {
+        let (host, port) = try parseListenAddress(listen)
+        var configuration = Configuration(host: host, port: port)
+        configuration.workers = workers
+        // A replica batch carries many values; the leader splits none, so the body limit
+        // leaves room for a loop iteration's worth of them.
+        configuration.maxBodyBytes = 64 << 20
+        configuration.maxOutputBytes = 64 << 20
+        configuration.maxConnections = maxConnections
+        configuration.maxConnectionsPerIP = 0
+        configuration.rateLimit = rateLimit
+        configuration.rateBurst = rateBurst
+        configuration.rateLimitPerIP = 0
+        configuration.adminFrom = []
+        configuration.metricsPrefix = "iproto_kv"
+        configuration.idleTimeout = try duration(idleTimeout, "--idle-timeout")
+        do {
+            try configuration.validate()
+        } catch {
+            throw ValidationError(error.message)
+        }
+        return configuration
+    }
+
+    private static func metricsFactory(_ registry: PrometheusCollectorRegistry) -> DocumentedMetricsFactory {
+        let help = Server.metricHelp(prefix: "iproto_kv").merging(KVNode.metricHelp) { first, _ in first }
+        return DocumentedMetricsFactory(
+            registry: registry, help: help,
+            durationBuckets: [
+                .microseconds(50), .microseconds(100), .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2.5),
+                .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(100), .milliseconds(250), .seconds(1),
+            ])
+    }
+}
+
+/// Runs `body` on the cooperative pool and waits for it on this (main) thread.
+func blocking<T: Sendable, E: Error>(_ body: @escaping @Sendable () async throws(E) -> T) throws(E) -> T {
+    let result = Mutex<Result<T, E>?>(nil)
+    let done = DispatchSemaphore(value: 0)
+    Task {
+        let outcome: Result<T, E>
+        do throws(E) { outcome = .success(try await body()) } catch { outcome = .failure(error) }
+        result.withLock { $0 = outcome }
+        done.signal()
+    }
+    done.wait()
+    return try result.withLock { $0! }.get()
+}
+
+extension Logger.Level: @retroactive ExpressibleByArgument {}
