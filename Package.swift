@@ -12,6 +12,7 @@ let package = Package(
         .executable(name: "iproto", targets: ["iproto"]),
         .executable(name: "iproto-kvd", targets: ["iproto-kvd"]),
         .library(name: "KVService", targets: ["KVService"]),
+        .library(name: "KVClient", targets: ["KVClient"]),
         .plugin(name: "IProtoCodegenPlugin", targets: ["IProtoCodegenPlugin"]),
     ],
     dependencies: [
@@ -180,16 +181,26 @@ let package = Package(
             name: "KVStoreTests",
             dependencies: ["KVStore", "KVReplication", .product(name: "GRDB", package: "GRDB.swift")]
         ),
-        // A key-value node: the leader's client API and the replica functions
-        // (kv.iproto-api, kv-peer.iproto-api), the loops that keep its view current.
+        // The cluster's wire API: the client functions (kv.iproto-api), the node-to-node
+        // ones (kv-peer.iproto-api) and the return codes; server protocols and client calls.
+        .target(
+            name: "KVAPI",
+            dependencies: ["IProto", "IProtoClient"],
+            plugins: ["IProtoCodegenPlugin"]
+        ),
+        // The Swift client: follows the leader, heartbeats, switches nodes when one stops answering.
+        .target(
+            name: "KVClient",
+            dependencies: ["KVAPI", "IProto", "IProtoClient", "KVReplication"]
+        ),
+        // A key-value node: serves both APIs, runs the loops that keep its view current.
         .target(
             name: "KVService",
             dependencies: [
-                "IProto", "IProtoClient", "KVReplication", "KVStore", "ClusterCoordination", "EtcdClient",
+                "KVAPI", "IProto", "IProtoClient", "KVReplication", "KVStore", "ClusterCoordination", "EtcdClient",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
-            ],
-            plugins: ["IProtoCodegenPlugin"]
+            ]
         ),
         // The node binary: flags, wiring, signals.
         .executableTarget(

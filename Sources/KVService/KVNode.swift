@@ -2,6 +2,7 @@ import ClusterCoordination
 import EtcdClient
 import Foundation
 import IProto
+import KVAPI
 import IProtoClient
 import KVReplication
 import KVStore

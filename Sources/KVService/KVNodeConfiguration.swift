@@ -29,7 +29,7 @@ public struct KVNodeConfiguration: Sendable {
     /// (so that it never places keys on a stale list; docs/cluster.md, "Joining").
     public var membershipMaxAge: Duration = .seconds(1)
     /// The deadline of a call to another node.
-    public var peerTimeout: Duration = .seconds(1)
+    public var peerTimeout: Duration = .milliseconds(500)
     /// How often a node compares its keys with its peers' and copies what it misses.
     public var repairInterval: Duration = .seconds(2)
     /// The bytes of values the leader keeps in memory for keys it has written or read in its term.

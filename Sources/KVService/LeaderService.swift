@@ -1,4 +1,5 @@
 import IProto
+import KVAPI
 import IProtoClient
 import KVReplication
 import Synchronization

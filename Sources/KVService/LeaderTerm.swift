@@ -1,6 +1,7 @@
 import ClusterCoordination
 import EtcdClient
 import IProto
+import KVAPI
 import KVReplication
 import Synchronization
 

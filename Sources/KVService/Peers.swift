@@ -1,5 +1,6 @@
 import Dispatch
 import IProto
+import KVAPI
 import IProtoClient
 import Synchronization
 

@@ -1,4 +1,5 @@
 import IProto
+import KVAPI
 import KVReplication
 import KVStore
 import Synchronization
