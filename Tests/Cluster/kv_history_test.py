@@ -84,6 +84,7 @@ class Run:
         self.stop = threading.Event()
         self.cluster_name = f"kvhist-{os.getpid()}"
         self.cleaned = False
+        self.nemesis_thread = None
         self.cleanup_lock = threading.Lock()
 
     # ------------------------------------------------------------ setup / cleanup
@@ -139,9 +140,16 @@ class Run:
         """Start (or restart) a node; a few tries, since a killed node's port may linger."""
         last = None
         for attempt in range(attempts):
+            if self.cleaned:
+                return False
             try:
-                slot.process = kv.KVNode(self.binary, self.node_args(slot), slot.log_path, prefix=slot.prefix)
-                slot.expected_down = False
+                process = kv.KVNode(self.binary, self.node_args(slot), slot.log_path, prefix=slot.prefix)
+                with self.cleanup_lock:
+                    if self.cleaned:  # cleanup ran while it started (Ctrl-C during a restart)
+                        process.kill()
+                        return False
+                    slot.process = process
+                    slot.expected_down = False
                 return True
             except RuntimeError as error:
                 last = error
@@ -163,12 +171,35 @@ class Run:
                 if slot.process is not None:
                     slot.expected_down = True
                     slot.process.kill()
+        # A node may be starting in the nemesis thread: it kills it itself once started
+        # (self.cleaned); wait for that, then sweep for any process using our data dirs.
+        if self.nemesis_thread is not None and self.nemesis_thread is not threading.current_thread():
+            self.nemesis_thread.join(timeout=25)
+        self.kill_strays()
+        with self.cleanup_lock:
             if self.etcd is not None:
                 self.etcd.stop()
+                self.etcd = None
             if self.net is not None:
                 errors = self.net.remove()
                 if errors:
                     print("network cleanup: " + "; ".join(errors), file=sys.stderr)
+
+    def kill_strays(self):
+        """SIGKILL any process whose command line names this run's node data dirs (unique to the run)."""
+        marker = os.path.join(os.path.abspath(self.out), "nodes", "").encode()
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    cmdline = f.read()
+            except OSError:
+                continue
+            if marker in cmdline and int(pid) != os.getpid():
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                    print(f"killed stray node process {pid}", file=sys.stderr)
+                except ProcessLookupError:
+                    pass
 
     # ------------------------------------------------------------ cluster state
 
@@ -279,7 +310,7 @@ class Run:
                 entry["status"] = status
                 if status != 0:
                     self.problem("processes", f"n{slot.index} exited {status} on SIGTERM (expected 0)")
-                time.sleep(rng.uniform(1.0, 3.0))
+                self.stop.wait(rng.uniform(1.0, 3.0))
                 self.start_node(slot)
             elif action == "partition-leader":
                 slot = self.nodes[leader]
@@ -287,7 +318,7 @@ class Run:
                 self.event("partition-leader", slot.index, seconds=round(seconds, 2))
                 self.net.cut(slot.index)
                 try:
-                    time.sleep(seconds)
+                    self.stop.wait(seconds)
                 finally:
                     self.net.heal(slot.index)
                     self.event("heal", slot.index)
@@ -296,7 +327,7 @@ class Run:
         self.event(action, slot.index, down_s=round(down_s, 2))
         slot.expected_down = True
         slot.process.kill()
-        time.sleep(down_s)
+        self.stop.wait(down_s)
         self.start_node(slot)
 
     def check_unexpected_exits(self):
@@ -315,6 +346,7 @@ class Run:
         clients = [threading.Thread(target=self.client, args=(i, keys), name=f"client-{i}", daemon=True)
                    for i in range(args.clients)]
         nemesis = threading.Thread(target=self.nemesis_guarded, name="nemesis", daemon=True)
+        self.nemesis_thread = nemesis
         started = time.monotonic()
         log(f"workload: {args.clients} clients, {args.keys} keys, {args.duration} s")
         for thread in clients:
@@ -578,6 +610,7 @@ def main():
         args.seed = random.SystemRandom().randrange(1 << 32)
     if args.out is None:
         args.out = os.path.join("/tmp", f"kv-history-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
+    args.out = os.path.abspath(args.out)
     os.makedirs(args.out, exist_ok=True)
     if not os.access(os.path.join(args.bin_dir, "iproto-kvd"), os.X_OK):
         print(f"no executable iproto-kvd in {args.bin_dir}", file=sys.stderr)
@@ -589,7 +622,8 @@ def main():
     def on_signal(signum, frame):
         raise KeyboardInterrupt(f"signal {signum}")
     signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGHUP, on_signal)
+    if signal.getsignal(signal.SIGHUP) != signal.SIG_IGN:  # nohup wants it ignored
+        signal.signal(signal.SIGHUP, on_signal)
 
     # Hard bound on the whole run: everything after the workload has its own limits,
     # this catches what they do not.
@@ -609,7 +643,7 @@ def main():
         print(f"SETUP FAILED: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as error:
-        print(f"interrupted ({error or 'Ctrl-C'}); cleaning up", file=sys.stderr)
+        print(f"interrupted ({str(error) or 'Ctrl-C'}); cleaning up", file=sys.stderr)
         return 130
     finally:
         watchdog.cancel()
