@@ -114,7 +114,7 @@ class Run:
         for slot in self.nodes:
             self.start_node(slot)
             if slot.index == 0:
-                self.wait_for(lambda: kv.Node(slot.address, 1, 1).heartbeat()[0] == kv.OK, 20,
+                self.wait_for(lambda: self.heartbeat(slot) is not None, 20,
                               "the first node to answer KV_HEARTBEAT")
         log("nodes: " + ", ".join(f"n{s.index}={s.address} (pid {s.process.pid})" for s in self.nodes))
         self.wait_for(lambda: self.leader() is not None, SETTLE_S, "a leader in KV_HEARTBEAT")
@@ -204,7 +204,9 @@ class Run:
     # ------------------------------------------------------------ cluster state
 
     def heartbeat(self, slot):
-        outcome, reply = kv.Node(slot.address, 1.0, 0.5).heartbeat()
+        node = kv.Node(slot.address, 1.0, 0.5)
+        outcome, reply = node.heartbeat()
+        node.close()
         return reply if outcome == kv.OK and isinstance(reply, dict) else None
 
     def index_of(self, address):
@@ -332,10 +334,13 @@ class Run:
 
     def check_unexpected_exits(self):
         for slot in self.nodes:
-            if slot.process is not None and not slot.process.alive() and not slot.expected_down:
+            with self.cleanup_lock:  # start_node swaps process and expected_down under it
+                process, expected = slot.process, slot.expected_down
+                if process is None or process.alive() or expected:
+                    continue
                 slot.expected_down = True
-                self.problem("processes", f"n{slot.index} exited by itself with status {slot.process.process.returncode}"
-                             f" (see {slot.log_path})")
+            self.problem("processes", f"n{slot.index} exited by itself with status {process.process.returncode}"
+                         f" (see {slot.log_path})")
 
     # ------------------------------------------------------------ the run
 
@@ -545,6 +550,7 @@ class Run:
             "partition_count": sum(1 for e in self.events if e["action"] == "partition-leader"),
             "write_unavailability_after_leader_kill_s": self.unavailability(("kill-leader",)),
             "write_unavailability_after_leader_partition_s": self.unavailability(("partition-leader",)),
+            "write_unavailability_after_leader_sigterm_s": self.unavailability(("terminate",), leader_only=True),
             "verdicts": {r: sum(1 for v in verdicts.values() if v.result == r) for r in ("ok", "illegal", "unknown")},
             "problems": self.problems,
             "events": [dict(e, time=round(e["time"], 3)) for e in self.events],
@@ -553,14 +559,14 @@ class Run:
             json.dump(summary, out, indent=2, default=str)
         self.summary = summary
 
-    def unavailability(self, actions):
-        """The longest time from one of these events to the start of the next write that succeeded."""
-        write_starts = sorted(op["start"] for op in self.history
-                              if op["kind"] != "get" and op["outcome"] == kv.OK and op["client"] != "final")
+    def unavailability(self, actions, leader_only=False):
+        """The longest time from one of these events to the end of the first write sent after it that succeeded."""
+        writes = [(op["start"], op["end"]) for op in self.history
+                  if op["kind"] != "get" and op["outcome"] == kv.OK and op["client"] != "final"]
         worst = None
         for e in self.events:
-            if e["action"] in actions:
-                nxt = next((t for t in write_starts if t >= e["time"]), None)
+            if e["action"] in actions and (not leader_only or e.get("was_leader")):
+                nxt = min((end for start, end in writes if start >= e["time"]), default=None)
                 gap = None if nxt is None else round(nxt - e["time"], 3)
                 e["next_write_after_s"] = gap
                 if gap is not None and (worst is None or gap > worst):

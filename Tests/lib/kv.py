@@ -202,7 +202,9 @@ class Cluster:
     def refresh(self):
         """Ask the nodes for a heartbeat until one answers; move to its leader. The heartbeat or None."""
         for address in self._candidates():
-            outcome, reply, _ = Node(address, self.timeout, self.connect_timeout).request("heartbeat")
+            node = Node(address, self.timeout, self.connect_timeout)
+            outcome, reply, _ = node.request("heartbeat")
+            node.close()
             if outcome == OK and isinstance(reply, dict):
                 self.last_heartbeat = reply
                 for node in reply.get("nodes") or []:
