@@ -85,6 +85,7 @@ class Run:
         self.cluster_name = f"kvhist-{os.getpid()}"
         self.cleaned = False
         self.nemesis_thread = None
+        self.history_written = False
         self.cleanup_lock = threading.Lock()
 
     # ------------------------------------------------------------ setup / cleanup
@@ -525,7 +526,7 @@ class Run:
 
     def check_linearizability(self):
         started = time.monotonic()
-        verdicts = check_history(self.history, max_steps=self.args.checker_steps)
+        verdicts = check_history(self.history, max_steps=self.args.checker_steps, time_budget_s=180)
         elapsed = time.monotonic() - started
         bad = {k: v for k, v in verdicts.items() if v.result != "ok"}
         log(f"linearizability: {len(verdicts)} keys in {elapsed:.1f} s, {len(bad)} not ok")
@@ -533,10 +534,16 @@ class Run:
             self.problem("linearizability", f"{key}: {verdict.result}: {verdict.explanation}")
         return verdicts
 
-    def write_outputs(self, verdicts, keys):
+    def write_history(self):
+        with self.lock:
+            history = list(self.history)
         with open(os.path.join(self.out, "history.jsonl"), "w") as out:
-            for index, op in enumerate(self.history):
+            for index, op in enumerate(history):
                 out.write(json.dumps(dict(op, id=index, value=jsonable(op["value"]))) + "\n")
+        self.history_written = True
+
+    def write_outputs(self, verdicts, keys):
+        self.write_history()
         counts = {o: sum(1 for op in self.history if op["outcome"] == o) for o in ("ok", "fail", "unknown")}
         by_kind = {k: sum(1 for op in self.history if op["kind"] == k) for k in ("get", "set", "delete")}
         summary = {
@@ -633,7 +640,7 @@ def main():
 
     # Hard bound on the whole run: everything after the workload has its own limits,
     # this catches what they do not.
-    limit_s = args.duration + 300 + 60
+    limit_s = args.duration + 300 + 180 + 60
 
     def hard_stop():
         print(f"FAIL: the run took over {limit_s:.0f} s; cleaning up and exiting", file=sys.stderr, flush=True)
@@ -654,6 +661,9 @@ def main():
     finally:
         watchdog.cancel()
         run.cleanup()
+        if run.history and not run.history_written:
+            run.write_history()
+            print(f"the history so far is in {args.out}/history.jsonl", file=sys.stderr)
 
     summary = run.summary
     print(f"ops {summary['ops']} ({summary['outcomes']}), kills {summary['kills']} "

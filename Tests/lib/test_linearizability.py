@@ -249,6 +249,8 @@ class SimulatedHistories(unittest.TestCase):
         read["value"] = "never-written"
         verdicts = check_history(ops)
         self.assertEqual([k for k, v in verdicts.items() if v.result != OK], ["key150"])
+        # With no time at all, every key is "unknown", never "ok".
+        self.assertEqual({v.result for v in check_history(ops, time_budget_s=-1).values()}, {"unknown"})
 
 
 if __name__ == "__main__":
