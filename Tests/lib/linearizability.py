@@ -218,10 +218,35 @@ def check_register(ops, max_steps=2_000_000):
     return Verdict(ILLEGAL, _explain(prepared, best), n, steps)
 
 
+def _diagnose(prepared, read):
+    """A one-line reason a read cannot be placed, when a simple one exists, else None."""
+    writers = [op for op in prepared if op.write and op.value == read.value]
+    what = "absent" if read.value is None else repr(read.value)
+    if read.value is not None and writers and all(w.start > read.end for w in writers):
+        return (f"{describe(read.source)} saw {what}, written only by "
+                f"{', '.join(describe(w.source) for w in writers)}, which started after the read returned")
+    # Writes that surely came after every write of the value read, and before the read began.
+    latest_writer_end = max((w.end for w in writers), default=-INFINITY)
+    if read.value is None and not writers:
+        latest_writer_end = -INFINITY  # the initial state
+    overwriters = [op for op in prepared if op.write and op.required and op.value != read.value
+                   and op.start > latest_writer_end and op.end < read.start]
+    if overwriters:
+        source = "the initial state" if read.value is None and not writers else \
+            ", ".join(describe(w.source) for w in writers[-3:])
+        return (f"{describe(read.source)} saw {what} (from {source}), but {describe(overwriters[-1].source)} "
+                f"had replaced it: it started after that and finished before the read began")
+    return None
+
+
 def _explain(prepared, best):
     order, state, stuck = best
     stuck_op = prepared[stuck]
     lines = []
+    if not stuck_op.write:
+        diagnosis = _diagnose(prepared, stuck_op)
+        if diagnosis:
+            lines.append(diagnosis)
     if order:
         shown = order[-6:]
         prefix = "" if len(order) == len(shown) else f"... ({len(order) - len(shown)} earlier ops), "

@@ -73,6 +73,7 @@ class CraftedHistories(unittest.TestCase):
         history = [w("a", 0, 1), w("b", 2, 3), r("a", 4, 5)]
         explanation = self.assertIllegal(history)
         self.assertIn("GET -> 'a'", explanation)
+        self.assertIn("but #1 SET 'b' [2.000, 3.000] ok had replaced it", explanation)
         self.assertLegal([w("a", 0, 1), w("b", 2, 3), r("b", 4, 5)])
         # The same read overlapping the second write is fine.
         self.assertLegal([w("a", 0, 1), w("b", 2, 4.5), r("a", 4, 5)])
@@ -97,7 +98,8 @@ class CraftedHistories(unittest.TestCase):
         # ...or never.
         self.assertLegal([w("a", 0, 1), w("b", 2, 3, "unknown"), r("a", 4, 5), r("a", 100, 101)])
         # But not before it was sent.
-        self.assertIllegal([w("a", 0, 1), r("b", 2, 3), w("b", 4, 5, "unknown")])
+        explanation = self.assertIllegal([w("a", 0, 1), r("b", 2, 3), w("b", 4, 5, "unknown")])
+        self.assertIn("started after the read returned", explanation)
         # And once seen, it has taken effect: the old value cannot come back.
         self.assertIllegal([w("a", 0, 1), w("b", 2, 3, "unknown"), r("b", 4, 5), r("a", 6, 7)])
 
