@@ -490,9 +490,14 @@ class Run:
         epoch = max((v >> 32 for versions in held.values() for v in versions.values()), default=0)
         readers = {slot.index: kv.Node(slot.address, OP_TIMEOUT_S, CONNECT_TIMEOUT_S) for slot in self.nodes}
         try:
-            for key in sorted(keys & scanned):
+            for key in sorted(keys):
                 versions = {i: held[i].get(key, 0) for i in held}
                 top = max(versions.values())
+                if top == 0:
+                    if final.get(key) is not None:
+                        problems.append(f"{key}: the final GET returned {final[key]!r} but no node's "
+                                        "KV_REPLICA_SCAN lists the key")
+                    continue
                 on_top = [i for i, v in versions.items() if v == top]
                 if top and len(on_top) < self.args.rf:
                     problems.append(f"{key}: highest version {fmt_version(top)} on {len(on_top)} node(s) "
@@ -624,6 +629,9 @@ def main():
     if args.out is None:
         args.out = os.path.join("/tmp", f"kv-history-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
     args.out = os.path.abspath(args.out)
+    if os.path.isdir(args.out) and os.listdir(args.out):
+        print(f"{args.out} is not empty: the nodes' data dirs go there, so give a fresh --out", file=sys.stderr)
+        return 2
     os.makedirs(args.out, exist_ok=True)
     if not os.access(os.path.join(args.bin_dir, "iproto-kvd"), os.X_OK):
         print(f"no executable iproto-kvd in {args.bin_dir}", file=sys.stderr)
