@@ -119,7 +119,11 @@ class Run:
                               "the first node to answer KV_HEARTBEAT")
         log("nodes: " + ", ".join(f"n{s.index}={s.address} (pid {s.process.pid})" for s in self.nodes))
         self.wait_for(lambda: self.leader() is not None, SETTLE_S, "a leader in KV_HEARTBEAT")
-        log(f"leader: n{self.leader()}")
+        deadline = time.monotonic() + 10
+        while not self.converged() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        log(f"leader: n{self.leader()}" + ("" if self.converged() else
+                                            " (not every node is in every heartbeat yet; starting anyway)"))
 
     def wait_for(self, condition, seconds, what):
         deadline = time.monotonic() + seconds
@@ -364,8 +368,9 @@ class Run:
                 break
         self.stop.set()
         log("workload stopped; waiting for clients and the nemesis")
+        join_deadline = time.monotonic() + 60
         for thread in clients + [nemesis]:
-            thread.join(timeout=60)
+            thread.join(timeout=max(0.0, join_deadline - time.monotonic()))
             if thread.is_alive():
                 self.problem("setup", f"{thread.name} still running 60 s after the stop")
         self.check_unexpected_exits()
@@ -404,7 +409,10 @@ class Run:
         cluster.refresh()
         final = {}
         deadline = time.monotonic() + 60
-        for key in keys:
+        for n, key in enumerate(keys):
+            if time.monotonic() > deadline:
+                self.problem("final-reads", f"{len(keys) - n} keys not read: the final GETs took over 60 s")
+                break
             while True:
                 start = time.monotonic()
                 outcome, result = cluster.get(key)
