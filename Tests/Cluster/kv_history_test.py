@@ -141,12 +141,17 @@ class Run:
             args += ["--join", self.nodes[0].address]
         return args
 
-    def start_node(self, slot, attempts=5):
-        """Start (or restart) a node; a few tries, since a killed node's port may linger."""
-        last = None
-        for attempt in range(attempts):
+    def start_node(self, slot, seconds=30):
+        """Start (or restart) a node, trying again for up to `seconds` (a killed node's port may
+        linger in TIME_WAIT if it binds without SO_REUSEADDR); the first start gets 8 s."""
+        if not self.history:
+            seconds = 8
+        last, attempt = None, 0
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
             if self.cleaned:
                 return False
+            attempt += 1
             try:
                 process = kv.KVNode(self.binary, self.node_args(slot), slot.log_path, prefix=slot.prefix)
                 with self.cleanup_lock:
@@ -155,15 +160,15 @@ class Run:
                         return False
                     slot.process = process
                     slot.expected_down = False
+                if attempt > 1:
+                    log(f"n{slot.index} started on try {attempt}")
                 return True
             except RuntimeError as error:
                 last = error
-                time.sleep(0.5 * (attempt + 1))
-        if slot.index == 0 and not self.history:
-            raise SetupError(f"n0 did not start: {last}")
-        self.problem("processes", f"n{slot.index} did not restart after {attempts} tries: {last}")
+                time.sleep(min(0.5 * attempt, 2.0))
         if not self.history:
-            raise SetupError(f"n{slot.index} did not start: {last}")
+            raise SetupError(f"n{slot.index} did not start in {seconds} s ({attempt} tries): {last}")
+        self.problem("processes", f"n{slot.index} did not restart in {seconds} s ({attempt} tries): {last}")
         return False
 
     def cleanup(self):
