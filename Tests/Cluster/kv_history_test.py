@@ -671,7 +671,10 @@ def main():
     watchdog.daemon = True
     watchdog.start()
     try:
-        run.setup()
+        try:
+            run.setup()
+        except (RuntimeError, OSError) as error:  # etcd, namespaces, a node: all say what failed
+            raise SetupError(f"{type(error).__name__}: {error}") from error
         run.run()
     except SetupError as error:
         print(f"SETUP FAILED: {error}", file=sys.stderr)
