@@ -639,6 +639,9 @@ def main():
     args = parser.parse_args()
     if args.seed is None:
         args.seed = random.SystemRandom().randrange(1 << 32)
+    if not os.access(os.path.join(args.bin_dir, "iproto-kvd"), os.X_OK):
+        print(f"no executable iproto-kvd in {args.bin_dir}", file=sys.stderr)
+        return 2
     if args.out is None:
         args.out = os.path.join("/tmp", f"kv-history-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
     args.out = os.path.abspath(args.out)
@@ -646,9 +649,6 @@ def main():
         print(f"{args.out} is not empty: the nodes' data dirs go there, so give a fresh --out", file=sys.stderr)
         return 2
     os.makedirs(args.out, exist_ok=True)
-    if not os.access(os.path.join(args.bin_dir, "iproto-kvd"), os.X_OK):
-        print(f"no executable iproto-kvd in {args.bin_dir}", file=sys.stderr)
-        return 2
     print(f"seed {args.seed} (rerun with --seed {args.seed}); output in {args.out}", flush=True)
 
     run = Run(args)
