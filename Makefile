@@ -3,11 +3,13 @@
 #   make test   unit, end-to-end, netcat fixture, sanitizer, restart, crash, power-cut, abuse (short) and deploy tests
 #   make bench  iprotod against a bare epoll responder and Redis; writes docs/benchmarks.md
 #   make abuse  the abuse scenarios in full; writes docs/robustness.md
+#   make run-kv a local key-value cluster: etcd and three iproto-kvd nodes on loopback
+#   make chaos  the key-value cluster's history test, long (docs/cluster-robustness.md)
 SHELL := /bin/bash
 SWIFT ?= swift
 ARGS ?=
 
-.PHONY: all unsafe-check build-deps test-deps bench-deps build run test unit-test fixture-test sanitize-test restart-test crash-test powercut-test abuse-test deploy-check bench abuse fuzz clean
+.PHONY: all unsafe-check build-deps test-deps bench-deps build run run-kv test unit-test fixture-test sanitize-test restart-test crash-test powercut-test abuse-test kv-test deploy-check bench abuse chaos fuzz clean
 
 all: build
 
@@ -29,7 +31,13 @@ build: build-deps
 run: build
 	"$$($(SWIFT) build -c release --show-bin-path)/iprotod" $(ARGS)
 
-test: unsafe-check unit-test fixture-test sanitize-test restart-test crash-test powercut-test abuse-test deploy-check
+test: unsafe-check unit-test fixture-test sanitize-test restart-test crash-test powercut-test abuse-test kv-test deploy-check
+
+# Three iproto-kvd nodes and their etcd on loopback, until Ctrl-C (scripts/run-kv.sh).
+run-kv: test-deps
+	$(SWIFT) build -c release --product iproto-kvd
+	$(SWIFT) build -c release --product iproto
+	scripts/run-kv.sh "$$($(SWIFT) build -c release --show-bin-path)"
 
 # Unsafe Swift only in each module's named boundary files (docs/architecture.md).
 unsafe-check:
@@ -83,6 +91,19 @@ abuse-test: test-deps
 	$(SWIFT) build --product iproto
 	python3 Tests/Abuse/abuse_test.py "$$($(SWIFT) build --show-bin-path)/iprotod" "$$($(SWIFT) build --show-bin-path)/iproto" --short
 
+# The key-value cluster: the checker's and the client's own tests, then the history
+# test (etcd and the nodes as real processes, kill -9, SIGTERM, network partitions,
+# a linearizability check) for a minute with replication factor 3 and 30 s with 2.
+KV_OUT = $(CURDIR)/.build/kv-test
+kv-test: test-deps
+	$(SWIFT) build --product iproto-kvd
+	cd Tests/lib && python3 -m unittest test_linearizability test_kv
+	rm -rf $(KV_OUT) && mkdir -p $(KV_OUT)
+	python3 Tests/Cluster/kv_history_test.py "$$($(SWIFT) build --show-bin-path)" --nodes 5 --rf 3 \
+		--duration 60 --partitions --out $(KV_OUT)/rf3
+	python3 Tests/Cluster/kv_history_test.py "$$($(SWIFT) build --show-bin-path)" --nodes 3 --rf 2 \
+		--duration 30 --out $(KV_OUT)/rf2
+
 deploy-check: test-deps
 	$(SWIFT) build --product iprotod
 	deploy/check.sh "$$($(SWIFT) build --show-bin-path)/iprotod"
@@ -97,6 +118,14 @@ abuse: test-deps
 	$(SWIFT) build -c release --product iproto
 	python3 Tests/Abuse/abuse_test.py "$$($(SWIFT) build -c release --show-bin-path)/iprotod" \
 		"$$($(SWIFT) build -c release --show-bin-path)/iproto" --doc docs/robustness.md
+
+# Not part of make test: the history test for 10 minutes with leader kills and partitions
+# every few seconds; writes docs/cluster-robustness.md.
+chaos: test-deps
+	$(SWIFT) build --product iproto-kvd
+	rm -rf $(CURDIR)/.build/chaos
+	python3 Tests/Cluster/kv_history_test.py "$$($(SWIFT) build --show-bin-path)" --nodes 5 --rf 3 \
+		--duration 600 --partitions --chaos --out $(CURDIR)/.build/chaos --doc docs/cluster-robustness.md
 
 # Not part of make test: libFuzzer on the C core and on argument decoding, FUZZ_SECONDS
 # per target; a crasher is kept in Tests/Fixtures and fails the run (fuzz/README.md).

@@ -69,3 +69,15 @@ for entry in "${wanted[@]}"; do
         echo "warning: $package $actual is installed; iprotod is built and tested with $pinned" >&2
     fi
 done
+
+# Python packages the tests import, for the python3 on PATH (pinned; PyPI).
+if [[ ${1:-test} == test ]]; then
+    python_packages=("msgpack==1.2.4")   # the KV cluster tests' client
+    for entry in "${python_packages[@]}"; do
+        module=${entry%%==*}
+        if ! python3 -c "import $module" 2>/dev/null; then
+            echo "installing Python package $entry"
+            python3 -m pip install -q "$entry"
+        fi
+    done
+fi
