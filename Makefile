@@ -93,7 +93,8 @@ abuse-test: test-deps
 
 # The key-value cluster: the checker's and the client's own tests, then the history
 # test (etcd and the nodes as real processes, kill -9, SIGTERM, network partitions,
-# a linearizability check) for a minute with replication factor 3 and 30 s with 2.
+# a linearizability check) for a minute with replication factor 3 and 30 s with 2,
+# and 10,000 keys copied again after a node is gone past the grace period.
 KV_OUT = $(CURDIR)/.build/kv-test
 kv-test: test-deps
 	$(SWIFT) build --product iproto-kvd
@@ -103,6 +104,7 @@ kv-test: test-deps
 		--duration 60 --partitions --out $(KV_OUT)/rf3
 	python3 Tests/Cluster/kv_history_test.py "$$($(SWIFT) build --show-bin-path)" --nodes 3 --rf 2 \
 		--duration 30 --out $(KV_OUT)/rf2
+	python3 Tests/Cluster/kv_rereplication_test.py "$$($(SWIFT) build --show-bin-path)" --keys 10000 --grace 5
 
 deploy-check: test-deps
 	$(SWIFT) build --product iprotod

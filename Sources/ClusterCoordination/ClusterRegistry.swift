@@ -8,6 +8,7 @@ import Foundation
 /// | `PREFIX/config` | `{"replication_factor": N}` | created once, by the first node |
 /// | `PREFIX/members/ID` | `{"id": …, "address": "host:port"}` | permanent: a node id is never reused |
 /// | `PREFIX/leader/LEASE` | the leader's member JSON | the election (its lease) |
+/// | `PREFIX/NAME` | a service's own records (``record(_:)``), written by compare-and-swap | the service's |
 ///
 /// Members stay registered when they stop: liveness is measured by the nodes
 /// (heartbeats), and placement must not reshuffle keys whenever a node restarts.
@@ -63,6 +64,20 @@ public struct ClusterRegistry: Sendable {
             members.append(member)
         }
         return (members, result.revision)
+    }
+
+    /// A service's own record `PREFIX/NAME` and the revision it was last written at, or nil.
+    public func record(_ name: String) async throws(CoordinationError) -> (value: [UInt8], modRevision: Revision)? {
+        guard let kv = try await wrap({ try await etcd.get(prefix + "/" + name) }) else { return nil }
+        return (kv.value, kv.modRevision)
+    }
+
+    /// Writes `PREFIX/NAME` only if it was last written at `modRevision` (nil:
+    /// only if it does not exist); false when someone else wrote it first.
+    public func swapRecord(_ name: String, _ value: [UInt8], ifModRevision modRevision: Revision?) async throws(CoordinationError) -> Bool {
+        let key = prefix + "/" + name
+        let guardCompare = modRevision.map { Compare(key: key, .modRevision($0)) } ?? .absent(key)
+        return try await wrap { try await etcd.txn([guardCompare], success: [.put(key: key, value: value, lease: nil)]) }.succeeded
     }
 
     /// The current leader's member record and its epoch (the leader key's create revision), or nil.

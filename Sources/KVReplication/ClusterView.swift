@@ -18,20 +18,33 @@ public struct ClusterView: Sendable, Equatable {
     public var alive: Set<NodeID>
     public var leader: Node?
     public var replicationFactor: Int
+    /// The leader's placement; nil until the first is recorded, when every registered node places keys.
+    public var placement: PlacementRecord?
 
-    public init(nodes: [Node] = [], alive: Set<NodeID> = [], leader: Node? = nil, replicationFactor: Int) {
+    public init(nodes: [Node] = [], alive: Set<NodeID> = [], leader: Node? = nil, replicationFactor: Int, placement: PlacementRecord? = nil) {
         self.nodes = nodes
         self.alive = alive
         self.leader = leader
         self.replicationFactor = replicationFactor
+        self.placement = placement
     }
 
     public var quorum: Quorum { Quorum(replicationFactor: replicationFactor) }
 
-    /// The key's replicas: the top `replicationFactor` nodes by rendezvous score.
+    /// The key's replicas: the top `replicationFactor` placed nodes by rendezvous score.
     public func owners(of key: String) -> [Node] {
-        let ids = Placement.owners(of: key, among: nodes.map(\.id), count: replicationFactor)
-        return ids.compactMap { id in nodes.first { $0.id == id } }
+        owners(of: key, among: placement.map { $0.nodes.map { NodeID(rawValue: $0) } } ?? nodes.map(\.id))
+    }
+
+    /// The key's replicas under the current placement and under every older one
+    /// not yet settled, current first: a read needs a read quorum of each.
+    public func readSets(of key: String) -> [[Node]] {
+        guard let placement else { return [owners(of: key)] }
+        return placement.readSets.map { owners(of: key, among: $0) }
+    }
+
+    private func owners(of key: String, among ids: [NodeID]) -> [Node] {
+        Placement.owners(of: key, among: ids, count: replicationFactor).compactMap { id in nodes.first { $0.id == id } }
     }
 
     public func address(of id: NodeID) -> String? { nodes.first { $0.id == id }?.address }

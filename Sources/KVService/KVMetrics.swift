@@ -21,6 +21,7 @@ final class KVMetrics: Sendable {
         "iproto_kv_live_nodes": "Nodes that answered a heartbeat within the liveness timeout, this one included",
         "iproto_kv_keys": "Live (non-deleted) keys in this node's store",
         "iproto_kv_epochs_refused_total": "Epochs refused because etcd's current leader is older (made up, or a broken peer)",
+        "iproto_kv_placement_changes_total": "Placement records this node wrote as leader (joins, nodes gone past the grace period, settlements)",
         "iproto_kv_store_errors_total": "Store operations that failed (disk full, I/O error)",
     ]
 
@@ -40,6 +41,7 @@ final class KVMetrics: Sendable {
     let keys = Gauge(label: "iproto_kv_keys")
     let storeErrors = Counter(label: "iproto_kv_store_errors_total")
     let epochsRefused = Counter(label: "iproto_kv_epochs_refused_total")
+    let placementChanges = Counter(label: "iproto_kv_placement_changes_total")
     /// The shortfall last logged, so that a change is logged once.
     let lastShortfall = Atomic<Int>(0)
 }

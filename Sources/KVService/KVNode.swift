@@ -38,6 +38,13 @@ public final class KVNode: Sendable {
         var term: LeaderTerm?
         var ready = false
         var stopping = false
+        /// The leader's placement as last read from etcd, and the revision it was written at.
+        var placement: PlacementRecord?
+        var placementRevision: Revision?
+        /// Per member, through which placement version it has repaired (from its heartbeat answers).
+        var repairedThrough: [NodeID: Int] = [:]
+        /// The placement version at the start of this node's last complete repair round.
+        var ownRepairedThrough = 0
     }
 
     private let state: Mutex<State>
@@ -65,7 +72,12 @@ public final class KVNode: Sendable {
         var cluster = meta("cluster") ?? configuration.cluster
         var endpoints = configuration.etcdEndpoints ?? meta("etcd").map { $0.split(separator: ",").map(String.init) }
         if let join = configuration.join, configuration.etcdEndpoints == nil {
-            let info = await Self.clusterInfo(at: join, timeout: configuration.peerTimeout * 3)
+            var info = await Self.clusterInfo(at: join, timeout: configuration.etcdTimeout)
+            let deadline = ContinuousClock.now + configuration.startTimeout
+            while info == nil, ContinuousClock.now < deadline {
+                try? await Task.sleep(for: .milliseconds(200))
+                info = await Self.clusterInfo(at: join, timeout: configuration.etcdTimeout)
+            }
             guard let info else { throw .environment("cannot reach --join \(join) to learn the cluster") }
             if Int(info.replicationFactor) != configuration.replicationFactor {
                 throw .replicationFactor(
@@ -77,14 +89,22 @@ public final class KVNode: Sendable {
         guard let endpoints, !endpoints.isEmpty else {
             throw .configuration("give --etcd URL,… (the first node) or --join HOST:PORT (any running node)")
         }
-        let etcd = EtcdClient(endpoints: endpoints, requestTimeout: configuration.peerTimeout)
+        let etcd = EtcdClient(endpoints: endpoints, requestTimeout: configuration.etcdTimeout)
         let registry = ClusterRegistry(etcd: etcd, cluster: cluster, service: "iproto-kv")
-        let factor: Int
-        do {
-            factor = try await registry.replicationFactor(proposing: configuration.replicationFactor)
-        } catch {
-            throw .environment("cannot read the cluster's configuration from etcd \(endpoints.joined(separator: ",")): \(error)")
+        var stored: Int?
+        // etcd may be starting too (or busy): keep trying for a while before giving up.
+        let deadline = ContinuousClock.now + configuration.startTimeout
+        while stored == nil {
+            do {
+                stored = try await registry.replicationFactor(proposing: configuration.replicationFactor)
+            } catch {
+                guard ContinuousClock.now < deadline else {
+                    throw .environment("cannot read the cluster's configuration from etcd \(endpoints.joined(separator: ",")): \(error)")
+                }
+                try? await Task.sleep(for: .milliseconds(200))
+            }
         }
+        let factor = stored!
         guard factor == configuration.replicationFactor else {
             throw .replicationFactor("replication factor \(configuration.replicationFactor) of this node differs from the cluster's \(factor)")
         }
@@ -146,12 +166,17 @@ public final class KVNode: Sendable {
             if state.member.address.isEmpty { state.member.address = address }
             return state.member
         }
-        do {
-            for old in try await registry.register(member) {
-                logger.warning("replaced a node registered at the same address", metadata: ["old_id": "\(old.id)", "address": "\(old.address)"])
+        let deadline = ContinuousClock.now + configuration.startTimeout
+        while true {
+            do {
+                for old in try await registry.register(member) {
+                    logger.warning("replaced a node registered at the same address", metadata: ["old_id": "\(old.id)", "address": "\(old.address)"])
+                }
+                break
+            } catch {
+                guard ContinuousClock.now < deadline else { throw .environment("cannot register in etcd: \(error)") }
+                try? await Task.sleep(for: .milliseconds(200))
             }
-        } catch {
-            throw .environment("cannot register in etcd: \(error)")
         }
         try? await refreshMembership()
         logger.info(
@@ -187,6 +212,7 @@ public final class KVNode: Sendable {
     public var member: Member { state.withLock { $0.member } }
     var isReady: Bool { state.withLock { $0.ready } }
     var highestEpoch: Epoch { Epoch(epochSeen.load(ordering: .relaxed)) }
+    var repairedThrough: Int { state.withLock { $0.ownRepairedThrough } }
 
     // MARK: The view
 
@@ -198,7 +224,7 @@ public final class KVNode: Sendable {
             for (id, heard) in state.lastHeard where now - heard < configuration.livenessTimeout { alive.insert(id) }
             var leader = state.leader
             if let term = state.term, term.isHeld { leader = ClusterView.Node(id: NodeID(state.member.id), address: state.member.address) }
-            return ClusterView(nodes: state.nodes, alive: alive, leader: leader, replicationFactor: replicationFactor)
+            return ClusterView(nodes: state.nodes, alive: alive, leader: leader, replicationFactor: replicationFactor, placement: state.placement)
         }
     }
 
@@ -310,6 +336,8 @@ public final class KVNode: Sendable {
     private func refreshMembership() async throws {
         let (members, _) = try await registry.members()
         let leader = try await registry.leader()
+        let placement = try await registry.record("placement")
+        let record = placement.flatMap { try? JSONDecoder().decode(PlacementRecord.self, from: Data($0.value)) }
         let now = ContinuousClock.now
         let changed = state.withLock { state -> Bool in
             let nodes = members.map { ClusterView.Node(id: NodeID($0.id), address: $0.address) }
@@ -317,9 +345,55 @@ public final class KVNode: Sendable {
             state.nodes = nodes
             state.leader = leader.map { ClusterView.Node(id: NodeID($0.member.id), address: $0.member.address) }
             state.membershipRefreshed = now
+            if let record, record != state.placement {
+                logger.info("placement changed", metadata: ["version": "\(record.version)", "nodes": "\(record.nodes.count)", "unsettled": "\(record.previous.count)"])
+            }
+            state.placement = record
+            state.placementRevision = placement?.modRevision
             return changed
         }
         if changed { logger.info("members changed", metadata: ["members": "\(members.map(\.address))"]) }
+        if let term = state.withLock({ $0.term }), term.isHeld { await place(term: term) }
+    }
+
+    /// The leader's placement step: records in etcd who holds keys now (joins,
+    /// nodes gone longer than the grace period, returns) and when a change has
+    /// settled, by a compare-and-swap on the record it last read.
+    private func place(term: LeaderTerm) async {
+        let now = ContinuousClock.now
+        let (inputs, current, revision) = state.withLock { state -> (PlacementPlanner.Inputs, PlacementRecord?, Revision?) in
+            let members = state.nodes.map(\.id)
+            var alive: Set<NodeID> = [NodeID(state.member.id)]
+            var gone: Set<NodeID> = []
+            for id in members where id.rawValue != state.member.id {
+                let heard = state.lastHeard[id]
+                if let heard, now - heard < configuration.livenessTimeout { alive.insert(id) }
+                // Silence counts from the later of the last answer and the start of this term.
+                let silentSince = max(heard ?? term.started, term.started)
+                if now - silentSince >= configuration.deadNodeGrace { gone.insert(id) }
+            }
+            var repaired = state.repairedThrough
+            repaired[NodeID(state.member.id)] = state.ownRepairedThrough
+            return (PlacementPlanner.Inputs(members: members, alive: alive, goneLongerThanGrace: gone, repairedThrough: repaired),
+                    state.placement, state.placementRevision)
+        }
+        guard let (record, reason) = PlacementPlanner.next(after: current, inputs) else { return }
+        guard let json = try? JSONEncoder().encode(record) else { return }
+        let swapped = (try? await registry.swapRecord("placement", [UInt8](json), ifModRevision: revision)) ?? false
+        if swapped {
+            logger.notice("placement \(record.version): \(reason)", metadata: ["nodes": "\(record.nodes.count)", "unsettled": "\(record.previous.count)"])
+            metrics.placementChanges.increment()
+            try? await refreshPlacement()
+        }
+    }
+
+    private func refreshPlacement() async throws {
+        let placement = try await registry.record("placement")
+        let record = placement.flatMap { try? JSONDecoder().decode(PlacementRecord.self, from: Data($0.value)) }
+        state.withLock { state in
+            state.placement = record
+            state.placementRevision = placement?.modRevision
+        }
     }
 
     private func heartbeatPeers() async {
@@ -333,6 +407,7 @@ public final class KVNode: Sendable {
                         node: me.id, address: me.address, epoch: epoch, timeout: configuration.heartbeatInterval * 2)
                     {
                         heard(from: NodeID(answer.node))
+                        state.withLock { $0.repairedThrough[NodeID(answer.node)] = Int(answer.repairedThrough) }
                         if answer.highestEpoch > epoch { await raiseEpoch(to: Epoch(UInt64(answer.highestEpoch))) }
                     }
                 }
@@ -407,12 +482,14 @@ public final class KVNode: Sendable {
         }
     }
 
-    /// Copies, from every live peer, the records this node should hold and
-    /// lacks or holds older. The first full round after the start makes the
-    /// node ready to answer the leader's reads; it starts only after any
-    /// leader must have seen this node in the member list.
+    /// Copies, from every live peer, the records this node should hold (by the
+    /// current placement) and lacks or holds older. The first full round after
+    /// the start makes the node ready to answer the leader's reads. A round that
+    /// completes reports, in heartbeats, the placement version it started at:
+    /// the leader settles a placement change once every placed node has repaired through it.
     private func repairForever() async {
-        try? await Task.sleep(until: started + configuration.membershipMaxAge + configuration.peerTimeout + .milliseconds(500))
+        // One heartbeat round first, so that the first repair round knows who is alive.
+        try? await Task.sleep(until: started + configuration.heartbeatInterval * 2)
         while !Task.isCancelled {
             let complete = await repairRound()
             if complete, !isReady {
@@ -426,6 +503,7 @@ public final class KVNode: Sendable {
     /// One pass over every live peer's keys; true when every peer was read to the end.
     func repairRound() async -> Bool {
         let view = view
+        let version = view.placement?.version ?? 0
         let me = NodeID(member.id)
         var complete = true
         for peer in view.nodes where peer.id != me {
@@ -473,6 +551,7 @@ public final class KVNode: Sendable {
             }
         }
         metrics.repairBacklog.record(0)
+        if complete { state.withLock { $0.ownRepairedThrough = max($0.ownRepairedThrough, version) } }
         return complete
     }
 

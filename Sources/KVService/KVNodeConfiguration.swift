@@ -19,6 +19,10 @@ public struct KVNodeConfiguration: Sendable {
     /// The largest value a SET accepts, in bytes.
     public var maxValueBytes = 1 << 20
     public static let maxValueBytesLimit = 8 << 20
+    /// The deadline of one call to etcd (a failed lease renewal is retried at once).
+    public var etcdTimeout: Duration = .seconds(1)
+    /// How long a starting node keeps trying to reach etcd and the node it joins.
+    public var startTimeout: Duration = .seconds(10)
     /// How often nodes heartbeat each other.
     public var heartbeatInterval: Duration = .milliseconds(250)
     /// A node that has not answered a heartbeat for this long counts as down.
@@ -32,6 +36,9 @@ public struct KVNodeConfiguration: Sendable {
     public var peerTimeout: Duration = .milliseconds(500)
     /// How often a node compares its keys with its peers' and copies what it misses.
     public var repairInterval: Duration = .seconds(2)
+    /// A node silent for this long leaves the placement: the nodes that now own its
+    /// keys copy them from the other replicas (docs/cluster.md, "Placement").
+    public var deadNodeGrace: Duration = .seconds(30)
     /// The bytes of values the leader keeps in memory for keys it has written or read in its term.
     public var leaderCacheBytes = 64 << 20
 
@@ -56,6 +63,9 @@ public struct KVNodeConfiguration: Sendable {
         let lease = Duration.seconds(leaseTTL)
         guard peerTimeout * 2 <= lease else {
             throw KVConfigurationError("the peer timeout (\(peerTimeout)) must be at most half the lease TTL (\(lease))")
+        }
+        guard deadNodeGrace >= livenessTimeout * 2 else {
+            throw KVConfigurationError("--dead-node-grace (\(deadNodeGrace)) must be at least twice the liveness timeout (\(livenessTimeout))")
         }
         return self
     }

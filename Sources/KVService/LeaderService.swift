@@ -171,30 +171,37 @@ final class LeaderService: KVService {
         return Self.reply(try quorumRead(key.text, term: term))
     }
 
-    /// Reads the key from a read quorum of its replicas and takes the newest
-    /// version; writes it back until a write quorum holds it (so that every
-    /// later read sees it too), then remembers it for the term.
+    /// Reads the key from a read quorum of its replicas (and, while a placement
+    /// change settles, from a read quorum under each older placement too), takes
+    /// the newest version, writes it back until a write quorum of its current
+    /// replicas holds it (so that every later read sees it), and remembers it for the term.
     private func quorumRead(_ key: String, term: LeaderTerm) throws(IProtoError) -> ReplicaRecord? {
         node.metrics.quorumReads.increment()
         let view = node.view
         let quorum = view.quorum
-        let owners = view.owners(of: key).filter { view.alive.contains($0.id) }
-        let answers = Peers.blocking { [node] in
+        let sets = view.readSets(of: key)
+        var asked: [ClusterView.Node] = []
+        for owner in sets.joined() where view.alive.contains(owner.id) && !asked.contains(owner) { asked.append(owner) }
+        let answered = Peers.blocking { [node, asked] in
             await withTaskGroup(of: (ClusterView.Node, ReplicaRecord?)?.self) { group in
-                for owner in owners {
+                for owner in asked {
                     group.addTask { await Self.read(key, from: owner, epoch: term.epoch, node: node).map { (owner, $0) } }
                 }
-                var answers: [(ClusterView.Node, ReplicaRecord?)] = []
-                for await answer in group { if let answer { answers.append(answer) } }
+                var answers: [ClusterView.Node: ReplicaRecord?] = [:]
+                for await answer in group { if let answer { answers[answer.0] = answer.1 } }
                 return answers
             }
         }
-        guard answers.count >= quorum.read else { throw IProtoError(.kvReadUnavailable, quorum.readRefusal(reachable: answers.count)) }
-        let newest = answers.compactMap(\.1).max { $0.version < $1.version }
+        for set in sets {
+            let count = set.filter { answered[$0] != nil }.count
+            guard count >= quorum.read else { throw IProtoError(.kvReadUnavailable, quorum.readRefusal(reachable: count)) }
+        }
+        let newest = answered.values.compactMap { $0 }.max { $0.version < $1.version }
         guard let newest else { return nil }
-        let holders = answers.filter { $0.1?.version == newest.version }.count
+        let current = sets[0]
+        let holders = current.filter { answered[$0]??.version == newest.version }.count
         if holders < quorum.write {
-            let behind = answers.filter { $0.1?.version != newest.version }.map(\.0)
+            let behind = current.filter { answered[$0] != nil && answered[$0]??.version != newest.version }
             let repaired = Peers.blocking { [node] in
                 await withTaskGroup(of: Bool.self) { group in
                     for owner in behind { group.addTask { await Self.send([newest], to: owner, epoch: term.epoch, node: node) } }

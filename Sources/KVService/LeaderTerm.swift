@@ -17,6 +17,8 @@ final class LeaderTerm: Sendable {
     let epoch: Epoch
     let key: LeaderKey
     let session: Session
+    /// When this node won, by its clock: a peer's silence is counted from here at the earliest.
+    let started = ContinuousClock.now
     private let counter = Atomic<UInt32>(0)
     private let cache: Mutex<(records: [String: ReplicaRecord], bytes: Int)>
     private let cacheBudget: Int

@@ -75,10 +75,12 @@ final class ReplicaService: KVPeerService {
         return (UInt(record.version.rawValue), UInt(record.kind.rawValue), record.kind == .tombstone ? nil : record.value)
     }
 
-    func peerPing(node peer: String, address: String, epoch: UInt) throws(IProtoError) -> (node: String, address: String, highestEpoch: UInt) {
+    func peerPing(node peer: String, address: String, epoch: UInt) throws(IProtoError) -> (
+        node: String, address: String, highestEpoch: UInt, repairedThrough: UInt
+    ) {
         node.heard(from: NodeID(peer))
         if epoch > 0 { try node.checkEpoch(Epoch(UInt64(epoch)), refusingOlder: false) }
-        return (node.member.id, node.member.address, UInt(node.highestEpoch.rawValue))
+        return (node.member.id, node.member.address, UInt(node.highestEpoch.rawValue), UInt(node.repairedThrough))
     }
 
     func clusterInfo() throws(IProtoError) -> (cluster: String, etcd: [String], replicationFactor: UInt) {

@@ -76,6 +76,9 @@ struct IProtoKVD: ParsableCommand {
     @Option(help: "Seconds between background repair rounds (copying missed records from peers).")
     var repairInterval = defaults.repairInterval / .seconds(1)
 
+    @Option(help: "Seconds a node may stay silent before it leaves the placement and its keys are copied to the nodes that now own them.")
+    var deadNodeGrace = defaults.deadNodeGrace / .seconds(1)
+
     @Option(help: "Bytes of values the leader keeps in memory for keys it wrote or read in its term.")
     var leaderCache = defaults.leaderCacheBytes
 
@@ -175,6 +178,7 @@ struct IProtoKVD: ParsableCommand {
         configuration.peerTimeout = try duration(peerTimeout, "--peer-timeout")
         configuration.repairInterval = try duration(repairInterval, "--repair-interval")
         configuration.leaderCacheBytes = leaderCache
+        configuration.deadNodeGrace = try duration(deadNodeGrace, "--dead-node-grace")
         if let join { _ = try parseListenAddress(join, flag: "--join") }
         if let advertise { _ = try parseListenAddress(advertise, flag: "--advertise") }
         return configuration
