@@ -197,7 +197,12 @@ final class LeaderService: KVService {
             guard count >= quorum.read else { throw IProtoError(.kvReadUnavailable, quorum.readRefusal(reachable: count)) }
         }
         let newest = answered.values.compactMap { $0 }.max { $0.version < $1.version }
-        guard let newest else { return nil }
+        guard let newest else {
+            // No replica of the quorum has the key: absent for the rest of the term
+            // (until this leader writes it), remembered as a tombstone of version 0.
+            term.remember(.tombstone(key: key, version: .zero))
+            return nil
+        }
         let current = sets[0]
         let holders = current.filter { answered[$0]??.version == newest.version }.count
         if holders < quorum.write {

@@ -3,6 +3,7 @@ import Dispatch
 import Foundation
 import Histogram
 import IProto
+import KVAPI
 import IProtoClient
 import IProtoStorage
 import Synchronization
@@ -37,16 +38,16 @@ struct Bench: ParsableCommand {
     @Option(help: "Total requests to send instead of running for a duration.")
     var requests: Int?
 
-    @Option(help: "Operation mix as weights, e.g. read=90,replace=10.")
+    @Option(help: "Operation mix as weights, e.g. read=90,replace=10, or for the key-value cluster's leader kvget=90,kvset=10 (keys are UUID4s made from the key number).")
     var mix = "read=100"
 
     @Option(help: "Target total requests per second (default: as fast as possible).")
     var rate: Double?
 
-    @Option(help: "Bytes per REPLACE value.")
+    @Option(help: "Bytes per REPLACE or KV_SET value.")
     var valueSize = 32
 
-    @Option(help: "Slots used, from 0.")
+    @Option(help: "Slots (or kv keys) used, from 0.")
     var keys = 1000
 
     @Flag(help: "Print the summary as JSON on standard output.")
@@ -61,9 +62,15 @@ struct Bench: ParsableCommand {
             throw ValidationError("--requests must be at least connections x pipeline")
         }
         guard rate.map({ $0 > 0 }) ?? true else { throw ValidationError("--rate must be positive") }
-        guard (0...Storage.maxValueBytes).contains(valueSize) else { throw ValidationError("--value-size must be 0-256") }
-        guard (1...Storage.slotCount).contains(keys) else { throw ValidationError("--keys must be 1-1000") }
-        _ = try parseMix(mix)
+        let operations = try parseMix(mix)
+        if operations.contains(where: \.isKV) {
+            guard operations.allSatisfy(\.isKV) else { throw ValidationError("--mix cannot mix storage and kv operations") }
+            guard (1...(8 << 20)).contains(valueSize) else { throw ValidationError("--value-size must be 1-8388608 for kv") }
+            guard (1...10_000_000).contains(keys) else { throw ValidationError("--keys must be 1-10000000 for kv") }
+        } else {
+            guard (0...Storage.maxValueBytes).contains(valueSize) else { throw ValidationError("--value-size must be 0-256") }
+            guard (1...Storage.slotCount).contains(keys) else { throw ValidationError("--keys must be 1-1000") }
+        }
     }
 
     func run() throws {
@@ -125,9 +132,25 @@ final class Progress: Sendable {
     let requests = Atomic(0)
 }
 
-/// Parses "read=90,replace=10" into a repeating pattern of operations (at most 100 long).
-func parseMix(_ text: String) throws -> [StorageFunction] {
-    var weights: [(StorageFunction, Int)] = []
+/// What a benchmark request does: the storage's READ and REPLACE, or the key-value
+/// cluster's GET and SET (sent to the leader; keys are UUID4s made from the key number).
+enum BenchOperation: Sendable {
+    case read, replace, kvGet, kvSet
+
+    var isKV: Bool { self == .kvGet || self == .kvSet }
+
+    /// The UUID4 for key number `n`: `0000000n-0000-4000-8000-00000000000n` in hex.
+    static func kvKey(_ n: Int) -> String {
+        let hex = String(n, radix: 16)
+        let low = String(repeating: "0", count: max(0, 12 - hex.count)) + hex
+        let high = String(repeating: "0", count: max(0, 8 - hex.count)) + hex
+        return "\(high.suffix(8))-0000-4000-8000-\(low.suffix(12))"
+    }
+}
+
+/// Parses "read=90,replace=10" (or "kvget=90,kvset=10") into a repeating pattern of operations (at most 100 long).
+func parseMix(_ text: String) throws -> [BenchOperation] {
+    var weights: [(BenchOperation, Int)] = []
     for part in text.split(separator: ",") {
         let pair = part.split(separator: "=")
         guard pair.count == 2, let weight = Int(pair[1]), weight >= 0 else {
@@ -136,13 +159,15 @@ func parseMix(_ text: String) throws -> [StorageFunction] {
         switch pair[0] {
         case "read": weights.append((.read, weight))
         case "replace": weights.append((.replace, weight))
-        default: throw ValidationError("--mix knows read and replace, got \"\(pair[0])\"")
+        case "kvget": weights.append((.kvGet, weight))
+        case "kvset": weights.append((.kvSet, weight))
+        default: throw ValidationError("--mix knows read, replace, kvget and kvset, got \"\(pair[0])\"")
         }
     }
     let total = weights.reduce(0) { $0 + $1.1 }
     guard total > 0 else { throw ValidationError("--mix needs a positive weight") }
     // Interleave in proportion: operation i is chosen when its share falls behind.
-    var pattern: [StorageFunction] = []
+    var pattern: [BenchOperation] = []
     var given = Array(repeating: 0, count: weights.count)
     for step in 1...100 {
         let next = weights.indices.max { lhs, rhs in
@@ -188,7 +213,7 @@ struct Lane {
     var dueAt: UInt64 = 0
     var batchesSent = 0
 
-    init(index: Int, host: String, port: Int, timeout: Duration, pipeline: Int, operations: [StorageFunction],
+    init(index: Int, host: String, port: Int, timeout: Duration, pipeline: Int, operations: [BenchOperation],
          keys: Int, value: String) throws {
         self.index = index
         connection = try PipelinedConnection(host: host, port: port, timeout: timeout)
@@ -205,9 +230,16 @@ struct Lane {
                     body.write(.int(key))
                     body.write(.string(value))
                     bytes += Framing.request(funcID: StorageFunction.replace.rawValue, requestID: UInt32(slot), body: body.bytes)
-                default:
+                case .read:
                     body.write(.int(key))
                     bytes += Framing.request(funcID: StorageFunction.read.rawValue, requestID: UInt32(slot), body: body.bytes)
+                case .kvSet:
+                    body.write(.string(BenchOperation.kvKey(Int(key))))
+                    body.write(.string(value))
+                    bytes += Framing.request(funcID: KVFunction.set.rawValue, requestID: UInt32(slot), body: body.bytes)
+                case .kvGet:
+                    body.write(.string(BenchOperation.kvKey(Int(key))))
+                    bytes += Framing.request(funcID: KVFunction.get.rawValue, requestID: UInt32(slot), body: body.bytes)
                 }
             }
             return bytes
