@@ -133,6 +133,7 @@ let package = Package(
                 "IProto",
                 "IProtoClient",
                 "IProtoStorage",
+                "KVAPI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ]
@@ -176,6 +177,7 @@ let package = Package(
             dependencies: ["KVReplication", .product(name: "GRDB", package: "GRDB.swift")]
         ),
         .testTarget(name: "KVReplicationTests", dependencies: ["KVReplication"]),
+        .testTarget(name: "KVClientTests", dependencies: ["KVClient", "KVAPI", "IProto"]),
         // GRDB too: the disk-full test caps the file size through the store's connection.
         .testTarget(
             name: "KVStoreTests",

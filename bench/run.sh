@@ -594,6 +594,9 @@ if errors_seen:
 PY
 
 gnuplot -e "datafile='$work/plot.dat'; outfile='$PNG'" bench/plot.gp
-# The hand-kept record of hot-path changes and their measured effect goes after the generated part.
+# The key-value cluster against etcd, then the hand-kept record of hot-path changes.
+log "the key-value cluster against etcd (bench/kv_bench.sh)"
+bench/kv_bench.sh "$work/kv.md" >/dev/null
+{ echo; cat "$work/kv.md"; } >>"$DOC"
 { echo; cat bench/history.md; } >>"$DOC"
 log "wrote $DOC and $PNG"

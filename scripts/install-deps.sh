@@ -36,6 +36,8 @@ bench_packages=(
     "redis-tools=5:7.0.15-1~deb12u10"    # redis-benchmark
     "gnuplot-nox=-"                      # docs/benchmarks.png
     "python3=-"                          # holds the idle connections
+    "wrk=-"                              # drives etcd's JSON gateway (bench/kv_bench.sh)
+    "etcd-server=3.4.23-4+b4"            # the KV cluster's baseline and coordinator
 )
 
 case "${1:-test}" in
