@@ -7,7 +7,7 @@ SHELL := /bin/bash
 SWIFT ?= swift
 ARGS ?=
 
-.PHONY: all unsafe-check build-deps test-deps bench-deps build run test unit-test fixture-test sanitize-test restart-test crash-test powercut-test abuse-test deploy-check bench abuse fuzz clean
+.PHONY: all unsafe-check build-deps test-deps bench-deps build run test unit-test fixture-test sanitize-test restart-test crash-test powercut-test abuse-test deploy-check kv-behaviour-test bench abuse fuzz clean
 
 all: build
 
@@ -86,6 +86,11 @@ abuse-test: test-deps
 deploy-check: test-deps
 	$(SWIFT) build --product iprotod
 	deploy/check.sh "$$($(SWIFT) build --show-bin-path)/iprotod"
+
+# Black-box behaviour of iproto-kvd against its spec (about 1-2 minutes; needs etcd).
+kv-behaviour-test: test-deps
+	$(SWIFT) build --product iproto-kvd
+	timeout 300 python3 Tests/Cluster/kv_behaviour_test.py "$$($(SWIFT) build --show-bin-path)"
 
 # Not part of make test: minutes of load on every core.
 bench: bench-deps
