@@ -44,6 +44,7 @@ TOO_LONG = 5
 NOT_LEADER = 0x201
 NO_LEADER = 0x202
 REPLICAS_UNAVAILABLE = 0x203
+KV_OUTCOME_UNKNOWN = 0x204
 STALE_EPOCH = 0x205
 UNKNOWN_EPOCH = 0x209
 
@@ -196,6 +197,27 @@ class Cluster:
             time.sleep(0.1)
         raise AssertionError(f"cluster not writable within {timeout} s; last: {last!r}")
 
+    def wait_ready(self, timeout=20.0):
+        """Until every node's heartbeat is the full view, the leader takes SETs, and (a node serves
+        reads as a replica ~2.5 s after its start) GETs of absent keys answer nil. The leader."""
+        deadline = time.monotonic() + timeout
+        while True:
+            reasons = [check_view(heartbeat(n.address), self.addresses(), self.rf) for n in self.nodes]
+            if not any(reasons):
+                break
+            if time.monotonic() > deadline:
+                raise AssertionError(f"cluster views not complete within {timeout} s: {reasons}")
+            time.sleep(0.1)
+        leader = self.wait_writable(timeout=max(1.0, deadline - time.monotonic()))
+        time.sleep(max(0.0, max(n.started for n in self.nodes) + 2.5 - time.monotonic()))
+        while True:
+            answers = [call(leader, KV_GET, new_key()) for _ in range(10)]
+            if all(a == (OK, None) for a in answers):
+                return leader
+            if time.monotonic() > deadline:
+                raise AssertionError(f"GETs of absent keys not nil within {timeout} s: {answers}")
+            time.sleep(0.2)
+
     def stop(self):
         for node in self.nodes:
             if node.alive():
@@ -285,7 +307,7 @@ class SharedClusterTests(TimedTest):
             if time.monotonic() >= deadline:
                 break
             time.sleep(0.05)
-        cls.leader = cls.cluster.wait_writable()
+        cls.leader = cls.cluster.wait_ready()
         cls.followers = [a for a in cls.cluster.addresses() if a != cls.leader]
 
     def set(self, key, value, address=None):
@@ -359,7 +381,7 @@ class SharedClusterTests(TimedTest):
     def test_03_keys(self):
         good = new_key()
         self.assert_bad_key("hello", "expected 36")
-        self.assert_bad_key("", "expected 36")
+        self.assert_bad_key("")
         self.assert_bad_key(good[:-1], "expected 36")
         self.assert_bad_key(good + "0", "expected 36")
         self.assert_bad_key("zzzzzzzz-zzzz-4zzz-8zzz-zzzzzzzzzzzz")
@@ -520,7 +542,7 @@ class ReplicasUnavailableTests(TimedTest):
     @classmethod
     def setUpClass(cls):
         cls.cluster = cls.make_cluster("rf2-kill", extra=["--lease-ttl", "1"])
-        cls.leader = cls.cluster.wait_writable()
+        cls.leader = cls.cluster.wait_ready()
 
     def try_keys(self, count=60):
         codes = {}
@@ -563,7 +585,7 @@ class ResignationTests(TimedTest):
     @classmethod
     def setUpClass(cls):
         cls.cluster = cls.make_cluster("sigterm")  # default --lease-ttl 2: expiry would take longer than 1 s
-        cls.leader = cls.cluster.wait_writable()
+        cls.leader = cls.cluster.wait_ready()
 
     def test_09_sigterm_leader(self):
         old = self.cluster.by_address(self.leader)
@@ -601,7 +623,7 @@ class RestartTests(TimedTest):
     @classmethod
     def setUpClass(cls):
         cls.cluster = cls.make_cluster("restart", extra=["--lease-ttl", "1"])
-        cls.leader = cls.cluster.wait_writable()
+        cls.leader = cls.cluster.wait_ready()
 
     def test_10_restart_same_id_and_reads(self):
         ids = {n["address"]: n["id"] for n in heartbeat(self.leader)["nodes"]}
@@ -639,8 +661,18 @@ class RestartTests(TimedTest):
         self.assertEqual(len(view["nodes"]), 3, view)
         own = heartbeat(again.address)
         self.assertEqual({n["address"]: n["id"] for n in own["nodes"]}, ids)
+        # A node serves reads as a replica ~2.5 s after its start: GETs may wait for that, not longer.
+        ready = restarted + 6.0
         for key, value in {**before, **written}.items():
-            self.assertEqual(call(self.leader, KV_GET, key), (OK, value), key)
+            first = None
+            while True:
+                got = call(self.leader, KV_GET, key)
+                if got == (OK, value) or time.monotonic() > ready:
+                    break
+                first = first or got
+                time.sleep(0.1)
+            self.assertEqual(got, (OK, value), f"{key} ({'written while down' if key in written else 'before'}); "
+                             f"first answer {first!r}")
         self.assertLessEqual(on_victim_before, set(scan_all(again.address)), "keys held before the kill are gone")
         self.assertEqual(self.cluster.wait_writable(), self.leader)
 
@@ -653,7 +685,7 @@ class RepairTests(TimedTest):
     @classmethod
     def setUpClass(cls):
         cls.cluster = cls.make_cluster("repair", rf=3, extra=["--lease-ttl", "1"])
-        cls.leader = cls.cluster.wait_writable()
+        cls.leader = cls.cluster.wait_ready()
 
     def test_10b_repair_after_restart(self):
         ids = {n["address"]: n["id"] for n in heartbeat(self.leader)["nodes"]}
@@ -664,7 +696,13 @@ class RepairTests(TimedTest):
         for i in range(30):
             key = new_key()
             value = f"down {i}" if i % 3 else b"bin %d" % i
-            self.assertEqual(call(self.leader, KV_SET, key, value), (OK, None), "RF 3, 2 of 3 alive")
+            for attempt in range(3):
+                got = call(self.leader, KV_SET, key, value)
+                if got[0] != KV_OUTCOME_UNKNOWN:
+                    break
+                # Under load a live replica can miss the 0.5 s peer timeout; that is 0x204, not a refusal.
+                log(f"test_10b: SET {key} attempt {attempt + 1}: 0x204 {got[1]!r}; retrying")
+            self.assertEqual(got, (OK, None), "RF 3, 2 of 3 alive")
             written[key] = value
         deleted = next(iter(written))
         self.assertEqual(call(self.leader, KV_DELETE, deleted), (OK, None))
