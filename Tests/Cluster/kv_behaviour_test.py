@@ -54,6 +54,7 @@ WATCHDOG_S = 300
 
 BINARY = None
 ROOT = None
+ETCD_DIRS = []  # kv.Etcd's own temp dirs (outside ROOT)
 STARTED = []  # every Popen this run started (nodes, etcd, rejected nodes): only these are ever killed
 
 
@@ -135,6 +136,7 @@ class Cluster:
         self.extra = list(extra)
         self.etcd = kv.Etcd(log=os.path.join(self.dir, "etcd.log"))
         STARTED.append(self.etcd.process)
+        ETCD_DIRS.append(self.etcd.dir)
         self.nodes = []
         for index in range(count):
             self.nodes.append(self.start_new(index))
@@ -320,6 +322,7 @@ class SharedClusterTests(TimedTest):
         self.assertIsNotNone(self.first_view, "within 2 s of the third node's listening line, not every node's "
                              f"KV_HEARTBEAT was a full consistent view; last problems: {self.first_view_reasons}")
         elapsed, views = self.first_view
+        log(f"test_01: full consistent views on every node {elapsed:.2f} s after the third node's listening line")
         leaders = {v["leader"] for v in views.values()}
         self.assertEqual(len(leaders), 1)
         # Once writable, it is still consistent, and names the leader the SETs go to; no warnings.
@@ -612,6 +615,7 @@ class ResignationTests(TimedTest):
             time.sleep(0.02)
         self.assertIsNotNone(accepted, f"no node accepted a SET within 3 s of the exit; last answers {seen!r}")
         when, new_leader = accepted
+        log(f"test_09: exit {exited - sent:.2f} s after SIGTERM; {new_leader} took a SET {when - exited:.2f} s after the exit")
         self.assertLessEqual(when - exited, 1.0, f"new leader {new_leader} accepted a SET {when - exited:.2f} s after the "
                              f"old one exited ({exited - sent:.2f} s after SIGTERM); answers before: {seen!r}")
         self.assertEqual(self.cluster.leader(timeout=3), new_leader)
@@ -765,6 +769,8 @@ def main():
 
     def cleanup():
         kill_everything()
+        for path in ETCD_DIRS:
+            shutil.rmtree(path, ignore_errors=True)
         if keep:
             print(f"kv_behaviour_test: logs kept in {ROOT}", file=sys.stderr)
         else:
@@ -778,8 +784,12 @@ def main():
     timer = threading.Timer(WATCHDOG_S, watchdog)
     timer.daemon = True
     timer.start()
+    def stopped(signum, frame):  # unittest would record SystemExit as one test's error and go on
+        print(f"kv_behaviour_test: signal {signum}, stopping", file=sys.stderr, flush=True)
+        cleanup()
+        os._exit(130)
     for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, lambda *_: sys.exit(130))
+        signal.signal(sig, stopped)
 
     started = time.monotonic()
     program = unittest.main(module=__name__, argv=[sys.argv[0]] + sys.argv[2:], exit=False, verbosity=2, warnings="ignore",
