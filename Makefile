@@ -91,7 +91,8 @@ abuse-test: test-deps
 	$(SWIFT) build --product iproto
 	python3 Tests/Abuse/abuse_test.py "$$($(SWIFT) build --show-bin-path)/iprotod" "$$($(SWIFT) build --show-bin-path)/iproto" --short
 
-# The key-value cluster: the checker's and the client's own tests, then the history
+# The key-value cluster: the checker's and the client's own tests, the black-box
+# behaviour tests (API, validation, garbage, fencing, RF mismatch, failover), then the history
 # test (etcd and the nodes as real processes, kill -9, SIGTERM, network partitions,
 # a linearizability check) for a minute with replication factor 3 and 30 s with 2,
 # and 10,000 keys copied again after a node is gone past the grace period.
@@ -99,6 +100,7 @@ KV_OUT = $(CURDIR)/.build/kv-test
 kv-test: test-deps
 	$(SWIFT) build --product iproto-kvd
 	cd Tests/lib && python3 -m unittest test_linearizability test_kv
+	timeout 300 python3 Tests/Cluster/kv_behaviour_test.py "$$($(SWIFT) build --show-bin-path)"
 	rm -rf $(KV_OUT) && mkdir -p $(KV_OUT)
 	python3 Tests/Cluster/kv_history_test.py "$$($(SWIFT) build --show-bin-path)" --nodes 5 --rf 3 \
 		--duration 60 --partitions --out $(KV_OUT)/rf3
