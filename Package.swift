@@ -133,6 +133,7 @@ let package = Package(
                 "IProto",
                 "IProtoClient",
                 "IProtoStorage",
+                "KVClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ]
