@@ -27,8 +27,9 @@ struct KVCommand: AsyncParsableCommand {
             starting with "--" (node switches, a new leader, warnings, nodes joining), \
             before the next prompt.
 
-            Keys are UUID4s (8-4-4-4-12 hex). --node takes any nodes' addresses: calls \
-            follow the leader.
+            Keys are UUID4s (8-4-4-4-12 hex). Every form takes --node, any nodes' \
+            addresses (calls follow the leader), and --timeout, the seconds to wait for one \
+            node's reply.
 
             One-shot, for scripts: iproto kv get KEY | set KEY VALUE | delete KEY | nodes
             Exit status:
