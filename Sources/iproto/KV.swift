@@ -25,7 +25,7 @@ struct KVCommand: AsyncParsableCommand {
               quit             leave (or Ctrl-D)
             The REPL heartbeats the cluster and prints what the client notices, as lines \
             starting with "--" (node switches, a new leader, warnings, nodes joining), \
-            before the next prompt.
+            as they happen, above the line being edited.
 
             Keys are UUID4s (8-4-4-4-12 hex). Every form takes --node, any nodes' \
             addresses (calls follow the leader), and --timeout, the seconds to wait for one \
@@ -181,13 +181,48 @@ func eventLines(_ event: KVClientEvent) -> [String] {
     }
 }
 
-/// Events that arrived while the REPL waited, kept until it can print them.
+/// Events the REPL has yet to print; each arrival also writes a byte to a pipe, which wakes
+/// the line editor so that it prints them at once, above the line being edited.
 private final class PendingEvents: Sendable {
     private let lines = Mutex<[String]>([])
+    /// The wake pipe's ends, both non-blocking (-1 if it could not be made: events wait for the next prompt).
+    let readFD: Int32
+    private let writeFD: Int32
 
-    func append(_ new: [String]) { lines.withLock { $0 += new } }
+    init() {
+        var fds: [Int32] = [-1, -1]
+        if pipe(&fds) == 0 {
+            for fd in fds {
+                _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+                _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+            }
+        }
+        (readFD, writeFD) = (fds[0], fds[1])
+    }
+
+    deinit {
+        if readFD >= 0 { close(readFD) }
+        if writeFD >= 0 { close(writeFD) }
+    }
+
+    func append(_ new: [String]) {
+        lines.withLock { $0 += new }
+        var byte: UInt8 = 1
+        if writeFD >= 0 { _ = write(writeFD, &byte, 1) }
+    }
 
     func drain() -> [String] { lines.withLock { lines in defer { lines = [] }; return lines } }
+}
+
+/// Called by the line editor when events arrived: hides the line being edited and prints them
+/// (the terminal is in raw mode, hence "\r\n"); non-zero when it printed, so the line is redrawn.
+private let printPendingEvents: @convention(c) (UnsafeMutableRawPointer?) -> Int32 = { context in
+    guard let context else { return 0 }
+    let lines = Unmanaged<PendingEvents>.fromOpaque(context).takeUnretainedValue().drain()
+    guard !lines.isEmpty else { return 0 }
+    let text = "\r\u{1b}[K" + lines.map { $0 + "\r\n" }.joined()
+    _ = text.withCString { write(STDOUT_FILENO, $0, strlen($0)) }
+    return 1
 }
 
 struct KVRepl: AsyncParsableCommand {
@@ -239,7 +274,10 @@ struct KVRepl: AsyncParsableCommand {
         print("iproto kv \(options.nodes.joined(separator: ",")) — type help")
         while true {
             for line in pending.drain() { print(line) }
-            guard let line = editor.read(prompt: "kv> ") else { break }
+            let line = pending.readFD < 0 ? editor.read(prompt: "kv> ")
+                : editor.read(prompt: "kv> ", wakeFD: pending.readFD,
+                              context: Unmanaged.passUnretained(pending).toOpaque(), onWake: printPendingEvents)
+            guard let line else { break }
             let words = line.split(separator: " ", maxSplits: 2, omittingEmptySubsequences: true).map(String.init)
             guard let command = words.first?.lowercased() else { continue }
             if command == "quit" || command == "exit" { break }
