@@ -134,6 +134,7 @@ let package = Package(
                 "IProtoClient",
                 "IProtoStorage",
                 "KVAPI",
+                "KVClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ]

@@ -3,6 +3,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <poll.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
 #include <editline/readline.h>
 
 static const char *history_file;
@@ -67,6 +71,52 @@ char *line_editor_read(const char *prompt) {
     if (line != NULL && line[strspn(line, " \t")] != '\0')
         add_history(line);
     return line;
+}
+
+static char *finished_line;
+static int line_finished;
+
+static void finish_line(char *line) {
+    finished_line = line;
+    line_finished = 1;
+    rl_callback_handler_remove();
+}
+
+char *line_editor_read_watching(const char *prompt, int wake_fd, int (*on_wake)(void *), void *context) {
+    if (!isatty(STDIN_FILENO))
+        return line_editor_read(prompt);
+    finished_line = NULL;
+    line_finished = 0;
+    rl_callback_handler_install(prompt, finish_line);
+    while (!line_finished) {
+        struct pollfd fds[2] = {{.fd = STDIN_FILENO, .events = POLLIN}, {.fd = wake_fd, .events = POLLIN}};
+        if (poll(fds, 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            break;
+        }
+        if (fds[1].revents & POLLIN) {
+            char drain[64];
+            while (read(wake_fd, drain, sizeof drain) > 0) {
+            }
+            fflush(stdout);
+            if (on_wake(context)) {
+                fflush(stdout);
+                rl_forced_update_display();
+            }
+        }
+        if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+            int pending = 0;
+            if (ioctl(STDIN_FILENO, FIONREAD, &pending) < 0 || pending == 0)
+                break; /* the terminal hung up */
+            rl_callback_read_char();
+        }
+    }
+    if (!line_finished)
+        rl_callback_handler_remove();
+    if (finished_line != NULL && finished_line[strspn(finished_line, " \t")] != '\0')
+        add_history(finished_line);
+    return finished_line;
 }
 
 void line_editor_close(void) {

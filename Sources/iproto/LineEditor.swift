@@ -34,4 +34,13 @@ final class LineEditor {
         defer { free(line) }
         return String(cString: line)
     }
+
+    /// The next line, or nil at end of input; while waiting for it, calls `onWake(context)` whenever
+    /// `wakeFD` (non-blocking) becomes readable (see line_editor_read_watching).
+    func read(prompt: String, wakeFD: Int32, context: UnsafeMutableRawPointer,
+              onWake: @convention(c) (UnsafeMutableRawPointer?) -> Int32) -> String? {
+        guard let line = line_editor_read_watching(prompt, wakeFD, onWake, context) else { return nil }
+        defer { free(line) }
+        return String(cString: line)
+    }
 }

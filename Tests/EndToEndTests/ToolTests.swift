@@ -102,35 +102,36 @@ import Testing
     }
 }
 
-/// `iproto repl` driven through a terminal (tmux): what a person would see.
-@Suite struct ReplTests {
-    private final class Terminal {
-        let socket = "iproto-test-\(UInt32.random(in: 0...UInt32.max))"
+/// A tmux session running one command: keys typed in, the screen read back.
+final class Terminal {
+    let socket = "iproto-test-\(UInt32.random(in: 0...UInt32.max))"
 
-        init(_ command: String) throws {
-            let status = spawnAndWait(["/usr/bin/tmux", "-L", socket, "new-session", "-d", "-s", "repl",
-                                       "-x", "120", "-y", "50", command])
-            guard status == 0 else { throw TestSocketError("tmux new-session exited with \(status)") }
-        }
-
-        deinit { _ = try? tmux(["kill-server"]) }
-
-        @discardableResult
-        func tmux(_ arguments: [String]) throws -> (status: Int32, output: String, errors: String) {
-            try ServerProcess.run("/usr/bin/tmux", ["-L", socket] + arguments)
-        }
-
-        /// Types keys: text, or tmux key names such as Enter and Tab.
-        func type(_ keys: String...) throws { try tmux(["send-keys", "-t", "repl"] + keys) }
-
-        var screen: String { (try? tmux(["capture-pane", "-p", "-t", "repl"]).output) ?? "" }
-
-        /// Waits until the screen shows `text`.
-        func shows(_ text: String, within seconds: Double = 10) -> Bool {
-            eventually(seconds) { screen.contains(text) }
-        }
+    init(_ command: String) throws {
+        let status = spawnAndWait(["/usr/bin/tmux", "-L", socket, "new-session", "-d", "-s", "repl",
+                                   "-x", "120", "-y", "50", command])
+        guard status == 0 else { throw TestSocketError("tmux new-session exited with \(status)") }
     }
 
+    deinit { _ = try? tmux(["kill-server"]) }
+
+    @discardableResult
+    func tmux(_ arguments: [String]) throws -> (status: Int32, output: String, errors: String) {
+        try ServerProcess.run("/usr/bin/tmux", ["-L", socket] + arguments)
+    }
+
+    /// Types keys: text, or tmux key names such as Enter and Tab.
+    func type(_ keys: String...) throws { try tmux(["send-keys", "-t", "repl"] + keys) }
+
+    var screen: String { (try? tmux(["capture-pane", "-p", "-t", "repl"]).output) ?? "" }
+
+    /// Waits until the screen shows `text`.
+    func shows(_ text: String, within seconds: Double = 10) -> Bool {
+        eventually(seconds) { screen.contains(text) }
+    }
+}
+
+/// `iproto repl` driven through a terminal (tmux): what a person would see.
+@Suite struct ReplTests {
     @Test func editingCompletionHistoryAndServerRestart() throws {
         var server: ServerProcess? = try ServerProcess()
         let port = server!.port

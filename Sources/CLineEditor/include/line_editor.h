@@ -21,6 +21,17 @@ void line_editor_open(const char *program, const char *history_path,
 /* Reads a line (without its newline) into a malloc'd string the caller frees; NULL at end of input. */
 char *line_editor_read(const char *prompt);
 
+/*
+ * Like line_editor_read, and while it waits, watches `wake_fd` (made
+ * non-blocking by the caller): when something can be read from it, drains it
+ * and calls `on_wake(context)`, which may print whole lines (ending in "\r\n",
+ * the terminal is in raw mode) after hiding the line being edited with
+ * "\r\033[K"; it returns non-zero when it printed, and the prompt and the line
+ * are drawn again below. When standard input is not a terminal, this is
+ * line_editor_read.
+ */
+char *line_editor_read_watching(const char *prompt, int wake_fd, int (*on_wake)(void *), void *context);
+
 /* Saves the history file. */
 void line_editor_close(void);
 
