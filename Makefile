@@ -110,7 +110,8 @@ kv-test: test-deps
 
 deploy-check: test-deps
 	$(SWIFT) build --product iprotod
-	deploy/check.sh "$$($(SWIFT) build --show-bin-path)/iprotod"
+	$(SWIFT) build --product iproto-kvd
+	deploy/check.sh "$$($(SWIFT) build --show-bin-path)/iprotod" "$$($(SWIFT) build --show-bin-path)/iproto-kvd"
 
 # Not part of make test: minutes of load on every core.
 bench: bench-deps
