@@ -49,6 +49,8 @@ public final class KVNode: Sendable {
 
     private let state: Mutex<State>
     private let epochSeen: Atomic<UInt64>
+    private var groupCommit: GroupCommit { committer.withLock { $0! } }
+    private let committer = Mutex<GroupCommit?>(nil)
     private let tasks = Mutex<[Task<Void, Never>]>([])
     private let started = ContinuousClock.now
 
@@ -136,6 +138,7 @@ public final class KVNode: Sendable {
         metrics = KVMetrics()
         state = Mutex(State(member: member))
         epochSeen = Atomic(highestEpoch.rawValue)
+        committer.withLock { $0 = GroupCommit { [unowned self] records, epoch throws(IProtoError) in try self.applyNow(records, epoch: epoch) } }
     }
 
     private static func clusterInfo(at address: String, timeout: Duration) async -> (cluster: String, etcd: [String], replicationFactor: UInt)? {
@@ -305,7 +308,14 @@ public final class KVNode: Sendable {
         }
     }
 
+    /// Makes `records` durable in this node's store, sharing one commit with
+    /// whatever other workers (and the leader's own replica writes) apply meanwhile.
     func applyDurably(_ records: [ReplicaRecord], epoch: Epoch) throws(IProtoError) {
+        try groupCommit.commit(records, epoch: epoch)
+    }
+
+    /// One transaction, now: what ``GroupCommit`` runs.
+    private func applyNow(_ records: [ReplicaRecord], epoch: Epoch) throws(IProtoError) {
         do {
             _ = try store.apply(records, epoch: epoch)
             if epoch.rawValue > epochSeen.load(ordering: .relaxed) { epochSeen.store(epoch.rawValue, ordering: .releasing) }

@@ -82,8 +82,8 @@ struct IProtoKVD: ParsableCommand {
     @Option(help: "Bytes of values the leader keeps in memory for keys it wrote or read in its term.")
     var leaderCache = defaults.leaderCacheBytes
 
-    @Option(help: "Worker threads, each with its own event loop.")
-    var workers = 2
+    @Option(help: "Worker threads, each with its own event loop; the leader replicates one batch per worker at a time, so more workers keep more batches in flight.")
+    var workers = 4
 
     @Option(help: "Open client connections across all workers.")
     var maxConnections = 4096
