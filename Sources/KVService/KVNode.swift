@@ -550,6 +550,7 @@ public final class KVNode: Sendable {
                     do {
                         let changed = try store.apply(records, epoch: highestEpoch)
                         metrics.repaired.increment(by: changed)
+                        if changed > 0 { await tellLeader(repaired: records.map(\.key)) }
                     } catch {
                         logger.warning("repair cannot persist", metadata: ["error": "\(error)"])
                         complete = false
@@ -563,6 +564,24 @@ public final class KVNode: Sendable {
         metrics.repairBacklog.record(0)
         if complete { state.withLock { $0.ownRepairedThrough = max($0.ownRepairedThrough, version) } }
         return complete
+    }
+
+    /// A repair here changed `keys`: the leader must not answer them from its
+    /// term cache any more (a write whose outcome was unknown may just have
+    /// reached its quorum this way).
+    private func tellLeader(repaired keys: [String]) async {
+        let view = view
+        guard let leader = view.leader else { return }
+        if leader.id.rawValue == member.id {
+            repairedElsewhere(keys)
+        } else {
+            try? await peers.client(leader.address).repaired(keys: keys)
+        }
+    }
+
+    /// What KV_REPAIRED does on the leader.
+    func repairedElsewhere(_ keys: [String]) {
+        state.withLock { $0.term }?.forget(keys)
     }
 
     private func publishMetrics() {

@@ -125,6 +125,9 @@ final class LeaderService: KVService {
             fewest = min(fewest, write.owners.filter { acknowledged[$0] == true }.count)
         }
         guard fewest >= quorum.write else {
+            // Some replicas may hold these records, and repair may spread them:
+            // the term no longer knows these keys' values.
+            term.forget(records.map(\.key))
             node.metrics.outcomeUnknown.increment()
             throw IProtoError(.kvOutcomeUnknown, quorum.outcomeUnknown(acknowledged: fewest))
         }

@@ -59,5 +59,15 @@ final class LeaderTerm: Sendable {
         }
     }
 
+    /// Drops what the term knows of `keys`: their next read asks every live replica
+    /// again (after a write whose outcome is unknown, or a repair that changed them).
+    func forget<S: Sequence<String>>(_ keys: S) {
+        cache.withLock { cache in
+            for key in keys {
+                if let known = cache.records.removeValue(forKey: key) { cache.bytes -= known.value.count + known.key.utf8.count }
+            }
+        }
+    }
+
     var cachedKeys: Int { cache.withLock { $0.records.count } }
 }

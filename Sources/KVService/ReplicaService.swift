@@ -93,6 +93,10 @@ final class ReplicaService: KVPeerService {
         return (entries.map(\.key), entries.map { UInt($0.version.rawValue) })
     }
 
+    func repaired(keys: [String]) throws(IProtoError) {
+        node.repairedElsewhere(keys)
+    }
+
     func replicaFetch(keys: [String]) throws(IProtoError) -> (keys: [String], versions: [UInt], kinds: [UInt], values: [[UInt8]?]) {
         var result: (keys: [String], versions: [UInt], kinds: [UInt], values: [[UInt8]?]) = ([], [], [], [])
         for key in keys {
