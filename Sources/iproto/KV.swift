@@ -215,14 +215,13 @@ private final class PendingEvents: Sendable {
 }
 
 /// Called by the line editor when events arrived: hides the line being edited and prints them
-/// (the terminal is in raw mode, hence "\r\n"); non-zero when it printed, so the line is redrawn.
-private let printPendingEvents: @convention(c) (UnsafeMutableRawPointer?) -> Int32 = { context in
-    guard let context else { return 0 }
-    let lines = Unmanaged<PendingEvents>.fromOpaque(context).takeUnretainedValue().drain()
-    guard !lines.isEmpty else { return 0 }
+/// (the terminal is in raw mode, hence "\r\n"); true when it printed, so the line is redrawn.
+private func printPendingEvents(_ pending: PendingEvents) -> Bool {
+    let lines = pending.drain()
+    guard !lines.isEmpty else { return false }
     let text = "\r\u{1b}[K" + lines.map { $0 + "\r\n" }.joined()
     _ = text.withCString { write(STDOUT_FILENO, $0, strlen($0)) }
-    return 1
+    return true
 }
 
 struct KVRepl: AsyncParsableCommand {
@@ -275,8 +274,7 @@ struct KVRepl: AsyncParsableCommand {
         while true {
             for line in pending.drain() { print(line) }
             let line = pending.readFD < 0 ? editor.read(prompt: "kv> ")
-                : editor.read(prompt: "kv> ", wakeFD: pending.readFD,
-                              context: Unmanaged.passUnretained(pending).toOpaque(), onWake: printPendingEvents)
+                : editor.read(prompt: "kv> ", wakeFD: pending.readFD) { printPendingEvents(pending) }
             guard let line else { break }
             let words = line.split(separator: " ", maxSplits: 2, omittingEmptySubsequences: true).map(String.init)
             guard let command = words.first?.lowercased() else { continue }

@@ -35,12 +35,28 @@ final class LineEditor {
         return String(cString: line)
     }
 
-    /// The next line, or nil at end of input; while waiting for it, calls `onWake(context)` whenever
-    /// `wakeFD` (non-blocking) becomes readable (see line_editor_read_watching).
-    func read(prompt: String, wakeFD: Int32, context: UnsafeMutableRawPointer,
-              onWake: @convention(c) (UnsafeMutableRawPointer?) -> Int32) -> String? {
-        guard let line = line_editor_read_watching(prompt, wakeFD, onWake, context) else { return nil }
-        defer { free(line) }
-        return String(cString: line)
+    /// The next line, or nil at end of input; while waiting for it, calls `onWake` whenever
+    /// `wakeFD` (non-blocking) becomes readable (see line_editor_read_watching). `onWake`
+    /// returns true when it printed something, so that the line being edited is redrawn.
+    func read(prompt: String, wakeFD: Int32, onWake: () -> Bool) -> String? {
+        withoutActuallyEscaping(onWake) { onWake in
+            let handler = WakeHandler(onWake)
+            let context = Unmanaged.passUnretained(handler).toOpaque()
+            let line = withExtendedLifetime(handler) { line_editor_read_watching(prompt, wakeFD, wakeTrampoline, context) }
+            guard let line else { return nil }
+            defer { free(line) }
+            return String(cString: line)
+        }
     }
+}
+
+/// What `read(prompt:wakeFD:onWake:)` hands libedit as the callback's context.
+private final class WakeHandler {
+    let body: () -> Bool
+    init(_ body: @escaping () -> Bool) { self.body = body }
+}
+
+private let wakeTrampoline: @convention(c) (UnsafeMutableRawPointer?) -> Int32 = { context in
+    guard let context else { return 0 }
+    return Unmanaged<WakeHandler>.fromOpaque(context).takeUnretainedValue().body() ? 1 : 0
 }
