@@ -20,6 +20,23 @@ public final class IProtoClient: Sendable {
         }
     }
 
+    /// A client of `address`, "host:port" or "[v6]:port" (as nodes name each other);
+    /// an address without a port gets port 0, which no connection reaches.
+    public convenience init(address: String, configuration: ClientConfiguration = ClientConfiguration()) {
+        let (host, port) = Self.split(address)
+        self.init(host: host, port: port, configuration: configuration)
+    }
+
+    /// "host:port" or "[v6]:port" as (host, port).
+    public static func split(_ address: String) -> (host: String, port: Int) {
+        guard let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]) else {
+            return (address, 0)
+        }
+        var host = String(address[..<colon])
+        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        return (host, port)
+    }
+
     deinit { close() }
 
     /// Calls `funcID` with a raw MessagePack body and returns the reply, whatever its return code.

@@ -176,8 +176,7 @@ public final class KVClient: Sendable {
             configuration.callTimeout = self.configuration.callTimeout
             configuration.connectTimeout = self.configuration.callTimeout
             configuration.maxReconnectBackoff = .milliseconds(500)
-            let (host, port) = Self.split(address)
-            let client = IProtoClient(host: host, port: port, configuration: configuration)
+            let client = IProtoClient(address: address, configuration: configuration)
             state.clients[address] = client
             return client
         }
@@ -231,14 +230,5 @@ public final class KVClient: Sendable {
         for node in status.nodes where previous != nil && !known.contains(node.address) {
             continuation.yield(.nodeJoined(node.address))
         }
-    }
-
-    static func split(_ address: String) -> (host: String, port: Int) {
-        guard let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]) else {
-            return (address, 0)
-        }
-        var host = String(address[..<colon])
-        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-        return (host, port)
     }
 }

@@ -142,10 +142,9 @@ public final class KVNode: Sendable {
     }
 
     private static func clusterInfo(at address: String, timeout: Duration) async -> (cluster: String, etcd: [String], replicationFactor: UInt)? {
-        let (host, port) = Peers.split(address)
         var configuration = ClientConfiguration()
         configuration.callTimeout = timeout
-        let client = IProtoClient(host: host, port: port, configuration: configuration)
+        let client = IProtoClient(address: address, configuration: configuration)
         defer { client.close() }
         return try? await client.clusterInfo()
     }

@@ -23,8 +23,7 @@ final class Peers: Sendable {
     func client(_ address: String) -> IProtoClient {
         clients.withLock { clients in
             if let client = clients[address] { return client }
-            let (host, port) = Self.split(address)
-            let client = IProtoClient(host: host, port: port, configuration: configuration)
+            let client = IProtoClient(address: address, configuration: configuration)
             clients[address] = client
             return client
         }
@@ -35,15 +34,6 @@ final class Peers: Sendable {
             for client in clients.values { client.close() }
             clients = [:]
         }
-    }
-
-    static func split(_ address: String) -> (host: String, port: Int) {
-        guard let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]) else {
-            return (address, 0)
-        }
-        var host = String(address[..<colon])
-        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-        return (host, port)
     }
 
     /// Runs `body` on the cooperative pool and waits for it on this thread: how a
