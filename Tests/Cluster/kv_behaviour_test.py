@@ -744,6 +744,31 @@ class RepairTests(TimedTest):
             self.assertEqual(call(self.leader, KV_GET, key), (OK, value), key)
 
 
+# ----------------------------------------------------------------- 11: RF 3 with one node down
+
+class OneDownTests(TimedTest):
+    """With RF 3 and one node down every key keeps a write and a read quorum: no request fails."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.cluster = cls.make_cluster("rf3-one-down", rf=3)
+        cls.leader = cls.cluster.wait_ready()
+
+    def test_11_rf3_one_node_down_nothing_fails(self):
+        victim = next(n for n in self.cluster.nodes if n.address != self.leader)
+        victim.kill()
+        time.sleep(1.5)  # past the liveness timeout: the leader counts it down
+        answers = {}
+        for i in range(200):
+            key = new_key()
+            answers[("set", i)] = call(self.leader, KV_SET, key, f"v{i}")
+            answers[("get", i)] = (call(self.leader, KV_GET, key), f"v{i}")
+        failed = {k: v for k, v in answers.items() if (v[0] if k[0] == "set" else v[0][0]) != OK}
+        self.assertEqual(failed, {}, f"{len(failed)} of 400 requests failed with one of three RF 3 nodes down")
+        wrong = {k: v for k, v in answers.items() if k[0] == "get" and v[0] != (OK, v[1])}
+        self.assertEqual(wrong, {})
+
+
 # ----------------------------------------------------------------- runner
 
 RAN = set()
