@@ -641,6 +641,13 @@ def write_doc(args, summary, failed):
         "A failed operation is one the cluster refused (no leader yet, too few replicas reachable); an unknown "
         "one timed out or was answered `kv_outcome_unknown`, and the checker lets it take effect or not.",
         "",
+        "How to read the times: each is from the fault to the end of the first write, by any client, that "
+        "succeeded after it. After a kill the old lease must expire (1 s) and a follower win the election. A cut-off "
+        "leader is also unreachable for the clients, whose calls to it wait out their 3 s timeout before they "
+        "look for the new leader, so that figure includes the client's timeout. The clients are paced "
+        f"(`--ops-per-key {args.ops_per_key}`), which keeps every key's history small enough for an exhaustive "
+        "linearizability search; the faults, not the load, are what this run varies.",
+        "",
     ]
     with open(args.doc, "w") as out:
         out.write("\n".join(lines))
