@@ -21,14 +21,12 @@ final class GroupCommit: @unchecked Sendable {
     private var results: [Int: IProtoError?] = [:]
     private var committing = false
     private var nextID = 0
-    private let apply: @Sendable ([ReplicaRecord], Epoch) throws(IProtoError) -> Void
 
-    /// `apply` makes one transaction of records durable (called by one thread at a time).
-    init(apply: @escaping @Sendable ([ReplicaRecord], Epoch) throws(IProtoError) -> Void) {
-        self.apply = apply
-    }
-
-    func commit(_ records: [ReplicaRecord], epoch: Epoch) throws(IProtoError) {
+    /// Returns once `records` are durable. `apply` makes one transaction of records
+    /// durable; whichever caller commits runs its own, so every caller passes the same.
+    func commit(
+        _ records: [ReplicaRecord], epoch: Epoch, apply: ([ReplicaRecord], Epoch) throws(IProtoError) -> Void
+    ) throws(IProtoError) {
         condition.lock()
         let id = nextID
         nextID += 1
@@ -44,7 +42,7 @@ final class GroupCommit: @unchecked Sendable {
                 let taken = pending
                 pending = []
                 condition.unlock()
-                let outcomes = commitTogether(taken)
+                let outcomes = commitTogether(taken, apply: apply)
                 condition.lock()
                 for (id, outcome) in outcomes { results[id] = outcome }
                 committing = false
@@ -56,7 +54,9 @@ final class GroupCommit: @unchecked Sendable {
     }
 
     /// One transaction per epoch present, oldest first; each batch's outcome.
-    private func commitTogether(_ batches: [Pending]) -> [(Int, IProtoError?)] {
+    private func commitTogether(
+        _ batches: [Pending], apply: ([ReplicaRecord], Epoch) throws(IProtoError) -> Void
+    ) -> [(Int, IProtoError?)] {
         var outcomes: [(Int, IProtoError?)] = []
         for epoch in Set(batches.map(\.epoch)).sorted() {
             let group = batches.filter { $0.epoch == epoch }

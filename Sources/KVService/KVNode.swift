@@ -49,8 +49,7 @@ public final class KVNode: Sendable {
 
     private let state: Mutex<State>
     private let epochSeen: Atomic<UInt64>
-    private var groupCommit: GroupCommit { committer.withLock { $0! } }
-    private let committer = Mutex<GroupCommit?>(nil)
+    private let groupCommit = GroupCommit()
     private let tasks = Mutex<[Task<Void, Never>]>([])
     private let started = ContinuousClock.now
 
@@ -138,7 +137,6 @@ public final class KVNode: Sendable {
         metrics = KVMetrics()
         state = Mutex(State(member: member))
         epochSeen = Atomic(highestEpoch.rawValue)
-        committer.withLock { $0 = GroupCommit { [unowned self] records, epoch throws(IProtoError) in try self.applyNow(records, epoch: epoch) } }
     }
 
     private static func clusterInfo(at address: String, timeout: Duration) async -> (cluster: String, etcd: [String], replicationFactor: UInt)? {
@@ -310,7 +308,7 @@ public final class KVNode: Sendable {
     /// Makes `records` durable in this node's store, sharing one commit with
     /// whatever other workers (and the leader's own replica writes) apply meanwhile.
     func applyDurably(_ records: [ReplicaRecord], epoch: Epoch) throws(IProtoError) {
-        try groupCommit.commit(records, epoch: epoch)
+        try groupCommit.commit(records, epoch: epoch) { records, epoch throws(IProtoError) in try applyNow(records, epoch: epoch) }
     }
 
     /// One transaction, now: what ``GroupCommit`` runs.
