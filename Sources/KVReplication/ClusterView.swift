@@ -47,8 +47,6 @@ public struct ClusterView: Sendable, Equatable {
         Placement.owners(of: key, among: ids, count: replicationFactor).compactMap { id in nodes.first { $0.id == id } }
     }
 
-    public func address(of id: NodeID) -> String? { nodes.first { $0.id == id }?.address }
-
     /// What is wrong with the cluster as a whole, in words for operators.
     public var warnings: [String] {
         var warnings: [String] = []

@@ -69,5 +69,4 @@ final class LeaderTerm: Sendable {
         }
     }
 
-    var cachedKeys: Int { cache.withLock { $0.records.count } }
 }
