@@ -505,46 +505,57 @@ class Run:
         scanned = set().union(*(set(v) for v in held.values()))
         for key in sorted(scanned - keys)[:10]:
             problems.append(f"{key}: on nodes {[i for i in held if key in held[i]]} but no client used it")
-        epoch = max((v >> 32 for versions in held.values() for v in versions.values()), default=0)
-        readers = {slot.index: kv.Node(slot.address, OP_TIMEOUT_S, CONNECT_TIMEOUT_S) for slot in self.nodes}
-        try:
-            for key in sorted(keys):
-                versions = {i: held[i].get(key, 0) for i in held}
-                top = max(versions.values())
-                if top == 0:
-                    if final.get(key) is not None:
-                        problems.append(f"{key}: the final GET returned {final[key]!r} but no node's "
-                                        "KV_REPLICA_SCAN lists the key")
-                    continue
-                on_top = [i for i, v in versions.items() if v == top]
-                if top and len(on_top) < self.args.rf:
-                    problems.append(f"{key}: highest version {fmt_version(top)} on {len(on_top)} node(s) "
-                                    f"{['n%d' % i for i in on_top]}, needs {self.args.rf}")
-                records = {}
-                for i, v in versions.items():
-                    if v == 0:
-                        continue
-                    outcome, reply = readers[i].replica_read(epoch, key)
+        # The nodes' own records, read with KV_REPLICA_FETCH: it takes no epoch, so the checker neither
+        # needs to know the current leader's nor can fence anyone by guessing one.
+        records_on, unread = {}, []  # node index -> {key: (version, kind, value)}
+        for slot in self.nodes:
+            node = kv.Node(slot.address, OP_TIMEOUT_S, CONNECT_TIMEOUT_S)
+            try:
+                wanted = sorted(k for k in keys if held[slot.index].get(k, 0))
+                records_on[slot.index] = {}
+                for start in range(0, len(wanted), 1000):
+                    outcome, reply = node.replica_fetch(wanted[start:start + 1000])
                     if outcome != kv.OK:
-                        problems.append(f"{key}: KV_REPLICA_READ on n{i}: {reply}")
-                        continue
-                    records[i] = tuple(reply)
-                by_version = {}
-                for i, (version, kind, value) in records.items():
-                    by_version.setdefault(version, {}).setdefault((kind, value), []).append(f"n{i}")
-                for version, variants in by_version.items():
-                    if len(variants) > 1:
-                        problems.append(f"{key}: different records at version {fmt_version(version)}: " +
-                                        "; ".join(f"{show_record(r)} on {ns}" for r, ns in variants.items()))
-                top_records = [records[i] for i in on_top if i in records]
-                if top and top_records and key in final:
-                    value = record_value(top_records[0])
-                    if value != final[key]:
-                        problems.append(f"{key}: highest record {show_record(top_records[0][1:])} at "
-                                        f"{fmt_version(top)} but the final GET returned {final[key]!r}")
-        finally:
-            for node in readers.values():
+                        unread.append(f"n{slot.index}: KV_REPLICA_FETCH: {reply}")
+                        break
+                    records_on[slot.index].update(reply)
+            finally:
                 node.close()
+        if unread:
+            return problems + unread
+        for key in sorted(keys):
+            versions = {i: held[i].get(key, 0) for i in held}
+            top = max(versions.values())
+            if top == 0:
+                if final.get(key) is not None:
+                    problems.append(f"{key}: the final GET returned {final[key]!r} but no node's "
+                                    "KV_REPLICA_SCAN lists the key")
+                continue
+            on_top = [i for i, v in versions.items() if v == top]
+            if len(on_top) < self.args.rf:
+                problems.append(f"{key}: highest version {fmt_version(top)} on {len(on_top)} node(s) "
+                                f"{['n%d' % i for i in on_top]}, needs {self.args.rf}")
+            records = {}
+            for i, v in versions.items():
+                if v == 0:
+                    continue
+                if key not in records_on[i]:
+                    problems.append(f"{key}: n{i} lists it in KV_REPLICA_SCAN but KV_REPLICA_FETCH has no record")
+                    continue
+                records[i] = tuple(records_on[i][key])
+            by_version = {}
+            for i, (version, kind, value) in records.items():
+                by_version.setdefault(version, {}).setdefault((kind, value), []).append(f"n{i}")
+            for version, variants in by_version.items():
+                if len(variants) > 1:
+                    problems.append(f"{key}: different records at version {fmt_version(version)}: " +
+                                    "; ".join(f"{show_record(r)} on {ns}" for r, ns in variants.items()))
+            top_records = [records[i] for i in on_top if i in records]
+            if top_records and key in final:
+                value = record_value(top_records[0])
+                if value != final[key]:
+                    problems.append(f"{key}: highest record {show_record(top_records[0][1:])} at "
+                                    f"{fmt_version(top)} but the final GET returned {final[key]!r}")
         return problems
 
     def check_linearizability(self):

@@ -29,6 +29,7 @@ KV_HEARTBEAT = 0x00030004
 KV_REPLICA_READ = 0x00031002
 KV_CLUSTER_INFO = 0x00031004
 KV_REPLICA_SCAN = 0x00031005
+KV_REPLICA_FETCH = 0x00031006
 
 KV_NOT_LEADER = 0x201
 KV_NO_LEADER = 0x202
@@ -146,6 +147,14 @@ class Node:
 
     def replica_read(self, epoch, key):
         return self._read(KV_REPLICA_READ, pack(epoch, key))[:2]
+
+    def replica_fetch(self, keys):
+        """The node's own records of up to 1,000 keys, no epoch involved: {key: (version, kind, value)}."""
+        outcome, reply = self._read(KV_REPLICA_FETCH, pack(list(keys)))[:2]
+        if outcome != OK:
+            return outcome, reply
+        found, versions, kinds, values = reply
+        return outcome, {k: (v, kind, value) for k, v, kind, value in zip(found, versions, kinds, values)}
 
     def request(self, kind, *args):
         """("set"|"get"|"delete"|"heartbeat", args) -> (outcome, value_or_message, code or None)."""
