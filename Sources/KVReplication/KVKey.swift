@@ -12,6 +12,10 @@ public struct KVKey: Sendable, Hashable, Comparable, CustomStringConvertible {
 
     /// Parses `text` case-insensitively, or throws a `KeyError` saying exactly what is wrong with it.
     public init(_ text: String) throws(KeyError) {
+        if let canonical = Self.canonical(wellFormed: text) {
+            self.text = canonical
+            return
+        }
         if text.isEmpty { throw .empty }
         // Counted without copying: the argument may be as long as a request allows.
         let count = text.count
@@ -36,6 +40,31 @@ public struct KVKey: Sendable, Hashable, Comparable, CustomStringConvertible {
         let variant = lowered[Self.variantPosition - 1]
         guard "89ab".contains(variant) else { throw .variant(variant) }
         self.text = canonical
+    }
+
+    /// The canonical form of a well-formed key, read byte by byte (what every key a
+    /// client sends goes through, so it stays cheap); nil for anything else, which the
+    /// character-by-character path then explains.
+    private static func canonical(wellFormed text: String) -> String? {
+        let utf8 = text.utf8
+        guard utf8.count == 36 else { return nil }
+        var bytes = [UInt8](repeating: 0, count: 36)
+        for (index, byte) in utf8.enumerated() {
+            let hyphenSlot = index == 8 || index == 13 || index == 18 || index == 23  // hyphenPositions, 0-based
+            switch byte {
+            case UInt8(ascii: "-"):
+                guard hyphenSlot else { return nil }
+            case UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "a")...UInt8(ascii: "f"), UInt8(ascii: "A")...UInt8(ascii: "F"):
+                guard !hyphenSlot else { return nil }
+            default:
+                return nil
+            }
+            bytes[index] = byte | 0x20  // lowercase; '-' and digits already have the bit
+        }
+        guard bytes[versionPosition - 1] == UInt8(ascii: "4"),
+            [UInt8(ascii: "8"), UInt8(ascii: "9"), UInt8(ascii: "a"), UInt8(ascii: "b")].contains(bytes[variantPosition - 1])
+        else { return nil }
+        return String(decoding: bytes, as: UTF8.self)
     }
 
     public var description: String { text }

@@ -42,6 +42,32 @@ import Testing
         }
     }
 
+    /// Every single-character change of a valid key, against the rule written out
+    /// plainly: the byte-by-byte path must accept exactly what it allows, and no more.
+    @Test func everyOneCharacterChangeIsJudgedByTheRule() {
+        let valid = Array("123e4567-e89b-42d3-a456-426614174000".unicodeScalars)
+        func allowed(_ scalars: [Unicode.Scalar]) -> Bool {
+            let hex = Set("0123456789abcdefABCDEF".unicodeScalars)
+            for (index, scalar) in scalars.enumerated() {
+                if [8, 13, 18, 23].contains(index) { if scalar != "-" { return false } } else if !hex.contains(scalar) { return false }
+            }
+            return scalars[14] == "4" && "89abAB".unicodeScalars.contains(scalars[19])
+        }
+        var checked = 0
+        for position in valid.indices {
+            for value in UInt32(0)..<128 {
+                var scalars = valid
+                scalars[position] = Unicode.Scalar(value)!
+                let text = String(String.UnicodeScalarView(scalars))
+                let key = try? KVKey(text)
+                #expect((key != nil) == allowed(scalars), "\(text.debugDescription)")
+                if let key { #expect(key.text == text.lowercased()) }
+                checked += 1
+            }
+        }
+        #expect(checked == 36 * 128)
+    }
+
     @Test func notAStringSaysWhatItWas() {
         #expect(KeyError.notAString(type: "integer").description == Self.prefix + "got integer, expected a string")
     }
