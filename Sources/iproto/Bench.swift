@@ -16,7 +16,7 @@ struct Bench: ParsableCommand {
             (with --rate, at that total pace, the connections' starts spread over one period). \
             The connections are shared among --threads threads, each driving its own over epoll, \
             as redis-benchmark does, so the load generator costs the machine little. Latency is \
-            from a batch's write to each reply, recorded in HdrHistogram. A progress line goes \
+            from a batch's write (with --rate, from when it was due) to each reply, recorded in HdrHistogram. A progress line goes \
             to standard error every second; --json prints the summary as JSON.
             """
     )
@@ -314,7 +314,10 @@ final class LoadThread {
         }
         lanes[token].batchesSent += 1
         lanes[token].awaiting = plan.pipeline
-        lanes[token].sentAt = now
+        // At a target rate, latency counts from when the batch was due, not from when a
+        // late lane got to send it: a server that stalls is charged for the wait its
+        // callers would have seen (no coordinated omission, as in wrk2).
+        lanes[token].sentAt = plan.interval == nil ? now : min(now, lanes[token].dueAt)
         lanes[token].dueAt = plan.interval.map { lanes[token].dueAt + $0 } ?? now
         let batch = lanes[token].takeBatch()
         do {
