@@ -11,6 +11,9 @@ final class KVMetrics: Sendable {
         "iproto_kv_elections_total": "Elections this node won",
         "iproto_kv_leader_changes_total": "Times this node became or stopped being the leader",
         "iproto_kv_replication_errors_total": "Replica calls of the leader that failed or timed out",
+        "iproto_kv_replicated_batches_total": "Write batches the leader sent to replicas (one per reply barrier with writes)",
+        "iproto_kv_replicated_records_total": "Records in those batches: divided by the batches, the mean batch size",
+        "iproto_kv_replication_duration_seconds": "From a batch leaving the leader's worker to its quorum's answers (or their timeout)",
         "iproto_kv_writes_refused_total": "Writes refused before replication: too few replicas reachable",
         "iproto_kv_outcome_unknown_total": "Write batches that reached too few replicas to be acknowledged",
         "iproto_kv_quorum_reads_total": "Reads the leader served from replicas (not from its term cache)",
@@ -30,6 +33,10 @@ final class KVMetrics: Sendable {
     let elections = Counter(label: "iproto_kv_elections_total")
     let leaderChanges = Counter(label: "iproto_kv_leader_changes_total")
     let replicationErrors = Counter(label: "iproto_kv_replication_errors_total")
+    let replicatedBatches = Counter(label: "iproto_kv_replicated_batches_total")
+    let replicatedRecords = Counter(label: "iproto_kv_replicated_records_total")
+    /// Seconds, in a value histogram like IProto's request durations.
+    let replicationDuration = Recorder(label: "iproto_kv_replication_duration_seconds", aggregate: true)
     let writesRefused = Counter(label: "iproto_kv_writes_refused_total")
     let outcomeUnknown = Counter(label: "iproto_kv_outcome_unknown_total")
     let quorumReads = Counter(label: "iproto_kv_quorum_reads_total")

@@ -264,7 +264,7 @@ public final class KVNode: Sendable {
             return
         }
         guard epoch.rawValue > seen else { return }
-        let confirmed = Peers.blocking { [registry] in (try? await registry.leader())?.epoch }
+        let confirmed = BlockingTask.run { [registry] in (try? await registry.leader())?.epoch }
         try adopt(epoch, confirmedBy: confirmed)
     }
 

@@ -102,28 +102,26 @@ final class LeaderService: KVService {
     /// every record is durable on a write quorum; throws otherwise.
     private func replicate(_ writes: [Write], term: LeaderTerm) throws(IProtoError) {
         let quorum = Quorum(replicationFactor: node.replicationFactor)
-        var grouped: [ClusterView.Node: [Int]] = [:]
-        for (index, write) in writes.enumerated() {
-            for owner in write.owners { grouped[owner, default: []].append(index) }
+        var grouped: [ClusterView.Node: [ReplicaRecord]] = [:]
+        for write in writes {
+            for owner in write.owners { grouped[owner, default: []].append(write.record) }
         }
         let byOwner = grouped
-        let records = writes.map(\.record)
-        let acknowledged = Peers.blocking { [node] in
-            await withTaskGroup(of: (ClusterView.Node, Bool).self) { group in
-                for (owner, indices) in byOwner {
-                    group.addTask {
-                        (owner, await Self.send(indices.map { records[$0] }, to: owner, epoch: term.epoch, node: node))
-                    }
-                }
-                var acknowledged: [ClusterView.Node: Bool] = [:]
-                for await (owner, ok) in group { acknowledged[owner] = ok }
-                return acknowledged
-            }
+        let started = ContinuousClock.now
+        defer {
+            node.metrics.replicatedBatches.increment()
+            node.metrics.replicatedRecords.increment(by: writes.count)
+            node.metrics.replicationDuration.record((ContinuousClock.now - started) / .seconds(1))
         }
+        let acknowledged = fanOut(
+            to: Array(byOwner.keys),
+            local: { [node] owner in Self.applyLocally(byOwner[owner]!, epoch: term.epoch, node: node) },
+            remote: { [node] owner in await Self.send(byOwner[owner]!, to: owner, epoch: term.epoch, node: node) })
         var fewest = Int.max
         for write in writes {
             fewest = min(fewest, write.owners.filter { acknowledged[$0] == true }.count)
         }
+        let records = writes.map(\.record)
         guard fewest >= quorum.write else {
             // Some replicas may hold these records, and repair may spread them:
             // the term no longer knows these keys' values.
@@ -134,17 +132,44 @@ final class LeaderService: KVService {
         for record in records { term.remember(record) }
     }
 
-    /// One replica call; true when the replica made `records` durable.
-    private static func send(_ records: [ReplicaRecord], to owner: ClusterView.Node, epoch: Epoch, node: KVNode) async -> Bool {
-        if owner.id.rawValue == node.member.id {
-            do {
-                try node.applyDurably(records, epoch: epoch)
-                return true
-            } catch {
-                node.logger.warning("leader cannot persist its own replica", metadata: ["error": "\(error)"])
-                return false
+    /// Runs `remote` for each of `owners` that is another node, concurrently on the
+    /// cooperative pool, while `local` runs for this node (if it is one of them) on
+    /// the calling thread, a server worker's: the local replica blocks on SQLite and
+    /// fsync, which must never happen on the pool, whose few threads also run every
+    /// peer call's continuation. Each owner's result.
+    private func fanOut<Result: Sendable>(
+        to owners: [ClusterView.Node], local: (ClusterView.Node) -> Result,
+        remote: @escaping @Sendable (ClusterView.Node) async -> Result
+    ) -> [ClusterView.Node: Result] {
+        let me = node.member.id
+        let peers = owners.filter { $0.id.rawValue != me }
+        let pending = peers.isEmpty ? nil : BlockingTask { () async -> [(ClusterView.Node, Result)] in
+            await withTaskGroup(of: (ClusterView.Node, Result).self) { group in
+                for peer in peers { group.addTask { (peer, await remote(peer)) } }
+                var results: [(ClusterView.Node, Result)] = []
+                for await result in group { results.append(result) }
+                return results
             }
         }
+        var results: [ClusterView.Node: Result] = [:]
+        if let mine = owners.first(where: { $0.id.rawValue == me }) { results[mine] = local(mine) }
+        for (owner, result) in pending?.wait() ?? [] { results[owner] = result }
+        return results
+    }
+
+    /// This node's replica of `records`, made durable on this thread; true when it was.
+    private static func applyLocally(_ records: [ReplicaRecord], epoch: Epoch, node: KVNode) -> Bool {
+        do {
+            try node.applyDurably(records, epoch: epoch)
+            return true
+        } catch {
+            node.logger.warning("leader cannot persist its own replica", metadata: ["error": "\(error)"])
+            return false
+        }
+    }
+
+    /// One call to another node's replica; true when it made `records` durable.
+    private static func send(_ records: [ReplicaRecord], to owner: ClusterView.Node, epoch: Epoch, node: KVNode) async -> Bool {
         do {
             try await node.peers.client(owner.address).replicaWrite(
                 epoch: UInt(epoch.rawValue), keys: records.map(\.key), versions: records.map { UInt($0.version.rawValue) },
@@ -185,16 +210,12 @@ final class LeaderService: KVService {
         let sets = view.readSets(of: key)
         var asked: [ClusterView.Node] = []
         for owner in sets.joined() where view.alive.contains(owner.id) && !asked.contains(owner) { asked.append(owner) }
-        let answered = Peers.blocking { [node, asked] in
-            await withTaskGroup(of: (ClusterView.Node, ReplicaRecord?)?.self) { group in
-                for owner in asked {
-                    group.addTask { await Self.read(key, from: owner, epoch: term.epoch, node: node).map { (owner, $0) } }
-                }
-                var answers: [ClusterView.Node: ReplicaRecord?] = [:]
-                for await answer in group { if let answer { answers[answer.0] = answer.1 } }
-                return answers
-            }
-        }
+        // nil: the replica did not answer; .some(nil): it has no record of the key.
+        let answers = fanOut(
+            to: asked,
+            local: { [node] _ in Self.readLocally(key, node: node) },
+            remote: { [node] owner in await Self.read(key, from: owner, epoch: term.epoch, node: node) })
+        let answered = answers.compactMapValues { $0 }
         for set in sets {
             let count = set.filter { answered[$0] != nil }.count
             guard count >= quorum.read else { throw IProtoError(.kvReadUnavailable, quorum.readRefusal(reachable: count)) }
@@ -210,14 +231,11 @@ final class LeaderService: KVService {
         let holders = current.filter { answered[$0]??.version == newest.version }.count
         if holders < quorum.write {
             let behind = current.filter { answered[$0] != nil && answered[$0]??.version != newest.version }
-            let repaired = Peers.blocking { [node] in
-                await withTaskGroup(of: Bool.self) { group in
-                    for owner in behind { group.addTask { await Self.send([newest], to: owner, epoch: term.epoch, node: node) } }
-                    var count = 0
-                    for await ok in group where ok { count += 1 }
-                    return count
-                }
-            }
+            let repaired = fanOut(
+                to: behind,
+                local: { [node] _ in Self.applyLocally([newest], epoch: term.epoch, node: node) },
+                remote: { [node] owner in await Self.send([newest], to: owner, epoch: term.epoch, node: node) }
+            ).values.filter { $0 }.count
             node.metrics.readRepairs.increment(by: repaired)
             guard holders + repaired >= quorum.write else {
                 throw IProtoError(.kvReadUnavailable, "needs \(quorum.write) replicas holding the newest version, \(holders + repaired) do")
@@ -227,12 +245,15 @@ final class LeaderService: KVService {
         return newest
     }
 
-    /// One replica's record of `key` (absent: nil inside), or nil when it did not answer.
+    /// This node's record of `key` (absent: nil inside), or nil when it cannot
+    /// answer: still catching up after its start, or its store failed.
+    private static func readLocally(_ key: String, node: KVNode) -> ReplicaRecord?? {
+        guard node.isReady else { return nil }
+        do { return .some(try node.readLocal(key)) } catch { return nil }
+    }
+
+    /// Another node's record of `key` (absent: nil inside), or nil when it did not answer.
     private static func read(_ key: String, from owner: ClusterView.Node, epoch: Epoch, node: KVNode) async -> ReplicaRecord?? {
-        if owner.id.rawValue == node.member.id {
-            guard node.isReady, let record = try? node.readLocal(key) else { return node.isReady ? .some(nil) : nil }
-            return .some(record)
-        }
         guard let answer = try? await node.peers.client(owner.address).replicaRead(epoch: UInt(epoch.rawValue), key: key) else {
             return nil
         }

@@ -1,4 +1,3 @@
-import Dispatch
 import IProto
 import KVAPI
 import IProtoClient
@@ -34,20 +33,5 @@ final class Peers: Sendable {
             for client in clients.values { client.close() }
             clients = [:]
         }
-    }
-
-    /// Runs `body` on the cooperative pool and waits for it on this thread: how a
-    /// handler or reply barrier, which run on a server worker's thread (never on
-    /// the pool), calls peers through the async client.
-    static func blocking<T: Sendable>(_ body: @escaping @Sendable () async -> T) -> T {
-        let result = Mutex<T?>(nil)
-        let done = DispatchSemaphore(value: 0)
-        Task {
-            let value = await body()
-            result.withLock { $0 = value }
-            done.signal()
-        }
-        done.wait()
-        return result.withLock { $0! }
     }
 }

@@ -82,8 +82,8 @@ struct IProtoKVD: ParsableCommand {
     @Option(help: "Bytes of values the leader keeps in memory for keys it wrote or read in its term.")
     var leaderCache = defaults.leaderCacheBytes
 
-    @Option(help: "Worker threads, each with its own event loop; the leader replicates one batch per worker at a time, so more workers keep more batches in flight.")
-    var workers = 4
+    @Option(help: "Worker threads, each with its own event loop. A worker waits while the leader replicates its batch of writes, and the next batch takes every write that arrived meanwhile: one worker makes the largest batches, the fewest fsyncs and replica calls per write (see docs/benchmarks.md); more suit read-heavy loads on many cores.")
+    var workers = 1
 
     @Option(help: "Open client connections across all workers.")
     var maxConnections = 4096
@@ -123,7 +123,7 @@ struct IProtoKVD: ParsableCommand {
 
         let serverConfiguration = try makeServerConfiguration()
         let nodeConfiguration = try makeNodeConfiguration()
-        let node = try blocking { () async throws(KVStartFailure) -> KVNode in try await KVNode.open(configuration: nodeConfiguration, logger: logger) }
+        let node = try BlockingTask.run { () async throws(KVStartFailure) -> KVNode in try await KVNode.open(configuration: nodeConfiguration, logger: logger) }
         let server: Server
         do {
             server = try Server(configuration: serverConfiguration, handlers: node.handlers(workers: serverConfiguration.workers), logger: logger)
@@ -146,7 +146,7 @@ struct IProtoKVD: ParsableCommand {
         if advertise == nil, ["0.0.0.0", "::", "[::]"].contains(serverConfiguration.host) {
             throw KVStartFailure.configuration("--listen \(listen) is a wildcard address: give --advertise HOST:PORT for the other nodes")
         }
-        try blocking { () async throws(KVStartFailure) in try await node.start(listeningOn: server.address) }
+        try BlockingTask.run { () async throws(KVStartFailure) in try await node.start(listeningOn: server.address) }
         do {
             try server.start()
         } catch {
@@ -158,7 +158,7 @@ struct IProtoKVD: ParsableCommand {
 
         let signal = stopSignals.wait()
         logger.info("stopping", metadata: ["signal": "\(signal)"])
-        blocking { () async throws(Never) in await node.stop() }
+        BlockingTask.run { () async throws(Never) in await node.stop() }
         server.shutdown()
         server.wait()
         logger.info("stopped")
@@ -217,20 +217,6 @@ struct IProtoKVD: ParsableCommand {
                 .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(100), .milliseconds(250), .seconds(1),
             ])
     }
-}
-
-/// Runs `body` on the cooperative pool and waits for it on this (main) thread.
-func blocking<T: Sendable, E: Error>(_ body: @escaping @Sendable () async throws(E) -> T) throws(E) -> T {
-    let result = Mutex<Result<T, E>?>(nil)
-    let done = DispatchSemaphore(value: 0)
-    Task {
-        let outcome: Result<T, E>
-        do throws(E) { outcome = .success(try await body()) } catch { outcome = .failure(error) }
-        result.withLock { $0 = outcome }
-        done.signal()
-    }
-    done.wait()
-    return try result.withLock { $0! }.get()
 }
 
 extension Logger.Level: @retroactive ExpressibleByArgument {}
