@@ -103,9 +103,9 @@ kv-test: test-deps
 	timeout 300 python3 Tests/Cluster/kv_behaviour_test.py "$$($(SWIFT) build --show-bin-path)"
 	rm -rf $(KV_OUT) && mkdir -p $(KV_OUT)
 	python3 Tests/Cluster/kv_history_test.py "$$($(SWIFT) build --show-bin-path)" --nodes 5 --rf 3 \
-		--duration 60 --partitions --out $(KV_OUT)/rf3
+		--duration 60 --partitions --lease-ttl 1 --out $(KV_OUT)/rf3
 	python3 Tests/Cluster/kv_history_test.py "$$($(SWIFT) build --show-bin-path)" --nodes 3 --rf 2 \
-		--duration 30 --out $(KV_OUT)/rf2
+		--duration 30 --lease-ttl 1 --out $(KV_OUT)/rf2
 	python3 Tests/Cluster/kv_rereplication_test.py "$$($(SWIFT) build --show-bin-path)" --keys 10000 --grace 5
 
 deploy-check: test-deps

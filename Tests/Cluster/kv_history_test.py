@@ -2,10 +2,10 @@
 """A KV cluster under faults, checked for linearizability, durability and convergence.
 
     Tests/Cluster/kv_history_test.py BIN_DIR [--nodes 5] [--rf 3] [--duration 60] [--clients 8]
-        [--keys 200] [--seed N] [--partitions] [--out DIR]
+        [--keys 200] [--seed N] [--partitions] [--lease-ttl S] [--out DIR]
 
 Starts etcd and N iproto-kvd nodes from BIN_DIR (the first with --etcd, the others
-with --join the first; --lease-ttl 1), waits for a leader, then runs client threads
+with --join the first; --lease-ttl as given, the node's default without it), waits for a leader, then runs client threads
 doing 50% GET, 40% SET of unique values, 10% DELETE over uuid4 keys, recording
 every op with its start, end and outcome (ok / fail / unknown, kv-spec.md), while a
 nemesis every few seconds kills -9 the leader or a follower, SIGTERMs a node (each
@@ -16,7 +16,7 @@ Then, with everything restarted and healed:
       (Tests/lib/linearizability.py), the final reads included;
   (b) the final GET of every key returns the last acknowledged write, or a write
       that may have replaced it (an unknown one, or one concurrent with it);
-  (c) convergence, from KV_REPLICA_SCAN and KV_REPLICA_READ on every node: each
+  (c) convergence, from KV_REPLICA_SCAN and KV_REPLICA_FETCH on every node: each
       key's highest version is on at least RF nodes, no two nodes hold different
       values at one version, no node holds a key the clients never used, and the
       highest record agrees with the final GET (retried for up to 30 s);
@@ -134,7 +134,9 @@ class Run:
 
     def node_args(self, slot):
         args = ["--listen", slot.address, "--data-dir", slot.data_dir, "--replication-factor", str(self.args.rf),
-                "--lease-ttl", "1", "--cluster", self.cluster_name]
+                "--cluster", self.cluster_name]
+        if self.args.lease_ttl is not None:
+            args += ["--lease-ttl", str(self.args.lease_ttl)]
         if slot.index == 0:
             args += ["--etcd", self.etcd.url]
         else:
@@ -626,7 +628,7 @@ def write_doc(args, summary, failed):
         "",
         f"Written by `make chaos` on {time.strftime('%Y-%m-%d')}: `Tests/Cluster/kv_history_test.py --chaos`, "
         f"seed {args.seed}. etcd and {args.nodes} `iproto-kvd` nodes (replication factor {args.rf}, "
-        f"`--lease-ttl 1`) ran as real processes{' in network namespaces' if summary['partitions'] else ''}; "
+        f"{lease_flag(args)}) ran as real processes{' in network namespaces' if summary['partitions'] else ''}; "
         f"{args.clients} clients did GET/SET/DELETE on {summary['keys']} keys for {args.duration:.0f} s "
         "while the nemesis killed, stopped and cut off nodes. Every operation was recorded with its outcome "
         "and checked: linearizability per key (Tests/lib/linearizability.py), the final reads against every "
@@ -653,7 +655,7 @@ def write_doc(args, summary, failed):
         "one timed out or was answered `kv_outcome_unknown`, and the checker lets it take effect or not.",
         "",
         "How to read the times: each is from the fault to the end of the first write, by any client, that "
-        "succeeded after it. After a kill the old lease must expire (1 s) and a follower win the election. A cut-off "
+        f"succeeded after it. After a kill the old lease must expire ({lease_seconds(args)} s) and a follower win the election. A cut-off "
         "leader is also unreachable for the clients, whose calls to it wait out their 3 s timeout before they "
         "look for the new leader, so that figure includes the client's timeout. The clients are paced "
         f"(`--ops-per-key {args.ops_per_key}`), which keeps every key's history small enough for an exhaustive "
@@ -662,6 +664,14 @@ def write_doc(args, summary, failed):
     ]
     with open(args.doc, "w") as out:
         out.write("\n".join(lines))
+
+
+def lease_seconds(args):
+    return args.lease_ttl if args.lease_ttl is not None else 2
+
+
+def lease_flag(args):
+    return f"`--lease-ttl {args.lease_ttl}`" if args.lease_ttl is not None else "the default lease, 2 s"
 
 
 def fmt_version(version):
@@ -699,6 +709,7 @@ def main():
     parser.add_argument("--ops-per-key", type=int, default=50, help="paces the clients to about this many ops per key")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--partitions", action="store_true")
+    parser.add_argument("--lease-ttl", type=int, default=None, help="the nodes' --lease-ttl (default: theirs, 2 s)")
     parser.add_argument("--out", default=None)
     parser.add_argument("--checker-steps", type=int, default=1_000_000, help="search budget per key")
     parser.add_argument("--chaos", action="store_true", help="faults more often, half of them leader kills")
