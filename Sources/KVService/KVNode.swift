@@ -524,11 +524,17 @@ public final class KVNode: Sendable {
                     complete = false
                     break
                 }
+                guard let last = page.keys.last else { break }
+                // The local versions of the page's whole key range in one query: a round
+                // reads every peer's keys, so a query per key cost a core at 50,000 keys.
+                guard let local = try? store.versions(after: after, through: last) else {
+                    complete = false
+                    break
+                }
                 var wanted: [String] = []
                 for (key, version) in zip(page.keys, page.versions) {
                     guard view.owners(of: key).contains(where: { $0.id == me }) else { continue }
-                    let local = (try? store.read(key))?.version ?? .zero
-                    if local.rawValue < UInt64(version) { wanted.append(key) }
+                    if (local[key] ?? .zero).rawValue < UInt64(version) { wanted.append(key) }
                 }
                 if !wanted.isEmpty {
                     metrics.repairBacklog.record(wanted.count)
@@ -554,7 +560,7 @@ public final class KVNode: Sendable {
                         break
                     }
                 }
-                guard page.keys.count == 1000, let last = page.keys.last else { break }
+                guard page.keys.count == 1000 else { break }
                 after = last
             }
         }

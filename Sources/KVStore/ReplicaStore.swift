@@ -127,6 +127,20 @@ public final class ReplicaStore: Sendable {
         }
     }
 
+    /// The versions of every key in `after` < key <= `through`, tombstones included: one
+    /// query for what a page of a peer's `scan` covers, which repair compares against.
+    public func versions(after: String, through: String) throws(StoreError) -> [String: Version] {
+        try run("reading versions after \"\(after)\" through \"\(through)\"") {
+            var versions: [String: Version] = [:]
+            try database.read { db in
+                let rows = try Row.fetchCursor(db, sql: "SELECT key, version FROM records WHERE key > ? AND key <= ?",
+                                               arguments: [after, through])
+                while let row = try rows.next() { versions[row[0] as String] = try self.version(row[1] as Int64) }
+            }
+            return versions
+        }
+    }
+
     /// Like `scan`, with the whole records: what repair copies to a replica that lacks them.
     public func records(after: String, limit: Int) throws(StoreError) -> [ReplicaRecord] {
         guard limit > 0 else { return [] }

@@ -161,6 +161,20 @@ private final class CommitCounter: TransactionObserver, @unchecked Sendable {
         #expect(try store.scan(after: "", limit: 100).map(\.version) == records.map(\.version))
     }
 
+    @Test func versionsCoverExactlyTheRangeAfterThrough() throws {
+        let dir = DataDirectory()
+        let store = try dir.open()
+        let keys = (0..<25).map { String(format: "%08x-0000-4000-8000-000000000000", $0 * 7919) }.sorted()
+        try store.apply(keys.enumerated().map { set($1, v(1, UInt32($0 + 1)), "x") }, epoch: Epoch(1))
+        try store.apply([.tombstone(key: keys[6], version: v(2, 1))], epoch: Epoch(2))
+        let range = try store.versions(after: keys[4], through: keys[9])
+        #expect(Set(range.keys) == Set(keys[5...9]), "after is excluded, through included")
+        #expect(range[keys[6]] == v(2, 1), "tombstones included, at their version")
+        #expect(range[keys[5]] == v(1, 6))
+        #expect(try store.versions(after: "", through: keys[0]) == [keys[0]: v(1, 1)])
+        #expect(try store.versions(after: keys[24], through: "g").isEmpty)
+    }
+
     @Test func tenThousandRecordsApplyAsOneTransaction() throws {
         let dir = DataDirectory()
         let store = try dir.open()
