@@ -37,3 +37,28 @@ public struct ReplicaRecord: Sendable, Hashable {
         return version > stored.version
     }
 }
+
+extension ReplicaRecord {
+    /// At least the bytes this record adds to a KV_REPLICA_WRITE or KV_REPLICA_FETCH
+    /// message: its key and value, and a generous allowance for their MessagePack
+    /// headers and the version and kind.
+    public var messageBytes: Int { key.utf8.count + value.count + 32 }
+
+    /// The records cut, in order, into runs of at most `maxBytes` message bytes each,
+    /// for one replica call per run (a replica refuses a body over its limit). A record
+    /// larger than `maxBytes` on its own makes a run of one.
+    public static func calls(_ records: [ReplicaRecord], maxBytes: Int) -> [Range<Int>] {
+        var runs: [Range<Int>] = []
+        var start = 0
+        var bytes = 0
+        for (index, record) in records.enumerated() {
+            if index > start, bytes + record.messageBytes > maxBytes {
+                runs.append(start..<index)
+                (start, bytes) = (index, 0)
+            }
+            bytes += record.messageBytes
+        }
+        if start < records.count { runs.append(start..<records.count) }
+        return runs
+    }
+}

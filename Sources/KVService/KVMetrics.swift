@@ -13,6 +13,7 @@ final class KVMetrics: Sendable {
         "iproto_kv_replication_errors_total": "Replica calls of the leader that failed or timed out",
         "iproto_kv_replicated_batches_total": "Write batches the leader sent to replicas (one per reply barrier with writes)",
         "iproto_kv_replicated_records_total": "Records in those batches: divided by the batches, the mean batch size",
+        "iproto_kv_replica_calls_split_total": "Write batches to one replica that took more than one call (--peer-call-bytes)",
         "iproto_kv_replication_duration_seconds": "From a batch leaving the leader's worker to its quorum's answers (or their timeout)",
         "iproto_kv_writes_refused_total": "Writes refused before replication: too few replicas reachable",
         "iproto_kv_outcome_unknown_total": "Write batches that reached too few replicas to be acknowledged",
@@ -35,6 +36,7 @@ final class KVMetrics: Sendable {
     let replicationErrors = Counter(label: "iproto_kv_replication_errors_total")
     let replicatedBatches = Counter(label: "iproto_kv_replicated_batches_total")
     let replicatedRecords = Counter(label: "iproto_kv_replicated_records_total")
+    let replicaCallsSplit = Counter(label: "iproto_kv_replica_calls_split_total")
     /// Seconds, in a value histogram like IProto's request durations.
     let replicationDuration = Recorder(label: "iproto_kv_replication_duration_seconds", aggregate: true)
     let writesRefused = Counter(label: "iproto_kv_writes_refused_total")

@@ -132,7 +132,7 @@ public final class KVNode: Sendable {
         self.registry = registry
         etcdEndpoints = endpoints
         replicationFactor = factor
-        peers = Peers(callTimeout: configuration.peerTimeout)
+        peers = Peers(callTimeout: configuration.peerTimeout, maxResponseBody: configuration.maxBodyBytes)
         self.logger = logger
         metrics = KVMetrics()
         state = Mutex(State(member: member))
@@ -538,24 +538,7 @@ public final class KVNode: Sendable {
                 }
                 if !wanted.isEmpty {
                     metrics.repairBacklog.record(wanted.count)
-                    guard let fetched = try? await client.replicaFetch(keys: wanted) else {
-                        complete = false
-                        break
-                    }
-                    var records: [ReplicaRecord] = []
-                    for index in fetched.keys.indices {
-                        guard let kind = ValueKind(rawValue: UInt8(truncatingIfNeeded: fetched.kinds[index])) else { continue }
-                        records.append(
-                            ReplicaRecord(
-                                key: fetched.keys[index], version: Version(rawValue: UInt64(fetched.versions[index])), kind: kind,
-                                value: fetched.values[index] ?? []))
-                    }
-                    do {
-                        let changed = try store.apply(records, epoch: highestEpoch)
-                        metrics.repaired.increment(by: changed)
-                        if changed > 0 { await tellLeader(repaired: records.map(\.key)) }
-                    } catch {
-                        logger.warning("repair cannot persist", metadata: ["error": "\(error)"])
+                    guard await repair(wanted, from: client) else {
                         complete = false
                         break
                     }
@@ -567,6 +550,35 @@ public final class KVNode: Sendable {
         metrics.repairBacklog.record(0)
         if complete { state.withLock { $0.ownRepairedThrough = max($0.ownRepairedThrough, version) } }
         return complete
+    }
+
+    /// Copies `wanted` from the peer: as many KV_REPLICA_FETCH calls as the
+    /// answers' byte budget takes (each answers a prefix of the keys asked, in
+    /// order), applied as they come. False when a call or the store failed.
+    private func repair(_ wanted: [String], from client: IProtoClient) async -> Bool {
+        var remaining = wanted[...]
+        while !remaining.isEmpty {
+            guard let fetched = try? await client.replicaFetch(keys: Array(remaining)) else { return false }
+            guard let last = fetched.keys.last, let answered = remaining.firstIndex(of: last) else { return true }
+            remaining = remaining[(answered + 1)...]
+            var records: [ReplicaRecord] = []
+            for index in fetched.keys.indices {
+                guard let kind = ValueKind(rawValue: UInt8(truncatingIfNeeded: fetched.kinds[index])) else { continue }
+                records.append(
+                    ReplicaRecord(
+                        key: fetched.keys[index], version: Version(rawValue: UInt64(fetched.versions[index])), kind: kind,
+                        value: fetched.values[index] ?? []))
+            }
+            do {
+                let changed = try store.apply(records, epoch: highestEpoch)
+                metrics.repaired.increment(by: changed)
+                if changed > 0 { await tellLeader(repaired: records.map(\.key)) }
+            } catch {
+                logger.warning("repair cannot persist", metadata: ["error": "\(error)"])
+                return false
+            }
+        }
+        return true
     }
 
     /// A repair here changed `keys`: the leader must not answer them from its

@@ -39,6 +39,15 @@ public struct KVNodeConfiguration: Sendable {
     /// A node silent for this long leaves the placement: the nodes that now own its
     /// keys copy them from the other replicas (docs/cluster.md, "Placement").
     public var deadNodeGrace: Duration = .seconds(30)
+    /// The most record bytes one call to a replica carries (KV_REPLICA_WRITE) or asks
+    /// for (KV_REPLICA_FETCH): a batch of large values goes in as many calls as it
+    /// needs, each well inside a replica's body limit (`maxBodyBytes`).
+    public var peerCallBytes = 16 << 20
+    /// The largest request body a node accepts (from clients and peers alike; a larger
+    /// one is refused with body_too_large and the connection closed), and the largest
+    /// reply it takes from a peer.
+    public var maxBodyBytes = 64 << 20
+    public static let maxBodyBytesRange = (64 << 10)...(1 << 30)
     /// The bytes of values the leader keeps in memory for keys it has written or read in its term.
     public var leaderCacheBytes = 64 << 20
 
@@ -54,6 +63,15 @@ public struct KVNodeConfiguration: Sendable {
         guard (1...60).contains(leaseTTL) else { throw KVConfigurationError("--lease-ttl must be between 1 and 60 seconds, got \(leaseTTL)") }
         guard (1...Self.maxValueBytesLimit).contains(maxValueBytes) else {
             throw KVConfigurationError("--max-value must be between 1 and \(Self.maxValueBytesLimit) bytes, got \(maxValueBytes)")
+        }
+        // A call holds at least one record whole; the largest must fit a body.
+        guard (Self.maxBodyBytesRange).contains(maxBodyBytes) else {
+            throw KVConfigurationError("--max-body must be between \(Self.maxBodyBytesRange.lowerBound) and \(Self.maxBodyBytesRange.upperBound) bytes, got \(maxBodyBytes)")
+        }
+        // Two comparisons, not a range: the bounds come from two flags and may cross.
+        guard peerCallBytes >= maxValueBytes + 1024, peerCallBytes <= maxBodyBytes / 2 else {
+            throw KVConfigurationError(
+                "--peer-call-bytes must be between --max-value + 1024 (\(maxValueBytes + 1024)) and half of --max-body (\(maxBodyBytes / 2)), got \(peerCallBytes)")
         }
         guard !cluster.isEmpty, cluster.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }) else {
             throw KVConfigurationError("--cluster must be letters, digits, '-' or '_', got '\(cluster)'")

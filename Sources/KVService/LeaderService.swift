@@ -98,30 +98,35 @@ final class LeaderService: KVService {
         try replicate(stage.writes, term: term)
     }
 
-    /// Sends `writes` to their replicas, one call per replica, and returns once
-    /// every record is durable on a write quorum; throws otherwise.
+    /// Sends `writes` to their replicas, one call per replica (more when the values
+    /// exceed `--peer-call-bytes`), and returns once every record is durable on a
+    /// write quorum; throws otherwise.
     private func replicate(_ writes: [Write], term: LeaderTerm) throws(IProtoError) {
         let quorum = Quorum(replicationFactor: node.replicationFactor)
-        var grouped: [ClusterView.Node: [ReplicaRecord]] = [:]
-        for write in writes {
-            for owner in write.owners { grouped[owner, default: []].append(write.record) }
+        var grouped: [ClusterView.Node: [Int]] = [:]
+        for (index, write) in writes.enumerated() {
+            for owner in write.owners { grouped[owner, default: []].append(index) }
         }
         let byOwner = grouped
+        let records = writes.map(\.record)
         let started = ContinuousClock.now
         defer {
             node.metrics.replicatedBatches.increment()
             node.metrics.replicatedRecords.increment(by: writes.count)
             node.metrics.replicationDuration.record((ContinuousClock.now - started) / .seconds(1))
         }
-        let acknowledged = fanOut(
+        // Each owner's answer: the indices of the records it made durable.
+        let durable = fanOut(
             to: Array(byOwner.keys),
-            local: { [node] owner in Self.applyLocally(byOwner[owner]!, epoch: term.epoch, node: node) },
-            remote: { [node] owner in await Self.send(byOwner[owner]!, to: owner, epoch: term.epoch, node: node) })
+            local: { [node] owner in
+                let indices = byOwner[owner]!
+                return Self.applyLocally(indices.map { records[$0] }, epoch: term.epoch, node: node) ? Set(indices) : []
+            },
+            remote: { [node] owner in await Self.send(byOwner[owner]!, of: records, to: owner, epoch: term.epoch, node: node) })
         var fewest = Int.max
-        for write in writes {
-            fewest = min(fewest, write.owners.filter { acknowledged[$0] == true }.count)
+        for (index, write) in writes.enumerated() {
+            fewest = min(fewest, write.owners.filter { durable[$0]?.contains(index) == true }.count)
         }
-        let records = writes.map(\.record)
         guard fewest >= quorum.write else {
             // Some replicas may hold these records, and repair may spread them:
             // the term no longer knows these keys' values.
@@ -166,6 +171,23 @@ final class LeaderService: KVService {
             node.logger.warning("leader cannot persist its own replica", metadata: ["error": "\(error)"])
             return false
         }
+    }
+
+    /// `records[indices]` to another node's replica, in calls of at most
+    /// `--peer-call-bytes` each, one after another; the indices it made durable.
+    /// Stops at the first call that fails: the replica is down or fencing this leader.
+    private static func send(
+        _ indices: [Int], of records: [ReplicaRecord], to owner: ClusterView.Node, epoch: Epoch, node: KVNode
+    ) async -> Set<Int> {
+        let mine = indices.map { records[$0] }
+        let calls = ReplicaRecord.calls(mine, maxBytes: node.configuration.peerCallBytes)
+        if calls.count > 1 { node.metrics.replicaCallsSplit.increment() }
+        var durable = Set<Int>()
+        for call in calls {
+            guard await send(Array(mine[call]), to: owner, epoch: epoch, node: node) else { break }
+            durable.formUnion(indices[call])
+        }
+        return durable
     }
 
     /// One call to another node's replica; true when it made `records` durable.

@@ -9,12 +9,12 @@ final class Peers: Sendable {
     private let clients = Mutex<[String: IProtoClient]>([:])
     private let configuration: ClientConfiguration
 
-    init(callTimeout: Duration) {
+    init(callTimeout: Duration, maxResponseBody: Int) {
         var configuration = ClientConfiguration()
         configuration.callTimeout = callTimeout
         configuration.connectTimeout = callTimeout
         configuration.maxReconnectBackoff = .milliseconds(500)
-        configuration.maxResponseBody = 64 << 20
+        configuration.maxResponseBody = maxResponseBody
         self.configuration = configuration
     }
 

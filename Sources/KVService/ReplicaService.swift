@@ -99,8 +99,13 @@ final class ReplicaService: KVPeerService {
 
     func replicaFetch(keys: [String]) throws(IProtoError) -> (keys: [String], versions: [UInt], kinds: [UInt], values: [[UInt8]?]) {
         var result: (keys: [String], versions: [UInt], kinds: [UInt], values: [[UInt8]?]) = ([], [], [], [])
+        var bytes = 0
         for key in keys {
             guard let record = try node.readLocal(key) else { continue }
+            // In request order, within --peer-call-bytes (one record at least): the
+            // caller asks again for the keys after the last one answered.
+            bytes += record.messageBytes
+            if !result.keys.isEmpty, bytes > node.configuration.peerCallBytes { break }
             result.keys.append(record.key)
             result.versions.append(UInt(record.version.rawValue))
             result.kinds.append(UInt(record.kind.rawValue))

@@ -64,6 +64,12 @@ struct IProtoKVD: ParsableCommand {
     @Option(help: "Largest value a SET accepts, in bytes (at most 8 MiB).")
     var maxValue = defaults.maxValueBytes
 
+    @Option(help: "Largest request body a node accepts, from clients and peers (a larger one is refused with body_too_large and the connection closed); also the largest reply it takes from a peer.")
+    var maxBody = defaults.maxBodyBytes
+
+    @Option(help: "Most record bytes in one call to a replica (writes and repair fetches); a batch of large values takes as many calls as it needs (at least --max-value + 1024, at most half of --max-body).")
+    var peerCallBytes = defaults.peerCallBytes
+
     @Option(help: "Seconds between heartbeats to the other nodes.")
     var heartbeatInterval = defaults.heartbeatInterval / .seconds(1)
 
@@ -173,6 +179,8 @@ struct IProtoKVD: ParsableCommand {
         configuration.advertise = advertise
         configuration.leaseTTL = leaseTtl
         configuration.maxValueBytes = maxValue
+        configuration.peerCallBytes = peerCallBytes
+        configuration.maxBodyBytes = maxBody
         configuration.heartbeatInterval = try duration(heartbeatInterval, "--heartbeat-interval")
         configuration.livenessTimeout = try duration(livenessTimeout, "--liveness-timeout")
         configuration.peerTimeout = try duration(peerTimeout, "--peer-timeout")
@@ -188,10 +196,9 @@ struct IProtoKVD: ParsableCommand {
         let (host, port) = try parseListenAddress(listen)
         var configuration = Configuration(host: host, port: port)
         configuration.workers = workers
-        // A replica batch carries many values; the leader splits none, so the body limit
-        // leaves room for a loop iteration's worth of them.
-        configuration.maxBodyBytes = 64 << 20
-        configuration.maxOutputBytes = 64 << 20
+        // Replica calls carry many values, up to --peer-call-bytes each (at most half of this).
+        configuration.maxBodyBytes = maxBody
+        configuration.maxOutputBytes = maxBody
         configuration.maxConnections = maxConnections
         configuration.maxConnectionsPerIP = 0
         configuration.rateLimit = rateLimit

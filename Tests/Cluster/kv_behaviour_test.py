@@ -539,6 +539,16 @@ class SharedClusterTests(TimedTest):
         self.assertEqual(self.set(key, "x"), (OK, None))
 
 
+    def test_07b_peer_call_limits_are_checked_before_serving(self):
+        for name, args, says in (("call-below-value", ["--peer-call-bytes", "1000"], "--peer-call-bytes must be between"),
+                                 ("call-over-half-body", ["--max-body", str(1 << 20)], "--peer-call-bytes must be between"),
+                                 ("body-too-small", ["--max-body", "10"], "--max-body must be between")):
+            status, out, err = self.start_rejected(name, ["--join", self.leader] + args)
+            self.assertEqual(status, 64, f"{name}: exit status {status}; stderr {err!r}")
+            self.assertNotIn("listening", out)
+            self.assertIn(says, err, name)
+
+
 # ----------------------------------------------------------------- 8: replicas unavailable
 
 class ReplicasUnavailableTests(TimedTest):
@@ -767,6 +777,68 @@ class OneDownTests(TimedTest):
         self.assertEqual(failed, {}, f"{len(failed)} of 400 requests failed with one of three RF 3 nodes down")
         wrong = {k: v for k, v in answers.items() if k[0] == "get" and v[0] != (OK, v[1])}
         self.assertEqual(wrong, {})
+
+
+# ----------------------------------------------------------------- 12: large values, many at once
+
+class LargeValueTests(TimedTest):
+    """Values at --max-value, more at once than one replica call may carry: the leader splits a
+    batch into calls of --peer-call-bytes, and repair fetches in answers of that size, so nothing
+    reaches a node's --max-body. Scaled down (64 KiB values, 1 MiB bodies) from the defaults'
+    1 MiB and 64 MiB, where 96 concurrent SETs were 86 outcome-unknown answers before the split."""
+
+    COUNT = 96
+    SIZE = 64 << 10
+    timeout_s = 90
+
+    @classmethod
+    def setUpClass(cls):
+        cls.cluster = cls.make_cluster("large-values", rf=3, extra=[
+            "--max-value", str(cls.SIZE), "--peer-call-bytes", str(256 << 10), "--max-body", str(1 << 20)])
+        cls.leader = cls.cluster.wait_ready()
+
+    def test_12_concurrent_large_values_and_their_repair(self):
+        keys = [new_key() for _ in range(self.COUNT)]
+        values = {key: bytes([i % 251]) * self.SIZE for i, key in enumerate(keys)}
+        answers = {}
+        start = threading.Barrier(self.COUNT)
+
+        def set_one(key):
+            start.wait()
+            answers[key] = call(self.leader, KV_SET, key, values[key], timeout=30)
+
+        threads = [threading.Thread(target=set_one, args=(key,)) for key in keys]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        failed = {k[:8]: v for k, v in answers.items() if v != (OK, None)}
+        self.assertEqual(failed, {}, f"{len(failed)} of {self.COUNT} concurrent {self.SIZE}-byte SETs not acknowledged")
+        for key in keys[:: self.COUNT // 8]:
+            self.assertEqual(call(self.leader, KV_GET, key, timeout=10), (OK, values[key]))
+
+        # Repair: a replica down while 80 values (5 MiB, five bodies' worth) are written copies them all back.
+        victim = next(n for n in self.cluster.nodes if n.address != self.leader)
+        victim.kill()
+        time.sleep(1.5)
+        written = {}
+        for i in range(80):
+            key = new_key()
+            self.assertEqual(call(self.leader, KV_SET, key, bytes([i]) * self.SIZE, timeout=10), (OK, None), f"SET {i}")
+            written[key] = True
+        again = self.cluster.restart(victim)
+        expected = {k: v for k, v in scan_all(self.leader).items() if k in written}
+        self.assertEqual(set(expected), set(written), "the leader (a replica of every key at RF 3) lacks writes")
+        deadline = time.monotonic() + 40
+        missing = set(written)
+        while missing and time.monotonic() < deadline:
+            try:
+                have = scan_all(again.address)
+                missing = {k for k, v in expected.items() if have.get(k) != v}
+            except (OSError, ValueError, AssertionError):
+                pass
+            time.sleep(0.5)
+        self.assertEqual(len(missing), 0, f"{len(missing)} of 80 large records not repaired onto the restarted node in 40 s")
 
 
 # ----------------------------------------------------------------- runner

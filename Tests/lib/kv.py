@@ -149,12 +149,19 @@ class Node:
         return self._read(KV_REPLICA_READ, pack(epoch, key))[:2]
 
     def replica_fetch(self, keys):
-        """The node's own records of up to 1,000 keys, no epoch involved: {key: (version, kind, value)}."""
-        outcome, reply = self._read(KV_REPLICA_FETCH, pack(list(keys)))[:2]
-        if outcome != OK:
-            return outcome, reply
-        found, versions, kinds, values = reply
-        return outcome, {k: (v, kind, value) for k, v, kind, value in zip(found, versions, kinds, values)}
+        """The node's own records of up to 1,000 keys, no epoch involved: {key: (version, kind, value)}.
+        Each answer covers the keys asked in order up to a byte budget, so ask again after the last."""
+        remaining, records = list(keys), {}
+        while remaining:
+            outcome, reply = self._read(KV_REPLICA_FETCH, pack(remaining))[:2]
+            if outcome != OK:
+                return outcome, reply
+            found, versions, kinds, values = reply
+            records.update({k: (v, kind, value) for k, v, kind, value in zip(found, versions, kinds, values)})
+            if not found or found[-1] not in remaining:
+                break
+            remaining = remaining[remaining.index(found[-1]) + 1:]
+        return OK, records
 
     def request(self, kind, *args):
         """("set"|"get"|"delete"|"heartbeat", args) -> (outcome, value_or_message, code or None)."""
