@@ -115,18 +115,21 @@ final class LeaderService: KVService {
             node.metrics.replicatedRecords.increment(by: writes.count)
             node.metrics.replicationDuration.record((ContinuousClock.now - started) / .seconds(1))
         }
-        // Each owner's answer: the indices of the records it made durable.
+        // Each owner's answer: how many of its records, from the first, it made durable.
         let durable = fanOut(
             to: Array(byOwner.keys),
             local: { [node] owner in
                 let indices = byOwner[owner]!
-                return Self.applyLocally(indices.map { records[$0] }, epoch: term.epoch, node: node) ? Set(indices) : []
+                return Self.applyLocally(indices.map { records[$0] }, epoch: term.epoch, node: node) ? indices.count : 0
             },
-            remote: { [node] owner in await Self.send(byOwner[owner]!, of: records, to: owner, epoch: term.epoch, node: node) })
-        var fewest = Int.max
-        for (index, write) in writes.enumerated() {
-            fewest = min(fewest, write.owners.filter { durable[$0]?.contains(index) == true }.count)
+            remote: { [node] owner in
+                await Self.send(byOwner[owner]!.map { records[$0] }, to: owner, epoch: term.epoch, node: node)
+            })
+        var acknowledgements = [Int](repeating: 0, count: writes.count)
+        for (owner, count) in durable {
+            for index in byOwner[owner]!.prefix(count) { acknowledgements[index] += 1 }
         }
+        let fewest = acknowledgements.min() ?? 0
         guard fewest >= quorum.write else {
             // Some replicas may hold these records, and repair may spread them:
             // the term no longer knows these keys' values.
@@ -173,25 +176,23 @@ final class LeaderService: KVService {
         }
     }
 
-    /// `records[indices]` to another node's replica, in calls of at most
-    /// `--peer-call-bytes` each, one after another; the indices it made durable.
-    /// Stops at the first call that fails: the replica is down or fencing this leader.
-    private static func send(
-        _ indices: [Int], of records: [ReplicaRecord], to owner: ClusterView.Node, epoch: Epoch, node: KVNode
-    ) async -> Set<Int> {
-        let mine = indices.map { records[$0] }
-        let calls = ReplicaRecord.calls(mine, maxBytes: node.configuration.peerCallBytes)
-        if calls.count > 1 { node.metrics.replicaCallsSplit.increment() }
-        var durable = Set<Int>()
-        for call in calls {
-            guard await send(Array(mine[call]), to: owner, epoch: epoch, node: node) else { break }
-            durable.formUnion(indices[call])
+    /// `records` to another node's replica, in calls of at most `--peer-call-bytes`
+    /// each, one after another; how many, from the first, it made durable. Stops at
+    /// the first call that fails: the replica is down or fencing this leader.
+    private static func send(_ records: [ReplicaRecord], to owner: ClusterView.Node, epoch: Epoch, node: KVNode) async -> Int {
+        let calls = ReplicaRecord.calls(records, maxBytes: node.configuration.peerCallBytes)
+        guard calls.count > 1 else { return await call(records, to: owner, epoch: epoch, node: node) ? records.count : 0 }
+        node.metrics.replicaCallsSplit.increment()
+        var durable = 0
+        for run in calls {
+            guard await call(Array(records[run]), to: owner, epoch: epoch, node: node) else { break }
+            durable = run.upperBound
         }
         return durable
     }
 
     /// One call to another node's replica; true when it made `records` durable.
-    private static func send(_ records: [ReplicaRecord], to owner: ClusterView.Node, epoch: Epoch, node: KVNode) async -> Bool {
+    private static func call(_ records: [ReplicaRecord], to owner: ClusterView.Node, epoch: Epoch, node: KVNode) async -> Bool {
         do {
             try await node.peers.client(owner.address).replicaWrite(
                 epoch: UInt(epoch.rawValue), keys: records.map(\.key), versions: records.map { UInt($0.version.rawValue) },
@@ -256,7 +257,7 @@ final class LeaderService: KVService {
             let repaired = fanOut(
                 to: behind,
                 local: { [node] _ in Self.applyLocally([newest], epoch: term.epoch, node: node) },
-                remote: { [node] owner in await Self.send([newest], to: owner, epoch: term.epoch, node: node) }
+                remote: { [node] owner in await Self.call([newest], to: owner, epoch: term.epoch, node: node) }
             ).values.filter { $0 }.count
             node.metrics.readRepairs.increment(by: repaired)
             guard holders + repaired >= quorum.write else {
