@@ -2,75 +2,95 @@
 
 import IProto
 
-/// Typed calls of the Storage service's functions. A non-zero return code
-/// is thrown as `ClientError.server`, a reply that does not match the API
+/// The Storage service's calls, encoded and ready for any transport:
+/// `IProtoClient`'s methods below send them over its connections,
+/// `BlockingCalls` from one thread. A reply's non-zero return code is
+/// thrown as `ClientError.server`, a reply that does not match the API
 /// description as `ClientError.protocolViolation`.
-extension IProtoClient {
+public enum StorageCalls {
     /// Switches the storage to `READ_ONLY`.
     ///
     /// `ADM_STORAGE_SWITCH_READONLY` 0x00010001: `<nil>` → `<nil>`
-    public func switchReadOnly(timeout: Duration? = nil) async throws(ClientError) {
-        let reply = try await call(0x0001_0001, arguments: [], timeout: timeout)
-        do throws(IProtoError) {
-            var values = try Arguments(values: reply.body, count: 1)
+    public static func switchReadOnly() -> PreparedCall<Void> {
+        PreparedCall(0x0001_0001, name: "ADM_STORAGE_SWITCH_READONLY", arguments: []) { (values: inout Arguments) throws(IProtoError) -> Void in
             try values.nil()
-        } catch {
-            throw .protocolViolation("ADM_STORAGE_SWITCH_READONLY reply: \(error.message)")
         }
     }
 
     /// Switches the storage to `READ_WRITE`.
     ///
     /// `ADM_STORAGE_SWITCH_READWRITE` 0x00010002: `<nil>` → `<nil>`
-    public func switchReadWrite(timeout: Duration? = nil) async throws(ClientError) {
-        let reply = try await call(0x0001_0002, arguments: [], timeout: timeout)
-        do throws(IProtoError) {
-            var values = try Arguments(values: reply.body, count: 1)
+    public static func switchReadWrite() -> PreparedCall<Void> {
+        PreparedCall(0x0001_0002, name: "ADM_STORAGE_SWITCH_READWRITE", arguments: []) { (values: inout Arguments) throws(IProtoError) -> Void in
             try values.nil()
-        } catch {
-            throw .protocolViolation("ADM_STORAGE_SWITCH_READWRITE reply: \(error.message)")
         }
     }
 
     /// Switches the storage to `MAINTENANCE`.
     ///
     /// `ADM_STORAGE_SWITCH_MAINTENANCE` 0x00010003: `<nil>` → `<nil>`
-    public func switchMaintenance(timeout: Duration? = nil) async throws(ClientError) {
-        let reply = try await call(0x0001_0003, arguments: [], timeout: timeout)
-        do throws(IProtoError) {
-            var values = try Arguments(values: reply.body, count: 1)
+    public static func switchMaintenance() -> PreparedCall<Void> {
+        PreparedCall(0x0001_0003, name: "ADM_STORAGE_SWITCH_MAINTENANCE", arguments: []) { (values: inout Arguments) throws(IProtoError) -> Void in
             try values.nil()
-        } catch {
-            throw .protocolViolation("ADM_STORAGE_SWITCH_MAINTENANCE reply: \(error.message)")
         }
     }
 
     /// Stores a string at an index.
     ///
     /// `STORAGE_REPLACE` 0x00020001: `<index: int(0...999)><value: str(256)>` → `<nil>`
-    public func replace(index: Int, value: [UInt8], timeout: Duration? = nil) async throws(ClientError) {
-        let reply = try await call(0x0002_0001, arguments: [
+    public static func replace(index: Int, value: [UInt8]) -> PreparedCall<Void> {
+        PreparedCall(0x0002_0001, name: "STORAGE_REPLACE", arguments: [
             .int(Int64(index)),
             .stringBytes(value),
-        ], timeout: timeout)
-        do throws(IProtoError) {
-            var values = try Arguments(values: reply.body, count: 1)
+        ]) { (values: inout Arguments) throws(IProtoError) -> Void in
             try values.nil()
-        } catch {
-            throw .protocolViolation("STORAGE_REPLACE reply: \(error.message)")
         }
     }
 
     /// Returns the string stored at an index.
     ///
     /// `STORAGE_READ` 0x00020002: `<index: int(0...999)>` → `<str>`
-    public func read(index: Int, timeout: Duration? = nil) async throws(ClientError) -> [UInt8] {
-        let reply = try await call(0x0002_0002, arguments: [.int(Int64(index))], timeout: timeout)
-        do throws(IProtoError) {
-            var values = try Arguments(values: reply.body, count: 1)
-            return try values.stringBytes()
-        } catch {
-            throw .protocolViolation("STORAGE_READ reply: \(error.message)")
+    public static func read(index: Int) -> PreparedCall<[UInt8]> {
+        PreparedCall(0x0002_0002, name: "STORAGE_READ", arguments: [.int(Int64(index))]) { (values: inout Arguments) throws(IProtoError) -> [UInt8] in
+            try values.stringBytes()
         }
+    }
+}
+
+/// Typed calls of the Storage service's functions (``StorageCalls``).
+extension IProtoClient {
+    /// Switches the storage to `READ_ONLY`.
+    ///
+    /// `ADM_STORAGE_SWITCH_READONLY` 0x00010001: `<nil>` → `<nil>`
+    public func switchReadOnly(timeout: Duration? = nil) async throws(ClientError) {
+        try await call(StorageCalls.switchReadOnly(), timeout: timeout)
+    }
+
+    /// Switches the storage to `READ_WRITE`.
+    ///
+    /// `ADM_STORAGE_SWITCH_READWRITE` 0x00010002: `<nil>` → `<nil>`
+    public func switchReadWrite(timeout: Duration? = nil) async throws(ClientError) {
+        try await call(StorageCalls.switchReadWrite(), timeout: timeout)
+    }
+
+    /// Switches the storage to `MAINTENANCE`.
+    ///
+    /// `ADM_STORAGE_SWITCH_MAINTENANCE` 0x00010003: `<nil>` → `<nil>`
+    public func switchMaintenance(timeout: Duration? = nil) async throws(ClientError) {
+        try await call(StorageCalls.switchMaintenance(), timeout: timeout)
+    }
+
+    /// Stores a string at an index.
+    ///
+    /// `STORAGE_REPLACE` 0x00020001: `<index: int(0...999)><value: str(256)>` → `<nil>`
+    public func replace(index: Int, value: [UInt8], timeout: Duration? = nil) async throws(ClientError) {
+        try await call(StorageCalls.replace(index: index, value: value), timeout: timeout)
+    }
+
+    /// Returns the string stored at an index.
+    ///
+    /// `STORAGE_READ` 0x00020002: `<index: int(0...999)>` → `<str>`
+    public func read(index: Int, timeout: Duration? = nil) async throws(ClientError) -> [UInt8] {
+        try await call(StorageCalls.read(index: index), timeout: timeout)
     }
 }

@@ -3,127 +3,156 @@
 import IProto
 import IProtoClient
 
-/// Typed calls of the Toolbox service's functions. A non-zero return code
-/// is thrown as `ClientError.server`, a reply that does not match the API
+/// The Toolbox service's calls, encoded and ready for any transport:
+/// `IProtoClient`'s methods below send them over its connections,
+/// `BlockingCalls` from one thread. A reply's non-zero return code is
+/// thrown as `ClientError.server`, a reply that does not match the API
 /// description as `ClientError.protocolViolation`.
-extension IProtoClient {
+public enum ToolboxCalls {
     /// Returns its text.
     ///
     /// `TOOLBOX_ECHO` 0x00050001: `<text: str(8)>` → `<str>`
-    public func echo(text: String, timeout: Duration? = nil) async throws(ClientError) -> String {
-        let reply = try await call(0x0005_0001, arguments: [.string(text)], timeout: timeout)
-        do throws(IProtoError) {
-            var values = try Arguments(values: reply.body, count: 1)
-            return try values.string()
-        } catch {
-            throw .protocolViolation("TOOLBOX_ECHO reply: \(error.message)")
+    public static func echo(text: String) -> PreparedCall<String> {
+        PreparedCall(0x0005_0001, name: "TOOLBOX_ECHO", arguments: [.string(text)]) { (values: inout Arguments) throws(IProtoError) -> String in
+            try values.string()
         }
     }
 
     /// Adds up at most four numbers.
     ///
     /// `TOOLBOX_SUM` 0x00050002: `<numbers: [int(-100...100)](4)>` → `<int>`
-    public func sum(numbers: [Int], timeout: Duration? = nil) async throws(ClientError) -> Int {
-        let reply = try await call(0x0005_0002, arguments: [.array([.array(numbers.map { .int(Int64($0)) })])], timeout: timeout)
-        do throws(IProtoError) {
-            var values = try Arguments(values: reply.body, count: 1)
-            return try values.int()
-        } catch {
-            throw .protocolViolation("TOOLBOX_SUM reply: \(error.message)")
+    public static func sum(numbers: [Int]) -> PreparedCall<Int> {
+        PreparedCall(0x0005_0002, name: "TOOLBOX_SUM", arguments: [.array([.array(numbers.map { .int(Int64($0)) })])]) { (values: inout Arguments) throws(IProtoError) -> Int in
+            try values.int()
         }
     }
 
     /// Describes its arguments | and totals count and data.
     ///
     /// `TOOLBOX_DESCRIBE` 0x00050003: `<flag: bool><count: uint><ratio: double><label: str?><data: bin(4)><raw: str(4)>` → `<summary: str><total: uint>`
-    public func describe(flag: Bool, count: UInt, ratio: Double, label: String?, data: [UInt8], raw: [UInt8], timeout: Duration? = nil) async throws(ClientError) -> (summary: String, total: UInt) {
-        let reply = try await call(0x0005_0003, arguments: [
+    public static func describe(flag: Bool, count: UInt, ratio: Double, label: String?, data: [UInt8], raw: [UInt8]) -> PreparedCall<(summary: String, total: UInt)> {
+        PreparedCall(0x0005_0003, name: "TOOLBOX_DESCRIBE", arguments: [
             .bool(flag),
             .uint(UInt64(count)),
             .double(ratio),
             label.map { MessagePackValue.string($0) } ?? MessagePackValue.nil,
             .binary(data),
             .stringBytes(raw),
-        ], timeout: timeout)
-        do throws(IProtoError) {
-            var values = try Arguments(values: reply.body, count: 1)
+        ]) { (values: inout Arguments) throws(IProtoError) -> (summary: String, total: UInt) in
             guard try values.arrayCount() == 2 else {
                 throw IProtoError(.badArguments, "expected an array of 2 values")
             }
             return try (summary: values.string(), total: values.uint())
-        } catch {
-            throw .protocolViolation("TOOLBOX_DESCRIBE reply: \(error.message)")
         }
     }
 
     /// Takes and returns nothing.
     ///
     /// `TOOLBOX_RESET` 0x00050004: `<nil>` → `<nil>`
-    public func reset(timeout: Duration? = nil) async throws(ClientError) {
-        let reply = try await call(0x0005_0004, arguments: [], timeout: timeout)
-        do throws(IProtoError) {
-            var values = try Arguments(values: reply.body, count: 1)
+    public static func reset() -> PreparedCall<Void> {
+        PreparedCall(0x0005_0004, name: "TOOLBOX_RESET", arguments: []) { (values: inout Arguments) throws(IProtoError) -> Void in
             try values.nil()
-        } catch {
-            throw .protocolViolation("TOOLBOX_RESET reply: \(error.message)")
         }
     }
 
     /// Splits a text at spaces; nil for nil.
     ///
     /// `TOOLBOX_WORDS` 0x00050005: `<text: str?>` → `<[str]?>`
-    public func words(text: String?, timeout: Duration? = nil) async throws(ClientError) -> [String]? {
-        let reply = try await call(0x0005_0005, arguments: [text.map { MessagePackValue.string($0) } ?? MessagePackValue.nil], timeout: timeout)
-        do throws(IProtoError) {
-            var values = try Arguments(values: reply.body, count: 1)
-            return try values.skipNil() ? nil : (0..<values.arrayCount()).map { _ throws(IProtoError) -> String in try values.string() }
-        } catch {
-            throw .protocolViolation("TOOLBOX_WORDS reply: \(error.message)")
+    public static func words(text: String?) -> PreparedCall<[String]?> {
+        PreparedCall(0x0005_0005, name: "TOOLBOX_WORDS", arguments: [text.map { MessagePackValue.string($0) } ?? MessagePackValue.nil]) { (values: inout Arguments) throws(IProtoError) -> [String]? in
+            try values.skipNil() ? nil : (0..<values.arrayCount()).map { _ throws(IProtoError) -> String in try values.string() }
         }
     }
 
     /// Fails with service return code 0x100 + code.
     ///
     /// `TOOLBOX_FAIL` 0x00050006: `<code: uint>` → `<nil>`
-    public func fail(code: UInt, timeout: Duration? = nil) async throws(ClientError) {
-        let reply = try await call(0x0005_0006, arguments: [.uint(UInt64(code))], timeout: timeout)
-        do throws(IProtoError) {
-            var values = try Arguments(values: reply.body, count: 1)
+    public static func fail(code: UInt) -> PreparedCall<Void> {
+        PreparedCall(0x0005_0006, name: "TOOLBOX_FAIL", arguments: [.uint(UInt64(code))]) { (values: inout Arguments) throws(IProtoError) -> Void in
             try values.nil()
-        } catch {
-            throw .protocolViolation("TOOLBOX_FAIL reply: \(error.message)")
         }
     }
 
     /// Returns its value exactly as sent.
     ///
     /// `TOOLBOX_MIRROR` 0x00050007: `<message: value(64)>` → `<value>`
-    public func mirror(message: MessagePackValue, timeout: Duration? = nil) async throws(ClientError) -> MessagePackValue {
-        let reply = try await call(0x0005_0007, arguments: [.array([message])], timeout: timeout)
-        do throws(IProtoError) {
-            var values = try Arguments(values: reply.body, count: 1)
-            return try values.readValue()
-        } catch {
-            throw .protocolViolation("TOOLBOX_MIRROR reply: \(error.message)")
+    public static func mirror(message: MessagePackValue) -> PreparedCall<MessagePackValue> {
+        PreparedCall(0x0005_0007, name: "TOOLBOX_MIRROR", arguments: [.array([message])]) { (values: inout Arguments) throws(IProtoError) -> MessagePackValue in
+            try values.readValue()
         }
     }
 
     /// Returns its items and extra, nil for nil.
     ///
     /// `TOOLBOX_GATHER` 0x00050008: `<items: [value?](4)><extra: value?>` → `<items: [value?]><extra: value?>`
-    public func gather(items: [MessagePackValue?], extra: MessagePackValue?, timeout: Duration? = nil) async throws(ClientError) -> (items: [MessagePackValue?], extra: MessagePackValue?) {
-        let reply = try await call(0x0005_0008, arguments: [
+    public static func gather(items: [MessagePackValue?], extra: MessagePackValue?) -> PreparedCall<(items: [MessagePackValue?], extra: MessagePackValue?)> {
+        PreparedCall(0x0005_0008, name: "TOOLBOX_GATHER", arguments: [
             .array(items.map { $0 ?? MessagePackValue.nil }),
             extra ?? MessagePackValue.nil,
-        ], timeout: timeout)
-        do throws(IProtoError) {
-            var values = try Arguments(values: reply.body, count: 1)
+        ]) { (values: inout Arguments) throws(IProtoError) -> (items: [MessagePackValue?], extra: MessagePackValue?) in
             guard try values.arrayCount() == 2 else {
                 throw IProtoError(.badArguments, "expected an array of 2 values")
             }
             return try (items: (0..<values.arrayCount()).map { _ throws(IProtoError) -> MessagePackValue? in try values.skipNil() ? MessagePackValue?.none : values.readValue() }, extra: values.skipNil() ? MessagePackValue?.none : values.readValue())
-        } catch {
-            throw .protocolViolation("TOOLBOX_GATHER reply: \(error.message)")
         }
+    }
+}
+
+/// Typed calls of the Toolbox service's functions (``ToolboxCalls``).
+extension IProtoClient {
+    /// Returns its text.
+    ///
+    /// `TOOLBOX_ECHO` 0x00050001: `<text: str(8)>` → `<str>`
+    public func echo(text: String, timeout: Duration? = nil) async throws(ClientError) -> String {
+        try await call(ToolboxCalls.echo(text: text), timeout: timeout)
+    }
+
+    /// Adds up at most four numbers.
+    ///
+    /// `TOOLBOX_SUM` 0x00050002: `<numbers: [int(-100...100)](4)>` → `<int>`
+    public func sum(numbers: [Int], timeout: Duration? = nil) async throws(ClientError) -> Int {
+        try await call(ToolboxCalls.sum(numbers: numbers), timeout: timeout)
+    }
+
+    /// Describes its arguments | and totals count and data.
+    ///
+    /// `TOOLBOX_DESCRIBE` 0x00050003: `<flag: bool><count: uint><ratio: double><label: str?><data: bin(4)><raw: str(4)>` → `<summary: str><total: uint>`
+    public func describe(flag: Bool, count: UInt, ratio: Double, label: String?, data: [UInt8], raw: [UInt8], timeout: Duration? = nil) async throws(ClientError) -> (summary: String, total: UInt) {
+        try await call(ToolboxCalls.describe(flag: flag, count: count, ratio: ratio, label: label, data: data, raw: raw), timeout: timeout)
+    }
+
+    /// Takes and returns nothing.
+    ///
+    /// `TOOLBOX_RESET` 0x00050004: `<nil>` → `<nil>`
+    public func reset(timeout: Duration? = nil) async throws(ClientError) {
+        try await call(ToolboxCalls.reset(), timeout: timeout)
+    }
+
+    /// Splits a text at spaces; nil for nil.
+    ///
+    /// `TOOLBOX_WORDS` 0x00050005: `<text: str?>` → `<[str]?>`
+    public func words(text: String?, timeout: Duration? = nil) async throws(ClientError) -> [String]? {
+        try await call(ToolboxCalls.words(text: text), timeout: timeout)
+    }
+
+    /// Fails with service return code 0x100 + code.
+    ///
+    /// `TOOLBOX_FAIL` 0x00050006: `<code: uint>` → `<nil>`
+    public func fail(code: UInt, timeout: Duration? = nil) async throws(ClientError) {
+        try await call(ToolboxCalls.fail(code: code), timeout: timeout)
+    }
+
+    /// Returns its value exactly as sent.
+    ///
+    /// `TOOLBOX_MIRROR` 0x00050007: `<message: value(64)>` → `<value>`
+    public func mirror(message: MessagePackValue, timeout: Duration? = nil) async throws(ClientError) -> MessagePackValue {
+        try await call(ToolboxCalls.mirror(message: message), timeout: timeout)
+    }
+
+    /// Returns its items and extra, nil for nil.
+    ///
+    /// `TOOLBOX_GATHER` 0x00050008: `<items: [value?](4)><extra: value?>` → `<items: [value?]><extra: value?>`
+    public func gather(items: [MessagePackValue?], extra: MessagePackValue?, timeout: Duration? = nil) async throws(ClientError) -> (items: [MessagePackValue?], extra: MessagePackValue?) {
+        try await call(ToolboxCalls.gather(items: items, extra: extra), timeout: timeout)
     }
 }
