@@ -14,6 +14,8 @@ public enum ClientError: Error, Equatable, Sendable, CustomStringConvertible {
     case cancelled
     /// The server sent something that is not a valid response.
     case protocolViolation(String)
+    /// Not sent: too many earlier requests wait for their replies on the connection.
+    case overloaded(String)
 
     public var description: String {
         switch self {
@@ -23,6 +25,7 @@ public enum ClientError: Error, Equatable, Sendable, CustomStringConvertible {
         case .connectionClosed: "connection closed before the reply"
         case .cancelled: "cancelled"
         case .protocolViolation(let reason): "protocol violation: \(reason)"
+        case .overloaded(let reason): "not sent: \(reason)"
         }
     }
 

@@ -19,13 +19,30 @@ public final class PipelinedConnection {
         socket.makeNonBlocking()
     }
 
+    /// A connection whose connect is still under way: watch it for writability and
+    /// call ``finishConnecting()`` when it is writable. Frames sent meanwhile wait.
+    init(startingToConnect host: String, port: Int) throws(ClientError) {
+        socket = try Socket.startConnecting(host: host, port: port)
+        isConnecting = true
+    }
+
+    /// True until the connect under way has ended.
+    private(set) var isConnecting = false
+
+    /// Ends the connect under way once the socket is writable, and sends what waited.
+    func finishConnecting() throws(ClientError) {
+        if let error = socket.connectionError() { throw .connectionFailed(error) }
+        isConnecting = false
+        try flush()
+    }
+
     /// True while written frames wait for room in the socket: watch the
     /// connection for writability and call ``flush()`` when it has some.
     public var hasPendingOutput: Bool { outputOffset < output.count }
 
     /// Queues complete request frames and sends what the socket takes now.
     public func send(_ frames: [UInt8]) throws(ClientError) {
-        if hasPendingOutput {
+        if hasPendingOutput || isConnecting {
             output += frames
         } else {
             output = frames
@@ -36,7 +53,7 @@ public final class PipelinedConnection {
 
     /// Sends queued bytes until the socket would block.
     public func flush() throws(ClientError) {
-        while hasPendingOutput {
+        while hasPendingOutput, !isConnecting {
             switch socket.sendSome(output, from: outputOffset) {
             case .bytes(let n): outputOffset += n
             case .wouldBlock: return
@@ -45,21 +62,41 @@ public final class PipelinedConnection {
         }
     }
 
-    /// Reads what has arrived, until the socket would block.
-    public func receive() throws(ClientError) {
+    /// Reads what has arrived, until the socket would block. `maxBody`: a reply
+    /// announcing a larger body fails the connection rather than being buffered.
+    public func receive(maxBody: Int = .max) throws(ClientError) {
         if parsed > 0 {
             for index in parsed..<received { input[index - parsed] = input[index] }  // a partial reply at most
             received -= parsed
             parsed = 0
         }
         while true {
-            if received == input.count { input += repeatElement(0, count: input.count) }
+            if received == input.count {
+                // Full: grow only for a reply within the limit (the first incomplete one).
+                var offset = parsed
+                while let (_, body) = Framing.response(in: input, at: offset, end: received) { offset = body.upperBound }
+                if let header = Framing.ResponseHeader(input[offset..<received]), Int(header.bodyLength) > maxBody {
+                    throw .protocolViolation("response body of \(header.bodyLength) bytes, more than \(maxBody)")
+                }
+                input += repeatElement(0, count: input.count)
+            }
             switch socket.receiveSome(into: &input, at: received) {
             case .bytes(let n): received += n
             case .wouldBlock: return
             case .closed: throw .connectionClosed
             }
         }
+    }
+
+    /// The next complete reply among the received bytes, body and all, or nil;
+    /// one with a body over `maxBody` fails the connection.
+    func nextResponse(maxBody: Int = .max) throws(ClientError) -> (requestID: UInt32, response: Response)? {
+        guard let (header, body) = Framing.response(in: input, at: parsed, end: received) else { return nil }
+        guard body.count <= maxBody else {
+            throw .protocolViolation("response body of \(body.count) bytes, more than \(maxBody)")
+        }
+        parsed = body.upperBound
+        return (header.requestID, Response(returnCode: header.returnCode, body: Array(input[body])))
     }
 
     /// The next complete reply among the received bytes (its body skipped), or nil.

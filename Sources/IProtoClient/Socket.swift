@@ -14,6 +14,35 @@ final class Socket: Sendable {
 
     /// Connects to `host:port` (any address getaddrinfo gives), waiting at most `timeout`.
     static func connect(host: String, port: Int, timeout: Duration, sendTimeout: Duration) throws(ClientError) -> Socket {
+        let socket = try open(host: host, port: port) { socket, address, length in socket.connect(address, length, timeout) }
+        var limit = timeval(sendTimeout)
+        setsockopt(socket.fd, SOL_SOCKET, SO_SNDTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size))
+        return socket
+    }
+
+    /// A non-blocking socket whose connection to `host:port` is under way (or made):
+    /// it becomes writable when the attempt ends, and ``connectionError()`` then says how.
+    static func startConnecting(host: String, port: Int) throws(ClientError) -> Socket {
+        try open(host: host, port: port) { socket, address, length in
+            socket.makeNonBlocking()
+            if Glibc.connect(socket.fd, address, length) == 0 || errno == EINPROGRESS { return nil }
+            return String(cString: strerror(errno))
+        }
+    }
+
+    /// Why the connection a ``startConnecting(host:port:)`` began failed; nil when it is made.
+    func connectionError() -> String? {
+        var error: Int32 = 0
+        var size = socklen_t(MemoryLayout<Int32>.size)
+        getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &size)
+        return error == 0 ? nil : String(cString: strerror(error))
+    }
+
+    /// A TCP socket (TCP_NODELAY) on which `attempt` succeeded, trying each address of
+    /// `host:port` in turn; `attempt` returns an error text or nil.
+    private static func open(
+        host: String, port: Int, attempt: (Socket, UnsafePointer<sockaddr>, socklen_t) -> String?
+    ) throws(ClientError) -> Socket {
         var hints = addrinfo()
         hints.ai_family = AF_UNSPEC
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
@@ -30,14 +59,12 @@ final class Socket: Sendable {
             let fd = socket(address.pointee.ai_family, address.pointee.ai_socktype | Int32(SOCK_CLOEXEC.rawValue), 0)
             guard fd >= 0 else { lastError = String(cString: strerror(errno)); continue }
             let socket = Socket(fd: fd)
-            if let error = socket.connect(address.pointee.ai_addr, address.pointee.ai_addrlen, timeout) {
+            if let error = attempt(socket, address.pointee.ai_addr, address.pointee.ai_addrlen) {
                 lastError = error
                 continue
             }
             var one: Int32 = 1
             setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
-            var limit = timeval(sendTimeout)
-            setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size))
             return socket
         }
         throw .connectionFailed("\(host):\(port): \(lastError)")
@@ -52,10 +79,7 @@ final class Socket: Sendable {
         guard errno == EINPROGRESS else { return String(cString: strerror(errno)) }
         var poller = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
         guard poll(&poller, 1, Int32(timeout / .milliseconds(1))) == 1 else { return "timed out after \(timeout)" }
-        var error: Int32 = 0
-        var size = socklen_t(MemoryLayout<Int32>.size)
-        getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &size)
-        return error == 0 ? nil : String(cString: strerror(error))
+        return connectionError()
     }
 
     /// Sends every byte; fails when the peer is gone or the send timeout expires.

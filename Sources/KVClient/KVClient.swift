@@ -151,7 +151,7 @@ public final class KVClient: Sendable {
                     throw .outcomeUnknown(refusal.message)
                 case .server(let refusal):
                     throw .refused(refusal)
-                case .connectionFailed(let why):
+                case .connectionFailed(let why), .overloaded(let why):
                     // Never sent: safe to send elsewhere.
                     switchAway(from: address, why: why)
                     lastError = .unavailable("\(address): \(why)")
