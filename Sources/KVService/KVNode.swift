@@ -132,7 +132,9 @@ public final class KVNode: Sendable {
         self.registry = registry
         etcdEndpoints = endpoints
         replicationFactor = factor
-        peers = Peers(callTimeout: configuration.peerTimeout, maxResponseBody: configuration.maxBodyBytes)
+        peers = Peers(
+            callTimeout: configuration.peerTimeout, maxResponseBody: configuration.maxBodyBytes,
+            maxUnansweredBytes: 2 * configuration.peerCallBytes)
         self.logger = logger
         metrics = KVMetrics()
         state = Mutex(State(member: member))

@@ -33,10 +33,13 @@ final class LeaderService: KVService {
     }
 
     private let staged: PerWorker<Stage>
+    /// Each worker's connections to the replicas, used from its own thread.
+    private let peerCalls: PerWorker<BlockingCalls>
 
     init(node: KVNode, workers: Int) {
         self.node = node
         staged = PerWorker(workers: workers) { Stage() }
+        peerCalls = PerWorker(workers: workers) { node.peers.blockingCalls() }
     }
 
     // MARK: KV_SET, KV_DELETE
@@ -100,14 +103,14 @@ final class LeaderService: KVService {
 
     /// Sends `writes` to their replicas, one call per replica (more when the values
     /// exceed `--peer-call-bytes`), and returns once every record is durable on a
-    /// write quorum; throws otherwise.
+    /// write quorum; throws otherwise. A replica still to answer then is not waited
+    /// for: its reply is dropped, and repair covers it if it missed the records.
     private func replicate(_ writes: [Write], term: LeaderTerm) throws(IProtoError) {
         let quorum = Quorum(replicationFactor: node.replicationFactor)
         var grouped: [ClusterView.Node: [Int]] = [:]
         for (index, write) in writes.enumerated() {
             for owner in write.owners { grouped[owner, default: []].append(index) }
         }
-        let byOwner = grouped
         let records = writes.map(\.record)
         let started = ContinuousClock.now
         defer {
@@ -115,20 +118,41 @@ final class LeaderService: KVService {
             node.metrics.replicatedRecords.increment(by: writes.count)
             node.metrics.replicationDuration.record((ContinuousClock.now - started) / .seconds(1))
         }
-        // Each owner's answer: how many of its records, from the first, it made durable.
-        let durable = fanOut(
-            to: Array(byOwner.keys),
-            local: { [node] owner in
-                let indices = byOwner[owner]!
-                return Self.applyLocally(indices.map { records[$0] }, epoch: term.epoch, node: node) ? indices.count : 0
-            },
-            remote: { [node] owner in
-                await Self.send(byOwner[owner]!.map { records[$0] }, to: owner, epoch: term.epoch, node: node)
-            })
         var acknowledgements = [Int](repeating: 0, count: writes.count)
-        for (owner, count) in durable {
-            for index in byOwner[owner]!.prefix(count) { acknowledgements[index] += 1 }
+        var short = writes.count  // records still short of a write quorum
+        func acknowledge(_ indices: some Sequence<Int>) {
+            for index in indices {
+                acknowledgements[index] += 1
+                if acknowledgements[index] == quorum.write { short -= 1 }
+            }
         }
+        // Each replica's records go in calls of at most --peer-call-bytes, one after another.
+        let epoch = term.epoch
+        var runs: [ClusterView.Node: [Range<Int>]] = [:]
+        let plan = grouped.compactMap { owner, indices -> (ClusterView.Node, [PreparedCall<Void>])? in
+            guard owner.id.rawValue != node.member.id else { return nil }
+            let mine = indices.map { records[$0] }
+            let calls = ReplicaRecord.calls(mine, maxBytes: node.configuration.peerCallBytes)
+            if calls.count > 1 { node.metrics.replicaCallsSplit.increment() }
+            runs[owner] = calls
+            return (owner, calls.map { Self.replicaWrite(Array(mine[$0]), epoch: epoch) })
+        }
+        exchange(plan, local: { [node] in
+            if let mine = grouped.first(where: { $0.key.id.rawValue == node.member.id })?.value,
+                Self.applyLocally(mine.map { records[$0] }, epoch: epoch, node: node)
+            {
+                acknowledge(mine)
+            }
+            return short == 0
+        }, received: { owner, call, result in
+            switch result {
+            case .success:
+                acknowledge(runs[owner]![call].map { grouped[owner]![$0] })
+            case .failure(let error):
+                noteFailure(error, of: owner, epoch: epoch)
+            }
+            return short == 0
+        })
         let fewest = acknowledgements.min() ?? 0
         guard fewest >= quorum.write else {
             // Some replicas may hold these records, and repair may spread them:
@@ -140,29 +164,47 @@ final class LeaderService: KVService {
         for record in records { term.remember(record) }
     }
 
-    /// Runs `remote` for each of `owners` that is another node, concurrently on the
-    /// cooperative pool, while `local` runs for this node (if it is one of them) on
-    /// the calling thread, a server worker's: the local replica blocks on SQLite and
-    /// fsync, which must never happen on the pool, whose few threads also run every
-    /// peer call's continuation. Each owner's result.
-    private func fanOut<Result: Sendable>(
-        to owners: [ClusterView.Node], local: (ClusterView.Node) -> Result,
-        remote: @escaping @Sendable (ClusterView.Node) async -> Result
-    ) -> [ClusterView.Node: Result] {
-        let me = node.member.id
-        let peers = owners.filter { $0.id.rawValue != me }
-        let pending = peers.isEmpty ? nil : BlockingTask { () async -> [(ClusterView.Node, Result)] in
-            await withTaskGroup(of: (ClusterView.Node, Result).self) { group in
-                for peer in peers { group.addTask { (peer, await remote(peer)) } }
-                var results: [(ClusterView.Node, Result)] = []
-                for await result in group { results.append(result) }
-                return results
+    /// Sends each replica its calls in `plan`, one after another (the next once the
+    /// previous has succeeded), from this thread over the worker's own connections,
+    /// and runs `local` meanwhile (this node's share, which blocks on SQLite and
+    /// fsync). Each call's result goes to `received` with the call's index in its
+    /// owner's list. Returns when no call is left, or once `local` or `received` says
+    /// it has enough and the others have had as long again as that took: a replica a
+    /// little slower than the quorum still acknowledges in the batch (rather than
+    /// piling up calls behind it), a stuck one is abandoned.
+    private func exchange<Reply>(
+        _ plan: [(ClusterView.Node, [PreparedCall<Reply>])], local: () -> Bool,
+        received: (ClusterView.Node, Int, Result<Reply, ClientError>) -> Bool
+    ) {
+        withPeerCalls { calls in
+            let started = ContinuousClock.now
+            var pending: [BlockingCalls.Ticket: (owner: Int, call: Int)] = [:]
+            for (owner, (node, list)) in plan.enumerated() where !list.isEmpty {
+                pending[calls.start(list[0], to: node.address)] = (owner, 0)
             }
+            var grace: ContinuousClock.Instant? = local() ? .now + (.now - started) : nil
+            while let (ticket, response) = calls.next(until: grace) {
+                guard let (owner, index) = pending.removeValue(forKey: ticket) else { continue }
+                let (node, list) = plan[owner]
+                let result = response.flatMap { response in Result(catching: { () throws(ClientError) -> Reply in try list[index].reply(response) }) }
+                if received(node, index, result), grace == nil { grace = .now + (.now - started) }
+                if case .success = result, index + 1 < list.count {
+                    pending[calls.start(list[index + 1], to: node.address)] = (owner, index + 1)
+                }
+            }
+            calls.abandon()
         }
-        var results: [ClusterView.Node: Result] = [:]
-        if let mine = owners.first(where: { $0.id.rawValue == me }) { results[mine] = local(mine) }
-        for (owner, result) in pending?.wait() ?? [] { results[owner] = result }
-        return results
+    }
+
+    /// `body` with this worker's connections to the replicas (outside a server, as in
+    /// tests, with connections of its own).
+    private func withPeerCalls(_ body: (BlockingCalls) -> Void) {
+        guard let worker = Handlers.currentWorker else {
+            let calls = node.peers.blockingCalls()
+            defer { calls.close() }
+            return body(calls)
+        }
+        peerCalls.withLock(worker) { calls in body(calls) }
     }
 
     /// This node's replica of `records`, made durable on this thread; true when it was.
@@ -176,35 +218,20 @@ final class LeaderService: KVService {
         }
     }
 
-    /// `records` to another node's replica, in calls of at most `--peer-call-bytes`
-    /// each, one after another; how many, from the first, it made durable. Stops at
-    /// the first call that fails: the replica is down or fencing this leader.
-    private static func send(_ records: [ReplicaRecord], to owner: ClusterView.Node, epoch: Epoch, node: KVNode) async -> Int {
-        let calls = ReplicaRecord.calls(records, maxBytes: node.configuration.peerCallBytes)
-        guard calls.count > 1 else { return await call(records, to: owner, epoch: epoch, node: node) ? records.count : 0 }
-        node.metrics.replicaCallsSplit.increment()
-        var durable = 0
-        for run in calls {
-            guard await call(Array(records[run]), to: owner, epoch: epoch, node: node) else { break }
-            durable = run.upperBound
-        }
-        return durable
+    /// The KV_REPLICA_WRITE of `records`.
+    private static func replicaWrite(_ records: [ReplicaRecord], epoch: Epoch) -> PreparedCall<Void> {
+        KVPeerCalls.replicaWrite(
+            epoch: UInt(epoch.rawValue), keys: records.map(\.key), versions: records.map { UInt($0.version.rawValue) },
+            kinds: records.map { UInt($0.kind.rawValue) }, values: records.map { $0.kind == .tombstone ? nil : $0.value })
     }
 
-    /// One call to another node's replica; true when it made `records` durable.
-    private static func call(_ records: [ReplicaRecord], to owner: ClusterView.Node, epoch: Epoch, node: KVNode) async -> Bool {
-        do {
-            try await node.peers.client(owner.address).replicaWrite(
-                epoch: UInt(epoch.rawValue), keys: records.map(\.key), versions: records.map { UInt($0.version.rawValue) },
-                kinds: records.map { UInt($0.kind.rawValue) }, values: records.map { $0.kind == .tombstone ? nil : $0.value })
-            return true
-        } catch {
-            node.metrics.replicationErrors.increment()
-            if case .server(let refusal) = error, refusal.code == .kvStaleEpoch {
-                node.logger.warning("a replica has seen a newer epoch", metadata: ["replica": "\(owner.address)", "message": "\(refusal.message)"])
-                node.stepDownIfOlder(than: Epoch(epoch.rawValue + 1))
-            }
-            return false
+    /// Counts a replica call that failed; a replica fencing this leader's epoch makes it step down.
+    private func noteFailure(_ error: ClientError, of owner: ClusterView.Node, epoch: Epoch) {
+        node.metrics.replicationErrors.increment()
+        node.logger.debug("a replica call failed", metadata: ["replica": "\(owner.address)", "error": "\(error)"])
+        if case .server(let refusal) = error, refusal.code == .kvStaleEpoch {
+            node.logger.warning("a replica has seen a newer epoch", metadata: ["replica": "\(owner.address)", "message": "\(refusal.message)"])
+            node.stepDownIfOlder(than: Epoch(epoch.rawValue + 1))
         }
     }
 
@@ -233,12 +260,18 @@ final class LeaderService: KVService {
         let sets = view.readSets(of: key)
         var asked: [ClusterView.Node] = []
         for owner in sets.joined() where view.alive.contains(owner.id) && !asked.contains(owner) { asked.append(owner) }
-        // nil: the replica did not answer; .some(nil): it has no record of the key.
-        let answers = fanOut(
-            to: asked,
-            local: { [node] _ in Self.readLocally(key, node: node) },
-            remote: { [node] owner in await Self.read(key, from: owner, epoch: term.epoch, node: node) })
-        let answered = answers.compactMapValues { $0 }
+        // Absent: the replica did not answer; nil: it has no record of the key.
+        var answered: [ClusterView.Node: ReplicaRecord?] = [:]
+        let read = KVPeerCalls.replicaRead(epoch: UInt(term.epoch.rawValue), key: key)
+        exchange(asked.filter { $0.id.rawValue != node.member.id }.map { ($0, [read]) }, local: {
+            if let mine = asked.first(where: { $0.id.rawValue == node.member.id }), let record = Self.readLocally(key, node: node) {
+                answered[mine] = record
+            }
+            return false
+        }, received: { owner, _, result in
+            if case .success(let answer) = result { answered[owner] = Self.record(key, from: answer) }
+            return false
+        })
         for set in sets {
             let count = set.filter { answered[$0] != nil }.count
             guard count >= quorum.read else { throw IProtoError(.kvReadUnavailable, quorum.readRefusal(reachable: count)) }
@@ -254,11 +287,19 @@ final class LeaderService: KVService {
         let holders = current.filter { answered[$0]??.version == newest.version }.count
         if holders < quorum.write {
             let behind = current.filter { answered[$0] != nil && answered[$0]??.version != newest.version }
-            let repaired = fanOut(
-                to: behind,
-                local: { [node] _ in Self.applyLocally([newest], epoch: term.epoch, node: node) },
-                remote: { [node] owner in await Self.call([newest], to: owner, epoch: term.epoch, node: node) }
-            ).values.filter { $0 }.count
+            var repaired = 0
+            exchange(behind.filter { $0.id.rawValue != node.member.id }.map { ($0, [Self.replicaWrite([newest], epoch: term.epoch)]) }, local: {
+                if behind.contains(where: { $0.id.rawValue == node.member.id }), Self.applyLocally([newest], epoch: term.epoch, node: node) {
+                    repaired += 1
+                }
+                return false
+            }, received: { owner, _, result in
+                switch result {
+                case .success: repaired += 1
+                case .failure(let error): noteFailure(error, of: owner, epoch: term.epoch)
+                }
+                return false
+            })
             node.metrics.readRepairs.increment(by: repaired)
             guard holders + repaired >= quorum.write else {
                 throw IProtoError(.kvReadUnavailable, "needs \(quorum.write) replicas holding the newest version, \(holders + repaired) do")
@@ -275,13 +316,10 @@ final class LeaderService: KVService {
         do { return .some(try node.readLocal(key)) } catch { return nil }
     }
 
-    /// Another node's record of `key` (absent: nil inside), or nil when it did not answer.
-    private static func read(_ key: String, from owner: ClusterView.Node, epoch: Epoch, node: KVNode) async -> ReplicaRecord?? {
-        guard let answer = try? await node.peers.client(owner.address).replicaRead(epoch: UInt(epoch.rawValue), key: key) else {
-            return nil
-        }
-        guard answer.version > 0, let kind = ValueKind(rawValue: UInt8(truncatingIfNeeded: answer.kind)) else { return .some(nil) }
-        return .some(ReplicaRecord(key: key, version: Version(rawValue: UInt64(answer.version)), kind: kind, value: answer.value ?? []))
+    /// The record a KV_REPLICA_READ answered (nil: the replica has none).
+    private static func record(_ key: String, from answer: (version: UInt, kind: UInt, value: [UInt8]?)) -> ReplicaRecord? {
+        guard answer.version > 0, let kind = ValueKind(rawValue: UInt8(truncatingIfNeeded: answer.kind)) else { return nil }
+        return ReplicaRecord(key: key, version: Version(rawValue: UInt64(answer.version)), kind: kind, value: answer.value ?? [])
     }
 
     // MARK: KV_HEARTBEAT

@@ -4,12 +4,19 @@ import IProtoClient
 import Synchronization
 
 /// One pooled connection per peer node, made on first use and reconnected
-/// with a short backoff (a restarted peer is back within a ping interval).
+/// with a short backoff (a restarted peer is back within a ping interval),
+/// for the node's tasks; and the same settings for the leader's workers, which
+/// call replicas from their own threads (``blockingCalls()``).
 final class Peers: Sendable {
     private let clients = Mutex<[String: IProtoClient]>([:])
     private let configuration: ClientConfiguration
 
-    init(callTimeout: Duration, maxResponseBody: Int) {
+    private let maxUnansweredBytes: Int
+
+    /// `maxUnansweredBytes`: a worker sends a replica no more calls while this many
+    /// bytes of earlier ones (abandoned once a quorum answered) wait for replies.
+    init(callTimeout: Duration, maxResponseBody: Int, maxUnansweredBytes: Int) {
+        self.maxUnansweredBytes = maxUnansweredBytes
         var configuration = ClientConfiguration()
         configuration.callTimeout = callTimeout
         configuration.connectTimeout = callTimeout
@@ -26,6 +33,11 @@ final class Peers: Sendable {
             clients[address] = client
             return client
         }
+    }
+
+    /// Connections to the peers for one thread, with the pool's timeouts and limits.
+    func blockingCalls() -> BlockingCalls {
+        BlockingCalls(configuration: configuration, maxUnansweredBytes: maxUnansweredBytes)
     }
 
     func closeAll() {

@@ -2,8 +2,9 @@ import Synchronization
 
 /// One value per server worker, each behind its own lock: a handler and the
 /// reply barrier after it run on the same worker, so the lock is never contended
-/// except by callers outside the workers.
-final class PerWorker<Value: Sendable>: Sendable {
+/// except by callers outside the workers. A value need not be Sendable: only
+/// the holder of its lock touches it.
+final class PerWorker<Value>: Sendable {
     private final class Slot: Sendable {
         let value: Mutex<Value>
         init(_ value: sending Value) { self.value = Mutex(value) }

@@ -592,6 +592,40 @@ class ReplicasUnavailableTests(TimedTest):
         self.assertEqual(set(codes), {REPLICAS_UNAVAILABLE}, f"{ {hex(c): m[:2] for c, m in codes.items()} }")
 
 
+class StoppedReplicaTests(TimedTest):
+    """A replica that stops answering but is still counted alive (SIGSTOP: its kernel
+    still accepts the calls) must cost the writes it owns their acknowledgement: the
+    leader answers them outcome-unknown once the call times out, never OK. Keys it
+    does not own are still acknowledged. (Mutant that counts a failed replica call as
+    an acknowledgement: every SET here is answered OK, and this test fails.)"""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.cluster = cls.make_cluster("rf2-stopped")
+        cls.leader = cls.cluster.wait_ready()
+
+    def test_08b_a_silent_replica_is_no_acknowledgement(self):
+        stopped = next(n for n in self.cluster.nodes if n.address != self.leader)
+        os.kill(stopped.process.pid, signal.SIGSTOP)
+        try:
+            # One at a time: a batch is acknowledged as a whole, so concurrent SETs
+            # would share the fate of the keys the stopped node owns.
+            answers = {}
+            for _ in range(20):
+                key = new_key()
+                answers[key] = call(self.leader, KV_SET, key, "v", timeout=5)
+        finally:
+            os.kill(stopped.process.pid, signal.SIGCONT)
+        codes = {code for code, _ in answers.values()}
+        self.assertEqual(codes - {OK, KV_OUTCOME_UNKNOWN, REPLICAS_UNAVAILABLE}, set(), f"answers {answers!r}")
+        # With RF 2 of 3 nodes, each key is on the stopped node with probability 2/3.
+        self.assertTrue(codes - {OK}, "every SET was acknowledged, though the stopped node owns about 2/3 of the keys")
+        self.assertIn(OK, codes, "no SET succeeded, though the stopped node owns only about 2/3 of the keys")
+        for key, (code, _) in answers.items():
+            if code == OK:
+                self.assertEqual(call(self.leader, KV_GET, key, timeout=5), (OK, "v"))
+
+
 # ----------------------------------------------------------------- 9: SIGTERM of the leader
 
 class ResignationTests(TimedTest):
