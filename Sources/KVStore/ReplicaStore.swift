@@ -17,8 +17,15 @@ public import KVReplication
 /// keeps SQL's order equal to `Version`'s as long as the epoch is below 2^31 (2^31 etcd revisions).
 /// Larger versions and epochs are refused with `.outOfRange`, never wrapped.
 ///
-/// Thread-safe: one serialized SQLite connection (GRDB's `DatabaseQueue`); every call may block
-/// on the disk, so callers keep it off event-loop threads.
+/// Thread-safe: GRDB's `DatabasePool`, one writer connection and concurrent readers (WAL lets
+/// reads run beside a commit, so repair's scans and the metrics' counts never delay a replica
+/// write); every call may block on the disk, so callers keep it off event-loop threads.
+///
+/// Checkpoints (copying the log's pages into the database file, then an fsync of it) are kept
+/// off the write path too: ``checkpoint()`` runs them on a connection of their own, and a commit
+/// checkpoints only when the log has grown past `autoCheckpointPages` (the background has fallen
+/// far behind). SQLite's default, a checkpoint inside whichever commit passes 1,000 pages, cost
+/// that commit tens of milliseconds every few seconds under load.
 public final class ReplicaStore: Sendable {
     /// The highest epoch (and so the highest version epoch) the store can hold.
     public static let maximumEpoch = Epoch(UInt64(Int32.max))
@@ -26,7 +33,11 @@ public final class ReplicaStore: Sendable {
     /// The database file, `directory/kv.sqlite`.
     public let path: String
 
-    let database: DatabaseQueue
+    let database: DatabasePool
+    /// The connection ``checkpoint()`` runs on, so that it takes no writer's or reader's turn.
+    private let checkpointer: DatabaseQueue
+    /// Log pages (4 KiB) past which a commit checkpoints itself: 16 MiB.
+    public static let autoCheckpointPages = 4096
 
     /// Opens `directory/kv.sqlite`, creating the directory and the file as needed.
     public init(directory: String) throws(StoreError) {
@@ -50,10 +61,17 @@ public final class ReplicaStore: Sendable {
                 throw DatabaseError(message: "could not switch \(path) to WAL mode (journal_mode is \(mode ?? "unknown"))")
             }
             try db.execute(sql: "PRAGMA synchronous = FULL")
+            try db.execute(sql: "PRAGMA wal_autocheckpoint = \(Self.autoCheckpointPages)")
+            // A log that grew past the cap is cut back to it when it starts over.
+            try db.execute(sql: "PRAGMA journal_size_limit = \(Self.autoCheckpointPages * 4096)")
         }
         do {
-            database = try DatabaseQueue(path: path, configuration: configuration)
+            database = try DatabasePool(path: path, configuration: configuration)
+            // The pool sets synchronous=NORMAL on its writer after `prepareDatabase` (GRDB's
+            // WAL setup): FULL again, for the only connection that commits.
+            try database.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
             try Self.migrator.migrate(database)
+            checkpointer = try DatabaseQueue(path: path, configuration: configuration)
         } catch {
             throw Self.failure(error, path: path, operation: "opening the replica store")
         }
@@ -61,7 +79,23 @@ public final class ReplicaStore: Sendable {
 
     /// Closes the file; later calls fail. (Dropping the last reference also closes it.)
     public func close() throws(StoreError) {
-        try run("closing the replica store") { try database.close() }
+        try run("closing the replica store") {
+            try checkpointer.close()
+            try database.close()
+        }
+    }
+
+    /// Copies what it can of the write-ahead log into the database file without waiting for
+    /// readers or writers (a passive checkpoint), on its own connection; call it every second
+    /// or so. Returns the log's size and how much of it is now in the file, in pages.
+    @discardableResult
+    public func checkpoint() throws(StoreError) -> (logPages: Int, checkpointedPages: Int) {
+        try run("checkpointing the write-ahead log") {
+            try checkpointer.writeWithoutTransaction { db in
+                let result = try db.checkpoint(.passive)
+                return (Int(result.walFrameCount), Int(result.checkpointedFrameCount))
+            }
+        }
     }
 
     // MARK: Records

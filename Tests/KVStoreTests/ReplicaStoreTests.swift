@@ -48,12 +48,36 @@ private final class CommitCounter: TransactionObserver, @unchecked Sendable {
     @Test func opensInWALWithFullSync() throws {
         let dir = DataDirectory()
         let store = try dir.open()
-        let (journalMode, synchronous) = try store.database.read { db in
+        // The writer's connection: its commits are the ones that must be fsynced.
+        let (journalMode, synchronous) = try store.database.writeWithoutTransaction { db in
             (try String.fetchOne(db, sql: "PRAGMA journal_mode"), try Int.fetchOne(db, sql: "PRAGMA synchronous"))
         }
         #expect(journalMode == "wal")
         #expect(synchronous == 2, "2 is FULL")
         #expect(store.path == dir.path + "/kv.sqlite")
+    }
+
+    /// Commits leave the write-ahead log alone below the cap (SQLite's default would
+    /// checkpoint inside the commit that passes 1,000 pages); `checkpoint()` copies it
+    /// into the database file on its own connection, and the records are all there.
+    @Test func commitsDoNotCheckpointBelowTheCapAndCheckpointCopiesTheLog() throws {
+        let dir = DataDirectory()
+        let store = try dir.open()
+        let value = [UInt8](repeating: 0x61, count: 4000)
+        var keys: [String] = []
+        for batch in 0..<400 {
+            let records = (0..<10).map { index in
+                ReplicaRecord(key: UUID().uuidString.lowercased(), version: v(1, UInt32(batch * 10 + index + 1)), kind: .bin, value: value)
+            }
+            keys += records.map(\.key)
+            try store.apply(records, epoch: Epoch(1))
+        }
+        let (logPages, checkpointed) = try store.checkpoint()
+        #expect(logPages > 1000, "the log holds every commit's pages, more than SQLite's default cap: \(logPages)")
+        #expect(logPages < ReplicaStore.autoCheckpointPages)
+        #expect(checkpointed == logPages, "nothing reads or writes meanwhile, so all of it is copied")
+        #expect(try store.count == 4000)
+        #expect(try store.read(keys[2777])?.value == value)
     }
 
     @Test(arguments: [false, true])
