@@ -18,6 +18,7 @@ final class KVMetrics: Sendable {
         "iproto_kv_writes_refused_total": "Writes refused before replication: too few replicas reachable",
         "iproto_kv_outcome_unknown_total": "Write batches that reached too few replicas to be acknowledged",
         "iproto_kv_quorum_reads_total": "Reads the leader served from replicas (not from its term cache)",
+        "iproto_kv_leader_cache_evictions_total": "Records the leader's term cache forgot to stay within --leader-cache (read from replicas again)",
         "iproto_kv_read_repairs_total": "Records the leader wrote back to replicas while reading them",
         "iproto_kv_repaired_total": "Records this node copied from peers in background repair",
         "iproto_kv_repair_backlog": "Records the current repair page still has to copy",
@@ -42,6 +43,7 @@ final class KVMetrics: Sendable {
     let writesRefused = Counter(label: "iproto_kv_writes_refused_total")
     let outcomeUnknown = Counter(label: "iproto_kv_outcome_unknown_total")
     let quorumReads = Counter(label: "iproto_kv_quorum_reads_total")
+    let leaderCacheEvictions = Counter(label: "iproto_kv_leader_cache_evictions_total")
     let readRepairs = Counter(label: "iproto_kv_read_repairs_total")
     let repaired = Counter(label: "iproto_kv_repaired_total")
     let repairBacklog = Gauge(label: "iproto_kv_repair_backlog")

@@ -472,7 +472,7 @@ public final class KVNode: Sendable {
                 if !Task.isCancelled { try? await Task.sleep(for: .milliseconds(200)) }
                 continue
             }
-            let term = LeaderTerm(key: key, session: session, cacheBytes: configuration.leaderCacheBytes)
+            let term = LeaderTerm(key: key, session: session, cacheBytes: configuration.leaderCacheBytes, evictions: metrics.leaderCacheEvictions)
             guard term.epoch < ReplicaStore.maximumEpoch else {
                 logger.critical("etcd's revision exceeds the largest epoch a version can hold; refusing to lead", metadata: ["epoch": "\(term.epoch)"])
                 await session.close(revoke: true)

@@ -73,6 +73,9 @@ public struct KVNodeConfiguration: Sendable {
             throw KVConfigurationError(
                 "--peer-call-bytes must be between --max-value + 1024 (\(maxValueBytes + 1024)) and half of --max-body (\(maxBodyBytes / 2)), got \(peerCallBytes)")
         }
+        guard leaderCacheBytes >= 0 else {
+            throw KVConfigurationError("--leader-cache must be 0 (no cache) or more bytes, got \(leaderCacheBytes)")
+        }
         guard !cluster.isEmpty, cluster.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }) else {
             throw KVConfigurationError("--cluster must be letters, digits, '-' or '_', got '\(cluster)'")
         }

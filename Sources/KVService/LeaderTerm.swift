@@ -3,6 +3,7 @@ import EtcdClient
 import IProto
 import KVAPI
 import KVReplication
+import Metrics
 import Synchronization
 
 /// One stretch of leadership: the election win (its revision is the epoch),
@@ -20,15 +21,16 @@ final class LeaderTerm: Sendable {
     /// When this node won, by its clock: a peer's silence is counted from here at the earliest.
     let started = ContinuousClock.now
     private let counter = Atomic<UInt32>(0)
-    private let cache: Mutex<(records: [String: ReplicaRecord], bytes: Int)>
-    private let cacheBudget: Int
+    private let cache: Mutex<TermCache>
+    /// Counts the entries the cache forgot to stay within `--leader-cache`.
+    private let evictions: Counter
 
-    init(key: LeaderKey, session: Session, cacheBytes: Int) {
+    init(key: LeaderKey, session: Session, cacheBytes: Int, evictions: Counter) {
         self.key = key
         epoch = Epoch(UInt64(key.revision.rawValue))
         self.session = session
-        cacheBudget = cacheBytes
-        cache = Mutex(([:], 0))
+        cache = Mutex(TermCache(budget: cacheBytes))
+        self.evictions = evictions
     }
 
     /// Whether the lease certainly still holds the election.
@@ -43,29 +45,19 @@ final class LeaderTerm: Sendable {
         return version
     }
 
-    func cached(_ key: String) -> ReplicaRecord? { cache.withLock { $0.records[key] } }
+    func cached(_ key: String) -> ReplicaRecord? { cache.withLock { $0[key] } }
 
     /// Remembers `record` unless a newer version of its key is known.
     func remember(_ record: ReplicaRecord) {
-        cache.withLock { cache in
-            if let known = cache.records[record.key], known.version >= record.version { return }
-            cache.bytes += record.value.count + record.key.utf8.count - (cache.records[record.key].map { $0.value.count + $0.key.utf8.count } ?? 0)
-            cache.records[record.key] = record
-            // Over budget: forget arbitrary entries; they are read from replicas again.
-            while cache.bytes > cacheBudget, let victim = cache.records.first {
-                cache.records[victim.key] = nil
-                cache.bytes -= victim.value.value.count + victim.key.utf8.count
-            }
-        }
+        let evicted = cache.withLock { $0.remember(record) }
+        if evicted > 0 { evictions.increment(by: evicted) }
     }
 
     /// Drops what the term knows of `keys`: their next read asks every live replica
     /// again (after a write whose outcome is unknown, or a repair that changed them).
     func forget<S: Sequence<String>>(_ keys: S) {
         cache.withLock { cache in
-            for key in keys {
-                if let known = cache.records.removeValue(forKey: key) { cache.bytes -= known.value.count + known.key.utf8.count }
-            }
+            for key in keys { cache.forget(key) }
         }
     }
 

@@ -85,7 +85,7 @@ struct IProtoKVD: ParsableCommand {
     @Option(help: "Seconds a node may stay silent before it leaves the placement and its keys are copied to the nodes that now own them.")
     var deadNodeGrace = defaults.deadNodeGrace / .seconds(1)
 
-    @Option(help: "Bytes of values the leader keeps in memory for keys it wrote or read in its term.")
+    @Option(help: "Bytes of keys and values the leader keeps in memory for keys it wrote or read in its term; over it, it forgets entries (iproto_kv_leader_cache_evictions_total) and reads them from the replicas again. 0: no cache.")
     var leaderCache = defaults.leaderCacheBytes
 
     @Option(help: "Worker threads, each with its own event loop. A worker waits while the leader replicates its batch of writes, and the next batch takes every write that arrived meanwhile: one worker makes the largest batches, the fewest fsyncs and replica calls per write (see docs/benchmarks.md); more suit read-heavy loads on many cores.")

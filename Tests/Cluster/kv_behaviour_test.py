@@ -542,7 +542,8 @@ class SharedClusterTests(TimedTest):
     def test_07b_peer_call_limits_are_checked_before_serving(self):
         for name, args, says in (("call-below-value", ["--peer-call-bytes", "1000"], "--peer-call-bytes must be between"),
                                  ("call-over-half-body", ["--max-body", str(1 << 20)], "--peer-call-bytes must be between"),
-                                 ("body-too-small", ["--max-body", "10"], "--max-body must be between")):
+                                 ("body-too-small", ["--max-body", "10"], "--max-body must be between"),
+                                 ("negative-cache", ["--leader-cache=-1"], "--leader-cache must be 0")):
             status, out, err = self.start_rejected(name, ["--join", self.leader] + args)
             self.assertEqual(status, 64, f"{name}: exit status {status}; stderr {err!r}")
             self.assertNotIn("listening", out)
