@@ -78,6 +78,9 @@ public final class BlockingCalls {
         nextTicket += 1
         let ticket = Ticket(id: nextTicket)
         let link = self.link(address)
+        // What came while no call waited: stale replies, or the server closing the
+        // connection (a restart), which is then made again rather than failing this call.
+        if link.connection != nil { service(link) }
         if let failure = connect(link) {
             ready.append((ticket, .failure(failure)))
             return ticket

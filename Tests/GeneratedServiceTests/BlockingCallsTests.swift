@@ -73,6 +73,32 @@ import Testing
         }
     }
 
+    /// A server that closed an idle connection (it restarted) costs the next call
+    /// nothing: the connection is made again before the call is sent.
+    @Test func aConnectionClosedWhileIdleIsMadeAgain() throws {
+        var port: UInt16 = 0
+        let calls = BlockingCalls(configuration: configuration())
+        try withServer { (address: String) throws in
+            port = UInt16(address.split(separator: ":").last!)!
+            let first = calls.start(ToolboxCalls.echo(text: "before"), to: address)
+            #expect(try drain(calls)[first]!.get().returnCode == .ok)
+        }
+        // The same port again, as a restarted server would listen.
+        var handlers = Handlers()
+        handlers.register(ToolboxFunction.echo.rawValue) { request in
+            var arguments = try Arguments(values: request.body, count: 1)
+            return .string(try arguments.string())
+        }
+        let server = try Server(configuration: .init(host: "127.0.0.1", port: port), handlers: handlers)
+        try server.start()
+        defer {
+            server.shutdown()
+            server.wait()
+        }
+        let again = calls.start(ToolboxCalls.echo(text: "after"), to: "127.0.0.1:\(port)")
+        #expect(try ToolboxCalls.echo(text: "").reply(drain(calls)[again]!.get()) == "after")
+    }
+
     @Test func aRefusedConnectionFailsTheCallAtOnceAndBacksOff() throws {
         let calls = BlockingCalls(configuration: configuration())
         let started = ContinuousClock.now
