@@ -80,7 +80,8 @@ public final class BlockingCalls {
         let link = self.link(address)
         // What came while no call waited: stale replies, or the server closing the
         // connection (a restart), which is then made again rather than failing this call.
-        if link.connection != nil { service(link) }
+        // (Not while a connect is under way: only its writability says it has ended.)
+        if let connection = link.connection, !connection.isConnecting { service(link) }
         if let failure = connect(link) {
             ready.append((ticket, .failure(failure)))
             return ticket
