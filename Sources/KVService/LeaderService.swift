@@ -129,20 +129,15 @@ final class LeaderService: KVService {
         // Each replica's records go in calls of at most --peer-call-bytes, one after another.
         let epoch = term.epoch
         var runs: [ClusterView.Node: [Range<Int>]] = [:]
-        let plan = grouped.compactMap { owner, indices -> (ClusterView.Node, [PreparedCall<Void>])? in
-            guard owner.id.rawValue != node.member.id else { return nil }
-            let mine = indices.map { records[$0] }
-            let calls = ReplicaRecord.calls(mine, maxBytes: node.configuration.peerCallBytes)
+        exchange(with: Array(grouped.keys), calls: { owner in
+            let theirs = grouped[owner]!.map { records[$0] }
+            let calls = ReplicaRecord.calls(theirs, maxBytes: node.configuration.peerCallBytes)
             if calls.count > 1 { node.metrics.replicaCallsSplit.increment() }
             runs[owner] = calls
-            return (owner, calls.map { Self.replicaWrite(Array(mine[$0]), epoch: epoch) })
-        }
-        exchange(plan, local: { [node] in
-            if let mine = grouped.first(where: { $0.key.id.rawValue == node.member.id })?.value,
-                Self.applyLocally(mine.map { records[$0] }, epoch: epoch, node: node)
-            {
-                acknowledge(mine)
-            }
+            return calls.map { Self.replicaWrite(Array(theirs[$0]), epoch: epoch) }
+        }, local: { [node] me in
+            let mine = grouped[me]!
+            if Self.applyLocally(mine.map { records[$0] }, epoch: epoch, node: node) { acknowledge(mine) }
             return short == 0
         }, received: { owner, call, result in
             switch result {
@@ -164,25 +159,29 @@ final class LeaderService: KVService {
         for record in records { term.remember(record) }
     }
 
-    /// Sends each replica its calls in `plan`, one after another (the next once the
-    /// previous has succeeded), from this thread over the worker's own connections,
-    /// and runs `local` meanwhile (this node's share, which blocks on SQLite and
-    /// fsync). Each call's result goes to `received` with the call's index in its
+    /// Sends each of `owners` that is another node its calls (`plan`), one after
+    /// another (the next once the previous has succeeded), from this thread over the
+    /// worker's own connections, and meanwhile runs `local` for this node if it is
+    /// one of them (its share, which blocks on SQLite and fsync). Each call's result goes to `received` with the call's index in its
     /// owner's list. Returns when no call is left, or once `local` or `received` says
     /// it has enough and the others have had as long again as that took: a replica a
     /// little slower than the quorum still acknowledges in the batch (rather than
     /// piling up calls behind it), a stuck one is abandoned.
     private func exchange<Reply>(
-        _ plan: [(ClusterView.Node, [PreparedCall<Reply>])], local: () -> Bool,
-        received: (ClusterView.Node, Int, Result<Reply, ClientError>) -> Bool
+        with owners: [ClusterView.Node], calls plan: (ClusterView.Node) -> [PreparedCall<Reply>],
+        local: (ClusterView.Node) -> Bool, received: (ClusterView.Node, Int, Result<Reply, ClientError>) -> Bool
     ) {
+        let me = node.member.id
+        let mine = owners.first { $0.id.rawValue == me }
+        let plan = owners.filter { $0.id.rawValue != me }.map { ($0, plan($0)) }
         withPeerCalls { calls in
             let started = ContinuousClock.now
             var pending: [BlockingCalls.Ticket: (owner: Int, call: Int)] = [:]
             for (owner, (node, list)) in plan.enumerated() where !list.isEmpty {
                 pending[calls.start(list[0], to: node.address)] = (owner, 0)
             }
-            var grace: ContinuousClock.Instant? = local() ? .now + (.now - started) : nil
+            let enough = mine.map(local) ?? false
+            var grace: ContinuousClock.Instant? = enough ? .now + (.now - started) : nil
             while let (ticket, response) = calls.next(until: grace) {
                 guard let (owner, index) = pending.removeValue(forKey: ticket) else { continue }
                 let (node, list) = plan[owner]
@@ -263,10 +262,8 @@ final class LeaderService: KVService {
         // Absent: the replica did not answer; nil: it has no record of the key.
         var answered: [ClusterView.Node: ReplicaRecord?] = [:]
         let read = KVPeerCalls.replicaRead(epoch: UInt(term.epoch.rawValue), key: key)
-        exchange(asked.filter { $0.id.rawValue != node.member.id }.map { ($0, [read]) }, local: {
-            if let mine = asked.first(where: { $0.id.rawValue == node.member.id }), let record = Self.readLocally(key, node: node) {
-                answered[mine] = record
-            }
+        exchange(with: asked, calls: { _ in [read] }, local: { [node] me in
+            if let record = Self.readLocally(key, node: node) { answered[me] = record }
             return false
         }, received: { owner, _, result in
             if case .success(let answer) = result { answered[owner] = Self.record(key, from: answer) }
@@ -288,10 +285,8 @@ final class LeaderService: KVService {
         if holders < quorum.write {
             let behind = current.filter { answered[$0] != nil && answered[$0]??.version != newest.version }
             var repaired = 0
-            exchange(behind.filter { $0.id.rawValue != node.member.id }.map { ($0, [Self.replicaWrite([newest], epoch: term.epoch)]) }, local: {
-                if behind.contains(where: { $0.id.rawValue == node.member.id }), Self.applyLocally([newest], epoch: term.epoch, node: node) {
-                    repaired += 1
-                }
+            exchange(with: behind, calls: { _ in [Self.replicaWrite([newest], epoch: term.epoch)] }, local: { [node] _ in
+                if Self.applyLocally([newest], epoch: term.epoch, node: node) { repaired += 1 }
                 return false
             }, received: { owner, _, result in
                 switch result {
