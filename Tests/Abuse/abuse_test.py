@@ -12,7 +12,8 @@ hit the conforming client), and then checks:
   - the conforming client got no error and its p99 latency is under 5 ms
     (25 ms with --short, which runs the debug build in make test: there a
     latency bound only catches a stall, and noise from other tenants of a
-    2-core machine must not fail the suite);
+    2-core machine must not fail the suite: a scenario that fails there on
+    latency alone is run once more and fails only if it fails again);
   - the server's RSS stayed under 128 MiB (sampled every 50 ms); beside the
     non-reading flood, under its RSS at the start plus the memory budget plus
     a margin, and the budget's counter moved;
@@ -334,6 +335,9 @@ def still_correct(port):
         return code == 0 and read_code == 0 and mp_str_value(body) == b"after"
 
 
+LATENCY_PROBLEM = "the conforming client's p99 was"
+
+
 def run(name, what, scenario, flags, metric_names, defence, options):
     seconds = 2 if options.short else 8
     scale = 10 if options.short else 1
@@ -382,7 +386,7 @@ def run(name, what, scenario, flags, metric_names, defence, options):
     if summary["requests"] < 100 * seconds * 0.8:
         problems.append(f"the conforming client got only {summary['requests']} replies")
     if p99 >= (SHORT_P99_LIMIT_MS if options.short else P99_LIMIT_MS):
-        problems.append(f"the conforming client's p99 was {p99:.2f} ms")
+        problems.append(f"{LATENCY_PROBLEM} {p99:.2f} ms")
     if peak[0] >= RSS_LIMIT_MIB * 1024:
         problems.append(f"RSS reached {peak[0] / 1024:.1f} MiB")
     if "--memory-budget" in flags:
@@ -456,6 +460,11 @@ def main():
         if options.only and options.only != name:
             continue
         result = run(name, what, scenario, flags, metrics, defence, options)
+        if options.short and result["problems"] and all(p.startswith(LATENCY_PROBLEM) for p in result["problems"]):
+            # A stall from another tenant of the machine does not come back in the next 2 s; a server
+            # that stalls under this abuse does, so a scenario fails on latency only if it does twice.
+            print(f"{name:<20} p99 {result['p99']:.2f} ms, over the bound: running it once more")
+            result = run(name, what, scenario, flags, metrics, defence, options)
         results.append(result)
         latency = result["conforming"]["latency_us"]
         print(f"{name:<20} conforming: {result['conforming']['requests']} replies, "
