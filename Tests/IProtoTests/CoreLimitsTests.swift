@@ -128,9 +128,14 @@ import Testing
         let requests = [UInt8]((0..<count).flatMap { _ in request })
         var offset = 0
         let deadline = Date().addingTimeInterval(30)
-        // First without reading, until the server pauses it.
-        while offset < requests.count && server.statistics.memoryBudgetPaused == 6 && Date() < deadline {
-            offset += try reader.sendNonBlocking(requests[offset...])
+        // First without reading, until the server pauses it. The kernel's socket buffers may
+        // take all 8 MB before the server has read its way to the pause: then wait for it.
+        while server.statistics.memoryBudgetPaused == 6 && Date() < deadline {
+            if offset < requests.count {
+                offset += try reader.sendNonBlocking(requests[offset...])
+            } else {
+                usleep(1000)
+            }
         }
         #expect(server.statistics.memoryBudgetPaused == 7, "the reader was not paused: nothing was tested")
         var answered = 0
