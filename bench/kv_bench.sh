@@ -5,6 +5,7 @@
 #
 #   bench/kv_bench.sh OUT.md        (make bench runs it and appends OUT to docs/benchmarks.md)
 #
+# 0. the disk alone: bench/fsync_probe.py, the sync latency under every write.
 # 1. etcd: a 3-member cluster on loopback (Debian's etcd 3.4, default timing),
 #    driven by wrk over the JSON gateway: puts of VALUE_SIZE-byte values to
 #    distinct keys, then linearizable ranges of those keys.
@@ -126,7 +127,7 @@ etcd_get=$(etcd_run range)
 stop_all
 
 # ------------------------------------------------------------ iproto-kvd, 3 nodes
-kv_run() { # rf → sets "kv_set_RF", "kv_wide_RF", "kv_get_RF", "kv_paced_RF"
+kv_run() { # rf → sets "kv_set_RF", "kv_wide_RF", "kv_get_RF", "kv_paced_RF", "kv_batches_RF"
     local rf=$1 ep ep2
     ep=$(free_port) ep2=$(free_port)
     etcd --name c --data-dir "$work/coord$rf" --listen-client-urls "http://127.0.0.1:$ep" \
@@ -217,7 +218,7 @@ lines = [
     "",
     f"Measured {time.strftime('%Y-%m-%d')} on this machine (2 cores, loopback), in one run. Both sides "
     f"acknowledge a write only once it is fsynced on a quorum: etcd 3.4 as 3 members (Raft, default timing), "
-    f"driven by wrk over its JSON gateway; iproto-kvd as 3 nodes (release build, default flags) with replication "
+    f"driven by wrk over its JSON gateway; iproto-kvd as 3 nodes (release build, default flags but metrics on) with replication "
     f"factor 2 and 3, driven by `iproto bench` through the leader. One request in flight per connection, "
     f"{size}-byte values, one generator thread, {duration} s per row; {connections} connections unless a row says "
     f"otherwise. etcd's ranges are linearizable (its default), like the cluster's GET. The paced rows offer "
