@@ -40,6 +40,7 @@ OK = 0
 UNKNOWN_REQUEST = 1
 BAD_REQUEST = 2
 BAD_ARGUMENTS = 3
+OUT_OF_RANGE = 4
 TOO_LONG = 5
 NOT_LEADER = 0x201
 NO_LEADER = 0x202
@@ -493,6 +494,13 @@ class SharedClusterTests(TimedTest):
                 code, message = call(address, KV_REPLICA_WRITE, epoch, *arrays)
                 self.assertEqual(code, BAD_ARGUMENTS, f"mismatched arrays {[len(a) for a in arrays]} on {address}: {message!r}")
             self.assertNotIn(other, scan_all(address), "a refused replica write was stored")
+            # KV_REPLICA_SCAN's page is 1 to 10,000 keys: outside it, a clear refusal.
+            for limit in (0, 10_001):
+                code, message = call(address, KV_REPLICA_SCAN, "", limit)
+                self.assertEqual(code, OUT_OF_RANGE, f"scan limit {limit} on {address}: {message!r}")
+                self.assertIn("1...10000", message)
+            code, reply = call(address, KV_REPLICA_SCAN, "", 10_000)
+            self.assertEqual(code, OK, f"scan limit 10000 on {address}: {reply!r}")
         self.assertEqual(call(self.leader, KV_GET, key), (OK, "real"), "a refused replica write changed the value")
         for address in self.cluster.addresses():
             records = scan_all(address)
