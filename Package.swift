@@ -53,11 +53,15 @@ let package = Package(
             ]
         ),
 
+        // Files made durable by appending and syncing, read back at any offset, with their
+        // checksums: the one place the storage layers touch the file system.
+        .target(name: "Durability", dependencies: ["CZlib"]),
+
         // The assignment's storage service.
         .target(
             name: "IProtoStorage",
             dependencies: [
-                "CZlib", "IProto",
+                "Durability", "IProto",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
             ],
@@ -156,7 +160,7 @@ let package = Package(
             path: "Tests/IProtoTestSupport"
         ),
         .testTarget(name: "IProtoTests", dependencies: ["IProto", "IProtoTestSupport"]),
-        .testTarget(name: "IProtoStorageTests", dependencies: ["IProtoStorage", "IProto"], exclude: ["Fixtures"]),
+        .testTarget(name: "IProtoStorageTests", dependencies: ["IProtoStorage", "IProto", "Durability"], exclude: ["Fixtures"]),
         .testTarget(name: "IProtoPrometheusTests", dependencies: ["IProtoPrometheus", "IProtoTestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["IProto", "IProtoClient", "IProtoStorage", "IProtoTestSupport"]),
         .testTarget(name: "EtcdClientTests", dependencies: ["EtcdClient", "ClusterCoordination"]),

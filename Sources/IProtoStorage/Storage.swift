@@ -1,3 +1,4 @@
+import Durability
 import IProto
 import Logging
 import Metrics

@@ -1,3 +1,5 @@
+import Durability
+
 /// One change to the storage, as the log records it.
 enum JournalRecord: Equatable, Sendable {
     case replace(index: Int, value: [UInt8])
@@ -68,20 +70,20 @@ enum JournalFormat {
     static func append(_ record: JournalRecord, lsn: UInt64, to bytes: inout [UInt8]) {
         let start = bytes.count
         bytes += [0, 0, 0, 0, 0, 0, 0, 0]  // length and crc, filled in below
-        appendLittleEndian(lsn, size: 8, to: &bytes)
+        LittleEndian.append(lsn, size: 8, to: &bytes)
         switch record {
         case .replace(let index, let value):
             bytes.append(1)
-            appendLittleEndian(UInt64(index), size: 2, to: &bytes)
-            appendLittleEndian(UInt64(value.count), size: 2, to: &bytes)
+            LittleEndian.append(UInt64(index), size: 2, to: &bytes)
+            LittleEndian.append(UInt64(value.count), size: 2, to: &bytes)
             bytes += value
         case .state(let state):
             bytes.append(2)
             bytes.append(stateCode(state))
         }
         let payloadLength = bytes.count - start - recordHeaderSize
-        store(UInt32(payloadLength), at: start, in: &bytes)
-        store(checksum(bytes, start + 8..<bytes.count), at: start + 4, in: &bytes)
+        LittleEndian.store(UInt64(payloadLength), size: 4, at: start, in: &bytes)
+        LittleEndian.store(UInt64(Checksum.crc32(bytes, start + 8..<bytes.count)), size: 4, at: start + 4, in: &bytes)
     }
 
     enum Decoded: Equatable {
@@ -96,22 +98,22 @@ enum JournalFormat {
     static func decodeRecord(_ bytes: [UInt8], at offset: Int) -> Decoded {
         guard offset < bytes.count else { return .end }
         guard bytes.count - offset >= recordHeaderSize else { return .invalid("a partial record header") }
-        let length = Int(load(bytes, at: offset, size: 4))
+        let length = Int(LittleEndian.load(bytes, at: offset, size: 4))
         guard length <= maxPayload else { return .invalid("a record length of \(length) bytes") }
         let end = offset + recordHeaderSize + length
         guard end <= bytes.count else { return .invalid("a partial record") }
-        guard UInt32(load(bytes, at: offset + 4, size: 4)) == checksum(bytes, offset + 8..<end) else {
+        guard UInt32(LittleEndian.load(bytes, at: offset + 4, size: 4)) == Checksum.crc32(bytes, offset + 8..<end) else {
             return .invalid("a record whose checksum does not match")
         }
-        let lsn = load(bytes, at: offset + 8, size: 8)
+        let lsn = LittleEndian.load(bytes, at: offset + 8, size: 8)
         let payload = offset + recordHeaderSize
         switch (length, length > 0 ? bytes[payload] : 0) {
         case (2, 2):
             guard let state = state(code: bytes[payload + 1]) else { return .invalid("an unknown state code") }
             return .record(lsn: lsn, .state(state), next: end)
         case (5..., 1):
-            let index = Int(load(bytes, at: payload + 1, size: 2))
-            let count = Int(load(bytes, at: payload + 3, size: 2))
+            let index = Int(LittleEndian.load(bytes, at: payload + 1, size: 2))
+            let count = Int(LittleEndian.load(bytes, at: payload + 3, size: 2))
             guard Storage.indices.contains(index), count == length - 5 else { return .invalid("a malformed REPLACE record") }
             return .record(lsn: lsn, .replace(index: index, value: Array(bytes[payload + 5..<end])), next: end)
         default:
@@ -127,8 +129,8 @@ enum JournalFormat {
     static func nextValidRecord(_ bytes: [UInt8], after offset: Int, minimumLSN: UInt64) -> (offset: Int, lsn: UInt64)? {
         var candidate = offset + 1
         while bytes.count - candidate >= recordHeaderSize + 2 {
-            let length = Int(load(bytes, at: candidate, size: 4))
-            let lsn = load(bytes, at: candidate + 8, size: 8)
+            let length = Int(LittleEndian.load(bytes, at: candidate, size: 4))
+            let lsn = LittleEndian.load(bytes, at: candidate + 8, size: 8)
             if length >= 2, length <= maxPayload, candidate + recordHeaderSize + length <= bytes.count,
                lsn >= minimumLSN, lsn - minimumLSN < UInt64(bytes.count),
                case .record = decodeRecord(bytes, at: candidate) {
@@ -141,13 +143,13 @@ enum JournalFormat {
 
     static func encodeSnapshot(lsn: UInt64, state: StorageState, slots: [[UInt8]]) -> [UInt8] {
         var bytes = snapshotMagic
-        appendLittleEndian(lsn, size: 8, to: &bytes)
+        LittleEndian.append(lsn, size: 8, to: &bytes)
         bytes.append(stateCode(state))
         for value in slots {
-            appendLittleEndian(UInt64(value.count), size: 2, to: &bytes)
+            LittleEndian.append(UInt64(value.count), size: 2, to: &bytes)
             bytes += value
         }
-        appendLittleEndian(UInt64(checksum(bytes, 0..<bytes.count)), size: 4, to: &bytes)
+        LittleEndian.append(UInt64(Checksum.crc32(bytes, 0..<bytes.count)), size: 4, to: &bytes)
         return bytes
     }
 
@@ -157,16 +159,16 @@ enum JournalFormat {
         guard bytes.count >= snapshotMagic.count + 13, bytes.starts(with: snapshotMagic) else {
             return .failure(JournalError("not a snapshot file"))
         }
-        guard UInt32(load(bytes, at: body, size: 4)) == checksum(bytes, 0..<body) else {
+        guard UInt32(LittleEndian.load(bytes, at: body, size: 4)) == Checksum.crc32(bytes, 0..<body) else {
             return .failure(JournalError("its checksum does not match"))
         }
-        let lsn = load(bytes, at: 8, size: 8)
+        let lsn = LittleEndian.load(bytes, at: 8, size: 8)
         guard let state = state(code: bytes[16]) else { return .failure(JournalError("an unknown state code")) }
         var slots: [[UInt8]] = []
         var offset = 17
         while slots.count < Storage.slotCount {
             guard body - offset >= 2 else { return .failure(JournalError("it ends inside slot \(slots.count)")) }
-            let count = Int(load(bytes, at: offset, size: 2))
+            let count = Int(LittleEndian.load(bytes, at: offset, size: 2))
             offset += 2
             guard count <= Storage.maxValueBytes, body - offset >= count else {
                 return .failure(JournalError("slot \(slots.count) is malformed"))
@@ -176,17 +178,5 @@ enum JournalFormat {
         }
         guard offset == body else { return .failure(JournalError("\(body - offset) bytes follow the last slot")) }
         return .success((lsn, state, slots))
-    }
-
-    private static func appendLittleEndian(_ value: UInt64, size: Int, to bytes: inout [UInt8]) {
-        for shift in stride(from: 0, to: size * 8, by: 8) { bytes.append(UInt8(truncatingIfNeeded: value >> shift)) }
-    }
-
-    private static func store(_ value: UInt32, at offset: Int, in bytes: inout [UInt8]) {
-        for index in 0..<4 { bytes[offset + index] = UInt8(truncatingIfNeeded: value >> (index * 8)) }
-    }
-
-    private static func load(_ bytes: [UInt8], at offset: Int, size: Int) -> UInt64 {
-        (0..<size).reduce(0) { $0 | UInt64(bytes[offset + $1]) << ($1 * 8) }
     }
 }

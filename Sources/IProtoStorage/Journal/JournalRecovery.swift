@@ -1,4 +1,5 @@
 #if canImport(Glibc)
+import Durability
 import Glibc
 #endif
 

@@ -1,6 +1,10 @@
+import Durability
 import Logging
 import Metrics
 import Synchronization
+
+/// Why the data directory could not be read or written (the file layer's error, under the journal's name).
+public typealias JournalError = FileSystemError
 
 /// How hard the journal pushes a change to disk before the reply that acknowledges it.
 public enum FsyncPolicy: String, CaseIterable, Sendable {

@@ -4,36 +4,38 @@ import CZlib
 import Glibc
 #endif
 
-// The journal's only contact with the file system calls and zlib, and its only
-// pointer code: each call retries EINTR and turns a failure into a JournalError
-// naming the call and the path.
+// The storage layers' only contact with the file system calls and zlib, and
+// their only pointer code (the storage journal's and the volume store's): each
+// call retries EINTR and turns a failure into a FileSystemError naming the call
+// and the path.
 
-/// Why the data directory could not be read or written.
-public struct JournalError: Error, CustomStringConvertible, Sendable {
+/// Why a data directory could not be read or written, or what its files hold that is wrong.
+public struct FileSystemError: Error, CustomStringConvertible, Sendable {
     public let description: String
     /// The system's reason in its own words ("No space left on device"), when a call failed.
     public let systemReason: String?
 
-    init(_ description: String, systemReason: String? = nil) {
+    public init(_ description: String, systemReason: String? = nil) {
         self.description = description
         self.systemReason = systemReason
     }
 
-    static func system(_ call: String, _ path: String) -> JournalError {
+    static func system(_ call: String, _ path: String) -> FileSystemError {
         let reason = String(cString: strerror(errno))
-        return JournalError("\(call) \(path): \(reason)", systemReason: reason)
+        return FileSystemError("\(call) \(path): \(reason)", systemReason: reason)
     }
 }
 
-/// A file the journal writes: a log segment or a snapshot being made.
-final class DurableFile {
-    private(set) var path: String
+/// A file written by appending and made durable by syncing: a journal segment,
+/// a snapshot being made, a volume or its index.
+public final class DurableFile {
+    public private(set) var path: String
     private let fd: Int32
     /// The file's length: bytes written through this object after the ones it was opened with.
-    private(set) var written: Int
+    public private(set) var written: Int
     /// True when a failed append left bytes after `written` that could not be cut
     /// off: what follows `written` on disk is unknown until a ``truncate(to:)`` succeeds.
-    private(set) var tailUnknown = false
+    public private(set) var tailUnknown = false
 
     private init(path: String, fd: Int32, length: Int) {
         self.path = path
@@ -44,14 +46,14 @@ final class DurableFile {
     deinit { close(fd) }
 
     /// Creates `path` empty (replacing a file of that name) for writing.
-    static func create(_ path: String) throws(JournalError) -> DurableFile {
+    public static func create(_ path: String) throws(FileSystemError) -> DurableFile {
         let fd = Glibc.open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw .system("open", path) }
         return DurableFile(path: path, fd: fd, length: 0)
     }
 
     /// Opens the existing `path` to append after its first `length` bytes (what recovery kept).
-    static func openForAppending(_ path: String, length: Int) throws(JournalError) -> DurableFile {
+    public static func openForAppending(_ path: String, length: Int) throws(FileSystemError) -> DurableFile {
         let fd = Glibc.open(path, O_WRONLY | O_CLOEXEC)
         guard fd >= 0 else { throw .system("open", path) }
         return DurableFile(path: path, fd: fd, length: length)
@@ -61,7 +63,7 @@ final class DurableFile {
     /// them, the file is cut back to its length before the call (best effort:
     /// a cut that fails too leaves a tail that the next write overwrites and
     /// recovery would truncate) and the error is thrown; nothing is half-appended.
-    func write(_ bytes: [UInt8]) throws(JournalError) {
+    public func write(_ bytes: [UInt8]) throws(FileSystemError) {
         var offset = 0
         while offset < bytes.count {
             let n = bytes.withUnsafeBytes { raw in
@@ -70,7 +72,7 @@ final class DurableFile {
             if n > 0 {
                 offset += n
             } else if n < 0 && errno != EINTR {
-                let error = JournalError.system("write", path)
+                let error = FileSystemError.system("write", path)
                 if offset > 0 && ftruncate(fd, off_t(written)) != 0 { tailUnknown = true }
                 throw error
             }
@@ -79,7 +81,7 @@ final class DurableFile {
     }
 
     /// Renames the file; the directory must be synced for the new name to last.
-    func rename(to newPath: String) throws(JournalError) {
+    public func rename(to newPath: String) throws(FileSystemError) {
         try Self.rename(path, to: newPath)
         path = newPath
     }
@@ -87,21 +89,21 @@ final class DurableFile {
     /// Cuts the file back to `length` bytes (a failed append's). Not synced
     /// here: the next successful ``sync()`` makes the new length durable with
     /// the data written after it.
-    func truncate(to length: Int) throws(JournalError) {
+    public func truncate(to length: Int) throws(FileSystemError) {
         guard ftruncate(fd, off_t(length)) == 0 else { throw .system("ftruncate", path) }
         written = length
         tailUnknown = false
     }
 
     /// fdatasync: the bytes written so far survive a crash of the machine.
-    func sync() throws(JournalError) {
+    public func sync() throws(FileSystemError) {
         while fdatasync(fd) != 0 {
             guard errno == EINTR else { throw .system("fdatasync", path) }
         }
     }
 
     /// The whole file, or nil if there is none.
-    static func read(_ path: String) throws(JournalError) -> [UInt8]? {
+    public static func read(_ path: String) throws(FileSystemError) -> [UInt8]? {
         let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else {
             if errno == ENOENT { return nil }
@@ -123,7 +125,7 @@ final class DurableFile {
     }
 
     /// Cuts `path` to `length` bytes and syncs it.
-    static func truncate(_ path: String, to length: Int) throws(JournalError) {
+    public static func truncate(_ path: String, to length: Int) throws(FileSystemError) {
         let fd = Glibc.open(path, O_WRONLY | O_CLOEXEC)
         guard fd >= 0 else { throw .system("open", path) }
         defer { close(fd) }
@@ -131,17 +133,17 @@ final class DurableFile {
         guard fsync(fd) == 0 else { throw .system("fsync", path) }
     }
 
-    static func rename(_ from: String, to: String) throws(JournalError) {
+    public static func rename(_ from: String, to: String) throws(FileSystemError) {
         guard Glibc.rename(from, to) == 0 else { throw .system("rename", from) }
     }
 
     /// Removes `path`; a file that is already gone is not an error.
-    static func remove(_ path: String) throws(JournalError) {
+    public static func remove(_ path: String) throws(FileSystemError) {
         guard unlink(path) == 0 || errno == ENOENT else { throw .system("unlink", path) }
     }
 
     /// Makes renames, creations and removals in `directory` durable.
-    static func syncDirectory(_ directory: String) throws(JournalError) {
+    public static func syncDirectory(_ directory: String) throws(FileSystemError) {
         let fd = Glibc.open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard fd >= 0 else { throw .system("open", directory) }
         defer { close(fd) }
@@ -149,12 +151,12 @@ final class DurableFile {
     }
 
     /// Creates `directory` if it does not exist (its parent must).
-    static func makeDirectory(_ directory: String) throws(JournalError) {
+    public static func makeDirectory(_ directory: String) throws(FileSystemError) {
         guard mkdir(directory, 0o755) == 0 || errno == EEXIST else { throw .system("mkdir", directory) }
     }
 
     /// The names in `directory`.
-    static func list(_ directory: String) throws(JournalError) -> [String] {
+    public static func list(_ directory: String) throws(FileSystemError) -> [String] {
         guard let stream = opendir(directory) else { throw .system("opendir", directory) }
         defer { closedir(stream) }
         var names: [String] = []
@@ -168,9 +170,58 @@ final class DurableFile {
     }
 }
 
-/// The CRC-32 (zlib's) of `bytes[range]`.
-func checksum(_ bytes: [UInt8], _ range: Range<Int>) -> UInt32 {
-    bytes.withUnsafeBufferPointer { buffer in
-        UInt32(crc32(0, buffer.baseAddress! + range.lowerBound, UInt32(range.count)))
+/// A file read at any offset, from any thread (pread): a volume's records.
+public final class ReadableFile: Sendable {
+    public let path: String
+    private let fd: Int32
+
+    /// Opens `path` for reading.
+    public init(_ path: String) throws(FileSystemError) {
+        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw .system("open", path) }
+        self.path = path
+        self.fd = fd
     }
+
+    deinit { close(fd) }
+
+    /// The file's length now.
+    public func length() throws(FileSystemError) -> Int {
+        var status = stat()
+        guard fstat(fd, &status) == 0 else { throw .system("fstat", path) }
+        return Int(status.st_size)
+    }
+
+    /// `count` bytes from `offset`, fewer only where the file ends.
+    public func read(at offset: Int, count: Int) throws(FileSystemError) -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: count)
+        var done = 0
+        while done < count {
+            let n = bytes.withUnsafeMutableBytes { raw in
+                pread(fd, raw.baseAddress! + done, count - done, off_t(offset + done))
+            }
+            if n > 0 {
+                done += n
+            } else if n == 0 {
+                break
+            } else if errno != EINTR {
+                throw .system("read", path)
+            }
+        }
+        if done < count { bytes.removeLast(count - done) }
+        return bytes
+    }
+}
+
+/// The CRC-32 (zlib's) that the storage formats put beside their records.
+public enum Checksum {
+    /// The CRC-32 of `bytes[range]`.
+    public static func crc32(_ bytes: [UInt8], _ range: Range<Int>) -> UInt32 {
+        bytes.withUnsafeBufferPointer { buffer in
+            UInt32(CZlib.crc32(0, buffer.baseAddress.map { $0 + range.lowerBound }, UInt32(range.count)))
+        }
+    }
+
+    /// The CRC-32 of all of `bytes`.
+    public static func crc32(_ bytes: [UInt8]) -> UInt32 { crc32(bytes, 0..<bytes.count) }
 }
