@@ -57,6 +57,9 @@ let package = Package(
         // checksums: the one place the storage layers touch the file system.
         .target(name: "Durability", dependencies: ["CZlib"]),
 
+        // A storage node's parts in append-only, checksummed volumes with an index (docs/volume-format.md).
+        .target(name: "VolumeStore", dependencies: ["Durability"]),
+
         // The assignment's storage service.
         .target(
             name: "IProtoStorage",
@@ -161,6 +164,7 @@ let package = Package(
         ),
         .testTarget(name: "IProtoTests", dependencies: ["IProto", "IProtoTestSupport"]),
         .testTarget(name: "IProtoStorageTests", dependencies: ["IProtoStorage", "IProto", "Durability"], exclude: ["Fixtures"]),
+        .testTarget(name: "VolumeStoreTests", dependencies: ["VolumeStore", "Durability"]),
         .testTarget(name: "IProtoPrometheusTests", dependencies: ["IProtoPrometheus", "IProtoTestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["IProto", "IProtoClient", "IProtoStorage", "IProtoTestSupport"]),
         .testTarget(name: "EtcdClientTests", dependencies: ["EtcdClient", "ClusterCoordination"]),

@@ -1,0 +1,195 @@
+import Durability
+
+/// Why a volume store could not do what it was asked.
+public struct VolumeError: Error, Equatable, Sendable, CustomStringConvertible {
+    public enum Kind: Equatable, Sendable {
+        /// The part or chunk is not stored here.
+        case notFound
+        /// The bytes on disk do not match their checksum (or their index entry).
+        case corrupt
+        /// The disk refused a read, write or sync; or no volume can take writes.
+        case io
+    }
+
+    public let kind: Kind
+    public let description: String
+
+    public init(_ kind: Kind, _ description: String) {
+        self.kind = kind
+        self.description = description
+    }
+
+    static func io(_ error: FileSystemError) -> VolumeError { VolumeError(.io, error.description) }
+}
+
+/// One volume: its data file (`NNNNNNNN.dat`) and its index (`NNNNNNNN.idx`).
+///
+/// Bytes follow one order: records are appended to the data file and synced,
+/// and only then are their index entries appended; an entry points only at
+/// synced bytes. The index is a cache of the data file: at open, whatever
+/// intact records follow the last indexed one (a crash between the sync and
+/// the index write) are indexed again, and a torn or damaged index entry is
+/// rewritten from the data. The data file is never cut: bytes after the last
+/// intact record, or a last indexed record that does not match its entry,
+/// make the volume read-only (``readOnlyReason``), and writes go to a new one.
+///
+/// @unchecked Sendable: `number`, `reader` and the entries returned are
+/// immutable; the writing state is touched only by the owning store under its lock.
+final class Volume: @unchecked Sendable {
+    let number: UInt32
+    let reader: ReadableFile
+    private var data: DurableFile?
+    private var index: DurableFile?
+    /// Why the volume takes no more writes, or nil while it does.
+    private(set) var readOnlyReason: String?
+    /// Where the next record goes: the end of the last intact record.
+    private(set) var end: Int
+
+    private init(number: UInt32, reader: ReadableFile, data: DurableFile?, index: DurableFile?, end: Int, readOnlyReason: String?) {
+        self.number = number
+        self.reader = reader
+        self.data = data
+        self.index = index
+        self.end = end
+        self.readOnlyReason = readOnlyReason
+    }
+
+    /// A new, empty volume `number` in `directory`, durable (files and their names) on return.
+    static func create(in directory: String, number: UInt32) throws(FileSystemError) -> Volume {
+        let dataPath = directory + "/" + VolumeFormat.dataName(number)
+        let data = try DurableFile.create(dataPath)
+        try data.write(VolumeFormat.superblock())
+        try data.sync()
+        let index = try DurableFile.create(directory + "/" + VolumeFormat.indexName(number))
+        try index.sync()
+        try DurableFile.syncDirectory(directory)
+        return Volume(number: number, reader: try ReadableFile(dataPath), data: data, index: index,
+                      end: VolumeFormat.superblockSize, readOnlyReason: nil)
+    }
+
+    /// Opens volume `number` of `directory` and recovers its index (see the type's
+    /// comment); returns it with every record's entry, in volume order.
+    static func open(in directory: String, number: UInt32) throws(FileSystemError) -> (Volume, [IndexEntry]) {
+        let dataPath = directory + "/" + VolumeFormat.dataName(number)
+        let indexPath = directory + "/" + VolumeFormat.indexName(number)
+        let reader = try ReadableFile(dataPath)
+        let length = try reader.length()
+        if let problem = VolumeFormat.superblockProblem(try reader.read(at: 0, count: VolumeFormat.superblockSize)) {
+            return (Volume(number: number, reader: reader, data: nil, index: nil, end: length, readOnlyReason: problem), [])
+        }
+        let indexBytes = try DurableFile.read(indexPath) ?? []
+        var entries: [IndexEntry] = []
+        var end = VolumeFormat.superblockSize
+        var offset = 0
+        while let entry = VolumeFormat.indexEntry(indexBytes, at: offset), entry.offset == UInt64(end) {
+            entries.append(entry)
+            end += VolumeFormat.recordSize(dataLength: Int(entry.length))
+            offset += VolumeFormat.indexEntrySize
+        }
+        let indexIntact = offset == indexBytes.count
+        var readOnly: String?
+        // The last indexed record must be where its entry says, intact.
+        if let last = entries.last {
+            if end > length {
+                readOnly = "the index's last entry (part \(last.part) chunk \(last.chunk)) ends at \(end), past the volume's \(length) bytes"
+            } else if case .failure(let problem) = Self.record(reader, at: Int(last.offset)).flatMap({ found in
+                found.entry == last ? .success(found) : .failure(.damaged("the record there is part \(found.entry.part) chunk \(found.entry.chunk)"))
+            }) {
+                readOnly = "the index's last entry (part \(last.part) chunk \(last.chunk) at \(last.offset)) does not match the volume: \(problem)"
+            }
+        }
+        // Intact records after it were synced but not indexed: index them again.
+        var recovered: [IndexEntry] = []
+        if readOnly == nil {
+            while end < length {
+                switch Self.record(reader, at: end) {
+                case .success(let found):
+                    recovered.append(found.entry)
+                    end += VolumeFormat.recordSize(dataLength: Int(found.entry.length))
+                case .failure(let problem):
+                    readOnly = "bytes \(end)..<\(length) after the last intact record are not a record (\(problem)); the volume is kept as it is"
+                }
+                if readOnly != nil { break }
+            }
+        }
+        entries += recovered
+        // The index is rewritten from the data when it lost or garbled entries (it holds no data of its own).
+        if !indexIntact || !recovered.isEmpty {
+            var bytes: [UInt8] = []
+            bytes.reserveCapacity(entries.count * VolumeFormat.indexEntrySize)
+            for entry in entries { VolumeFormat.append(entry, to: &bytes) }
+            let temporary = indexPath + ".tmp"
+            let rebuilt = try DurableFile.create(temporary)
+            try rebuilt.write(bytes)
+            try rebuilt.sync()
+            try rebuilt.rename(to: indexPath)
+            try DurableFile.syncDirectory(directory)
+        }
+        guard readOnly == nil else {
+            return (Volume(number: number, reader: reader, data: nil, index: nil, end: end, readOnlyReason: readOnly), entries)
+        }
+        let data = try DurableFile.openForAppending(dataPath, length: end)
+        let index = try DurableFile.openForAppending(indexPath, length: entries.count * VolumeFormat.indexEntrySize)
+        return (Volume(number: number, reader: reader, data: data, index: index, end: end, readOnlyReason: nil), entries)
+    }
+
+    /// The record at `offset`, checked, with its entry.
+    private static func record(_ reader: ReadableFile, at offset: Int) -> Result<(entry: IndexEntry, data: [UInt8]), VolumeFormat.RecordProblem> {
+        do {
+            let head = try reader.read(at: offset, count: VolumeFormat.recordHeaderSize)
+            let header: VolumeFormat.Header
+            switch VolumeFormat.header(head, at: 0) {
+            case .success(let found): header = found
+            case .failure(let problem): return .failure(problem)
+            }
+            let whole = head + (try reader.read(at: offset + VolumeFormat.recordHeaderSize, count: Int(header.length)))
+            return VolumeFormat.data(whole, at: 0, header: header).map { data in
+                (IndexEntry(part: header.part, chunk: header.chunk, kind: header.kind, offset: UInt64(offset), length: header.length), data)
+            }
+        } catch {
+            return .failure(.damaged(error.description))
+        }
+    }
+
+    /// Appends `records` and syncs them, then indexes them; returns their entries.
+    /// On a failed write or sync the volume turns read-only (what reached the disk is
+    /// unknown) and the error is thrown: nothing of the batch is acknowledged.
+    func append(_ records: [VolumeRecord]) throws(FileSystemError) -> [IndexEntry] {
+        guard readOnlyReason == nil, let data, let index else {
+            throw FileSystemError("volume \(number) is read-only: \(readOnlyReason ?? "closed")")
+        }
+        var bytes: [UInt8] = []
+        var entries: [IndexEntry] = []
+        for record in records {
+            entries.append(IndexEntry(part: record.part, chunk: record.chunk, kind: record.kind,
+                                      offset: UInt64(end + bytes.count), length: UInt32(record.data.count)))
+            VolumeFormat.append(record, to: &bytes)
+        }
+        do {
+            try data.write(bytes)
+            try data.sync()
+        } catch {
+            readOnlyReason = "a write or sync failed: \(error)"
+            throw error
+        }
+        end += bytes.count
+        var indexBytes: [UInt8] = []
+        for entry in entries { VolumeFormat.append(entry, to: &indexBytes) }
+        // Not synced: a lost index entry is rebuilt from the synced record at the next open.
+        do { try index.write(indexBytes) } catch { readOnlyReason = "its index could not be written: \(error)" }
+        return entries
+    }
+
+    /// The data of the record `entry` points at, checked against the entry and its checksum.
+    func read(_ entry: IndexEntry) throws(VolumeError) -> [UInt8] {
+        switch Self.record(reader, at: Int(entry.offset)) {
+        case .success(let found):
+            guard found.entry == entry else {
+                throw VolumeError(.corrupt, "volume \(number) at \(entry.offset): part \(found.entry.part) chunk \(found.entry.chunk), not part \(entry.part) chunk \(entry.chunk)")
+            }
+            return found.data
+        case .failure(let problem):
+            throw VolumeError(.corrupt, "volume \(number) at \(entry.offset), part \(entry.part) chunk \(entry.chunk): \(problem)")
+        }
+    }
+}
