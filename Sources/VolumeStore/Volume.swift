@@ -9,6 +9,8 @@ public struct VolumeError: Error, Equatable, Sendable, CustomStringConvertible {
         case corrupt
         /// The disk refused a read, write or sync; or no volume can take writes.
         case io
+        /// The records asked for cannot be stored as they are (nothing of them was written).
+        case invalid
     }
 
     public let kind: Kind

@@ -107,8 +107,13 @@ public final class VolumeStore: Sendable {
     /// synced, and reads see them. Throws without acknowledging any of them
     /// when the disk refuses; the next call starts a new volume.
     public func append(_ records: [VolumeRecord]) throws(VolumeError) {
-        for record in records where record.kind == .chunk && record.data.count > VolumeFormat.maxRecordData {
-            throw VolumeError(.io, "a chunk of \(record.data.count) bytes exceeds the \(VolumeFormat.maxRecordData)-byte record limit")
+        for record in records {
+            if record.data.count > VolumeFormat.maxRecordData {
+                throw VolumeError(.invalid, "a record of \(record.data.count) bytes exceeds the \(VolumeFormat.maxRecordData)-byte limit")
+            }
+            if record.kind == .seal && record.data.count != 8 {
+                throw VolumeError(.invalid, "the seal of part \(record.part) holds \(record.data.count) bytes, not its 8-byte length")
+            }
         }
         let result: Result<Void, VolumeError> = state.withLock { state in
             do throws(FileSystemError) {

@@ -163,4 +163,18 @@ import VolumeStore
         try store.append(Self.records(1, chunks: [[1, 2, 3]]))
         #expect(try store.read(PartID(1), chunk: 0) == [1, 2, 3])
     }
+
+    /// Malformed records are refused whole, before anything is written: a seal
+    /// without its 8-byte length, a record over the size limit.
+    @Test func malformedRecordsAreRefusedBeforeAnyIsWritten() throws {
+        let store = try VolumeStore(directory: Self.directory())
+        let good = VolumeRecord(part: PartID(1), chunk: 0, kind: .chunk, data: [1])
+        #expect(throws: VolumeError(.invalid, "the seal of part 2 holds 3 bytes, not its 8-byte length")) {
+            try store.append([good, VolumeRecord(part: PartID(2), chunk: 1, kind: .seal, data: [1, 2, 3])])
+        }
+        let huge = VolumeRecord(part: PartID(3), chunk: 0, kind: .chunk, data: [UInt8](repeating: 0, count: VolumeFormat.maxRecordData + 1))
+        #expect(throws: VolumeError(.invalid, "a record of 16777217 bytes exceeds the 16777216-byte limit")) { try store.append([good, huge]) }
+        #expect(store.part(PartID(1)) == nil)
+        #expect(store.usage.parts == 0)
+    }
 }
