@@ -225,6 +225,14 @@ let package = Package(
             ]
         ),
         // ---- end of KV cluster ---------------------------------------------------------------
+
+        // ---- File store (issue 12) -----------------------------------------------------------
+        // Intel ISA-L's Reed–Solomon coding, from Debian (no pkg-config file ships).
+        .systemLibrary(name: "CErasure", providers: [.apt(["libisal-dev"])]),
+        // How files are cut into data and parity parts, and the coding itself. Pure but for ISA-L.
+        .target(name: "ErasureCoding", dependencies: ["CErasure"]),
+        .testTarget(name: "ErasureCodingTests", dependencies: ["ErasureCoding"]),
+        // ---- end of file store ---------------------------------------------------------------
     ],
     swiftLanguageModes: [.v6]
 )

@@ -13,6 +13,7 @@ boundaries=(
     Sources/IProtoClient/Poller.swift               # and its epoll
     Sources/Durability/DurableFile.swift            # the storage layers' file system calls and zlib
     Sources/IProtoPrometheus/EndpointSocket.swift   # the metrics endpoint's socket calls
+    Sources/ErasureCoding/ISAL.swift                # Intel ISA-L's Reed-Solomon coding
     Sources/iproto/LineEditor.swift                 # libedit for the REPL
 )
 pattern='Unsafe[A-Za-z]*Pointer|withUnsafe|Unmanaged|\.baseAddress|\.pointee|unsafeBitCast|assumingMemoryBound|bindMemory'

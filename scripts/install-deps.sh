@@ -15,6 +15,7 @@ build_packages=(
     "libedit-dev=3.1-20221030-2"   # line editing in iproto repl
     "zlib1g-dev=1:1.2.13.dfsg-1"   # crc32 for the storage journal
     "libsqlite3-dev=3.40.1-2+deb12u2"   # the KV replicas' store (KVStore, through GRDB)
+    "libisal-dev=2.30.0-5"   # Reed-Solomon parity for the file store (ErasureCoding)
 )
 test_packages=(
     "netcat-openbsd=-"   # fixtures are fed with nc -N
