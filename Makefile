@@ -9,7 +9,7 @@ SHELL := /bin/bash
 SWIFT ?= swift
 ARGS ?=
 
-.PHONY: all unsafe-check build-deps test-deps bench-deps build run run-kv test unit-test fixture-test sanitize-test restart-test crash-test powercut-test abuse-test kv-test deploy-check bench abuse chaos fuzz clean
+.PHONY: all unsafe-check build-deps test-deps bench-deps build run run-kv test unit-test fixture-test sanitize-test restart-test crash-test powercut-test abuse-test kv-test file-test deploy-check bench abuse chaos fuzz clean
 
 all: build
 
@@ -31,7 +31,7 @@ build: build-deps
 run: build
 	"$$($(SWIFT) build -c release --show-bin-path)/iprotod" $(ARGS)
 
-test: unsafe-check unit-test fixture-test sanitize-test restart-test crash-test powercut-test abuse-test kv-test deploy-check
+test: unsafe-check unit-test fixture-test sanitize-test restart-test crash-test powercut-test abuse-test kv-test file-test deploy-check
 
 # Three iproto-kvd nodes and their etcd on loopback, until Ctrl-C (scripts/run-kv.sh).
 run-kv: test-deps
@@ -90,6 +90,12 @@ abuse-test: test-deps
 	$(SWIFT) build --product iprotod
 	$(SWIFT) build --product iproto
 	python3 Tests/Abuse/abuse_test.py "$$($(SWIFT) build --show-bin-path)/iprotod" "$$($(SWIFT) build --show-bin-path)/iproto" --short
+
+# The file store: the storage node's black-box tests (its API, limits, checksums,
+# group commit, a torn volume tail, registration at a gateway).
+file-test: test-deps
+	$(SWIFT) build --product iproto-volumed
+	timeout 300 python3 Tests/FileStore/volume_node_test.py "$$($(SWIFT) build --show-bin-path)"
 
 # The key-value cluster: the checker's and the client's own tests, the black-box
 # behaviour tests (API, validation, garbage, fencing, RF mismatch, failover), then the history

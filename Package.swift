@@ -11,6 +11,7 @@ let package = Package(
         .executable(name: "iprotod", targets: ["iprotod"]),
         .executable(name: "iproto", targets: ["iproto"]),
         .executable(name: "iproto-kvd", targets: ["iproto-kvd"]),
+        .executable(name: "iproto-volumed", targets: ["iproto-volumed"]),
         .library(name: "KVService", targets: ["KVService"]),
         .library(name: "KVClient", targets: ["KVClient"]),
         .plugin(name: "IProtoCodegenPlugin", targets: ["IProtoCodegenPlugin"]),
@@ -232,6 +233,29 @@ let package = Package(
         // How files are cut into data and parity parts, and the coding itself. Pure but for ISA-L.
         .target(name: "ErasureCoding", dependencies: ["CErasure"]),
         .testTarget(name: "ErasureCodingTests", dependencies: ["ErasureCoding"]),
+        // A node's wire API (volume.iproto-api) and return codes: the service protocol and client calls.
+        .target(name: "VolumeAPI", dependencies: ["IProto", "IProtoClient"], plugins: ["IProtoCodegenPlugin"]),
+        // A storage node: the Volume API over a VolumeStore, with group commit and registration at the gateway.
+        .target(
+            name: "VolumeService",
+            dependencies: [
+                "VolumeAPI", "VolumeStore", "Durability", "ErasureCoding", "IProto",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ]
+        ),
+        // The storage node binary: flags, wiring, signals.
+        .executableTarget(
+            name: "iproto-volumed",
+            dependencies: [
+                "VolumeService", "IProto", "IProtoPrometheus", "ServerSupport",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ]
+        ),
         // ---- end of file store ---------------------------------------------------------------
     ],
     swiftLanguageModes: [.v6]

@@ -155,6 +155,13 @@ public final class DurableFile {
         guard mkdir(directory, 0o755) == 0 || errno == EEXIST else { throw .system("mkdir", directory) }
     }
 
+    /// Bytes an unprivileged process may still write on the file system holding `path`.
+    public static func availableBytes(at path: String) throws(FileSystemError) -> Int {
+        var status = statvfs()
+        guard statvfs(path, &status) == 0 else { throw .system("statvfs", path) }
+        return Int(status.f_bavail) * Int(status.f_frsize)
+    }
+
     /// The names in `directory`.
     public static func list(_ directory: String) throws(FileSystemError) -> [String] {
         guard let stream = opendir(directory) else { throw .system("opendir", directory) }

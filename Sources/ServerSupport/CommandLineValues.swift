@@ -24,3 +24,22 @@ public func parseListenAddress(_ text: String, flag: String = "--listen") throws
     }
     return (host, port)
 }
+
+/// A size in bytes: digits, optionally followed by K, M, G or T (powers of 1024,
+/// an optional "iB" or "B" after them): "1048576", "64M", "10GiB".
+public func parseByteSize(_ text: String, flag: String) throws -> Int {
+    let units: [(String, Int)] = [("T", 40), ("G", 30), ("M", 20), ("K", 10), ("", 0)]
+    var body = Substring(text.uppercased())
+    for suffix in ["IB", "B"] where body.hasSuffix(suffix) && body.count > suffix.count {
+        body = body.dropLast(suffix.count)
+        break
+    }
+    for (unit, shift) in units where body.hasSuffix(unit) {
+        let digits = body.dropLast(unit.count)
+        guard !digits.isEmpty, digits.allSatisfy(\.isASCII), let value = Int(digits), value >= 0,
+            value <= Int.max >> shift
+        else { break }
+        return value << shift
+    }
+    throw ValidationError("\(flag) must be a size in bytes (digits, optionally with K, M, G or T), got \"\(text)\"")
+}

@@ -21,6 +21,8 @@ public final class VolumeStore: Sendable {
         /// The bytes its records take in volumes, headers and padding included.
         public var storedBytes = 0
 
+        public init() {}
+
         public static func == (lhs: Part, rhs: Part) -> Bool {
             lhs.chunkLengths == rhs.chunkLengths && lhs.sealed?.chunks == rhs.sealed?.chunks
                 && lhs.sealed?.length == rhs.sealed?.length && lhs.storedBytes == rhs.storedBytes
@@ -159,6 +161,17 @@ public final class VolumeStore: Sendable {
 
     /// What the store holds of `part`, or nil (never written, or deleted).
     public func part(_ part: PartID) -> Part? { state.withLock { $0.parts[part] } }
+
+    /// Whether `part` was deleted (its id is never used again).
+    public func isDeleted(_ part: PartID) -> Bool { state.withLock { $0.deleted.contains(part) } }
+
+    /// The parts held, in ascending id order after `after`, at most `limit`, and whether each is sealed.
+    public func parts(after: PartID?, limit: Int) -> [(part: PartID, sealed: Bool)] {
+        state.withLock { state in
+            state.parts.lazy.filter { after == nil || $0.key > after! }.map { ($0.key, $0.value.sealed != nil) }
+                .sorted { $0.0 < $1.0 }.prefix(limit).map { ($0.0, $0.1) }
+        }
+    }
 
     /// The parts held (complete or not), and the bytes every volume takes.
     public var usage: (parts: Int, usedBytes: Int) {

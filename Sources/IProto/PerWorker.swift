@@ -4,7 +4,7 @@ import Synchronization
 /// reply barrier after it run on the same worker, so the lock is never contended
 /// except by callers outside the workers. A value need not be Sendable: only
 /// the holder of its lock touches it.
-final class PerWorker<Value>: Sendable {
+public final class PerWorker<Value>: Sendable {
     private final class Slot: Sendable {
         let value: Mutex<Value>
         init(_ value: sending Value) { self.value = Mutex(value) }
@@ -12,11 +12,11 @@ final class PerWorker<Value>: Sendable {
 
     private let slots: [Slot]
 
-    init(workers: Int, _ make: () -> Value) {
+    public init(workers: Int, _ make: () -> Value) {
         slots = (0..<workers).map { _ in Slot(make()) }
     }
 
-    func withLock<Result: Sendable>(_ worker: Int, _ body: (inout sending Value) -> sending Result) -> Result {
+    public func withLock<Result: Sendable>(_ worker: Int, _ body: (inout sending Value) -> sending Result) -> Result {
         slots[worker].value.withLock(body)
     }
 }

@@ -1,0 +1,288 @@
+import Durability
+import ErasureCoding
+import Foundation
+import IProto
+import Logging
+import Synchronization
+import VolumeAPI
+import VolumeStore
+
+/// A file-store node: the Volume API (volume.iproto-api) over a ``VolumeStore``.
+///
+/// Writes (chunks, seals, deletes) are checked by their handler and staged per
+/// worker; the worker's reply barrier appends everything its batch staged in
+/// one synced append, before any reply of the batch leaves, so concurrent
+/// uploads share fsyncs. If the append fails, every reply of the batch is
+/// vol_cannot_persist instead: nothing is acknowledged that is not durable.
+public final class VolumeNode: VolumeService, Sendable {
+    public let configuration: VolumeNodeConfiguration
+    public let id: String
+    public let capacityBytes: Int
+    let store: VolumeStore
+    private let logger: Logger
+    private let metrics = VolumeMetrics()
+    private let staged: PerWorker<[VolumeRecord]>
+    /// Bytes staged but not yet appended, counted against the capacity.
+    private let stagedBytes = Atomic<Int>(0)
+    private let address = Mutex<String>("")
+    private let loops = Mutex<[Task<Void, Never>]>([])
+
+    public static var metricHelp: [String: String] { VolumeMetrics.help }
+
+    /// Opens the node's directory: its id (made on first start) and its volumes,
+    /// recovered; checks the erasure coding the gateway relies on (a node never
+    /// codes, but an operator learns of a broken libisal at the first process).
+    public init(configuration: VolumeNodeConfiguration, workers: Int, logger: Logger) throws(VolumeStartFailure) {
+        let configuration = try configuration.validated()
+        self.configuration = configuration
+        self.logger = logger
+        staged = PerWorker(workers: workers) { [] }
+        let directory = configuration.dataDirectory
+        do throws(FileSystemError) {
+            try DurableFile.makeDirectory(directory)
+            id = try Self.nodeID(in: directory)
+        } catch {
+            throw .data("cannot use --data-dir \(directory): \(error)")
+        }
+        do {
+            store = try VolumeStore(directory: directory + "/volumes", volumeBytes: configuration.volumeBytes)
+        } catch {
+            throw .data("cannot open the volumes in \(directory)/volumes: \(error)")
+        }
+        for (volume, reason) in store.readOnlyVolumes {
+            logger.error("volume is read-only", metadata: ["volume": "\(volume)", "reason": "\(reason)"])
+        }
+        if let capacity = configuration.capacityBytes {
+            capacityBytes = capacity
+        } else {
+            do {
+                capacityBytes = try DurableFile.availableBytes(at: directory) + store.usage.usedBytes
+            } catch {
+                throw .data("cannot measure the free space of \(directory): \(error); give --capacity")
+            }
+        }
+        publishMetrics()
+    }
+
+    /// The node's id: made once, kept in `node-id`, so that the gateway knows a restarted node at a new address.
+    private static func nodeID(in directory: String) throws(FileSystemError) -> String {
+        let path = directory + "/node-id"
+        if let bytes = try DurableFile.read(path) {
+            let id = String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            if !id.isEmpty { return id }
+        }
+        let id = UUID().uuidString.lowercased()
+        let file = try DurableFile.create(path + ".tmp")
+        try file.write(Array((id + "\n").utf8))
+        try file.sync()
+        try file.rename(to: path)
+        try DurableFile.syncDirectory(directory)
+        return id
+    }
+
+    public func handlers() -> Handlers {
+        var handlers = Handlers()
+        handlers.beforeReplies { worker throws(IProtoError) in try self.commit(worker: worker) }
+        handlers.registerVolumeService(self)
+        return handlers
+    }
+
+    // MARK: writes
+
+    public func putChunk(part: UInt, chunk: Int, checksum: Int, data: [UInt8]) throws(IProtoError) {
+        guard data.count <= configuration.maxChunkBytes else {
+            throw IProtoError(.outOfRange, "a chunk of \(data.count) bytes exceeds --max-chunk \(configuration.maxChunkBytes)")
+        }
+        guard Checksum.crc32(data) == UInt32(checksum) else {
+            metrics.checksumMismatches.increment()
+            throw IProtoError(.volChecksumMismatch, "chunk \(chunk) of part \(hex(part)): its bytes do not match checksum \(hex(UInt(checksum)))")
+        }
+        let id = PartID(UInt64(part))
+        if store.isDeleted(id) { throw IProtoError(.volConflict, "part \(id) is deleted") }
+        if let stored = store.part(id) {
+            if stored.sealed != nil { throw IProtoError(.volConflict, "part \(id) is sealed") }
+            if stored.chunkLengths[UInt32(chunk)] != nil {
+                // A retry after a lost reply: the same bytes are a no-op, other bytes a conflict.
+                let existing = try read(id, chunk: UInt32(chunk))
+                guard existing == data else {
+                    throw IProtoError(.volConflict, "chunk \(chunk) of part \(id) is stored with other bytes")
+                }
+                return
+            }
+        }
+        let size = VolumeFormat.recordSize(dataLength: data.count)
+        let used = store.usage.usedBytes
+        let pending = stagedBytes.add(size, ordering: .relaxed).newValue
+        guard used + pending <= capacityBytes else {
+            stagedBytes.subtract(size, ordering: .relaxed)
+            metrics.fullRefusals.increment()
+            throw IProtoError(.volFull, "node \(id) is full: \(used) of \(capacityBytes) bytes used, a \(data.count)-byte chunk does not fit")
+        }
+        stage(VolumeRecord(part: id, chunk: UInt32(chunk), kind: .chunk, data: data))
+    }
+
+    public func sealPart(part: UInt, chunks: Int, length: UInt) throws(IProtoError) {
+        let id = PartID(UInt64(part))
+        if store.isDeleted(id) { throw IProtoError(.volConflict, "part \(id) is deleted") }
+        let stored = store.part(id) ?? VolumeStore.Part()
+        if let sealed = stored.sealed {
+            guard sealed.chunks == UInt32(chunks), sealed.length == UInt64(length) else {
+                throw IProtoError(.volConflict, "part \(id) is sealed with \(sealed.chunks) chunks and \(sealed.length) bytes")
+            }
+            return
+        }
+        if let missing = (0..<UInt32(chunks)).first(where: { stored.chunkLengths[$0] == nil }) {
+            throw IProtoError(.volNotFound, "part \(id) has no chunk \(missing) of the \(chunks) to seal")
+        }
+        if let extra = stored.chunkLengths.keys.first(where: { $0 >= UInt32(chunks) }) {
+            throw IProtoError(.volConflict, "part \(id) holds chunk \(extra), past the \(chunks) to seal")
+        }
+        let total = stored.chunkLengths.values.reduce(UInt64(0)) { $0 + UInt64($1) }
+        guard total == UInt64(length) else {
+            throw IProtoError(.volConflict, "part \(id) holds \(total) bytes in its \(chunks) chunks, not \(length)")
+        }
+        var data: [UInt8] = []
+        LittleEndian.append(UInt64(length), size: 8, to: &data)
+        stage(VolumeRecord(part: id, chunk: UInt32(chunks), kind: .seal, data: data))
+    }
+
+    public func deletePart(part: UInt) throws(IProtoError) {
+        let id = PartID(UInt64(part))
+        guard store.part(id) != nil, !store.isDeleted(id) else { return }
+        stage(VolumeRecord(part: id, chunk: 0, kind: .tombstone, data: []))
+    }
+
+    private func stage(_ record: VolumeRecord) {
+        guard let worker = Handlers.currentWorker else {
+            // Called outside a server worker (tests): append at once.
+            _ = try? append([record])
+            return
+        }
+        staged.withLock(worker) { $0.append(record) }
+    }
+
+    /// The reply barrier: appends what this worker's handlers staged, synced, in one go.
+    func commit(worker: Int) throws(IProtoError) {
+        let records = staged.withLock(worker) { staged in
+            defer { staged.removeAll(keepingCapacity: true) }
+            return staged
+        }
+        guard !records.isEmpty else { return }
+        try append(records)
+    }
+
+    private func append(_ records: [VolumeRecord]) throws(IProtoError) {
+        let chunkBytes = records.lazy.filter { $0.kind == .chunk }.reduce(0) { $0 + $1.data.count }
+        defer {
+            stagedBytes.subtract(records.lazy.filter { $0.kind == .chunk }.reduce(0) { $0 + VolumeFormat.recordSize(dataLength: $1.data.count) }, ordering: .relaxed)
+        }
+        do {
+            try store.append(records)
+        } catch {
+            metrics.commitFailures.increment()
+            logger.error("cannot make a batch durable", metadata: ["records": "\(records.count)", "error": "\(error)"])
+            throw IProtoError(.volCannotPersist, "node \(id) could not make the write durable: \(error)")
+        }
+        metrics.commits.increment()
+        metrics.commitRecords.increment(by: records.count)
+        metrics.chunksWritten.increment(by: records.lazy.filter { $0.kind == .chunk }.count)
+        metrics.chunkBytesWritten.increment(by: chunkBytes)
+    }
+
+    // MARK: reads
+
+    public func getChunk(part: UInt, chunk: Int) throws(IProtoError) -> (checksum: UInt, data: [UInt8]) {
+        let data = try read(PartID(UInt64(part)), chunk: UInt32(chunk))
+        metrics.chunksRead.increment()
+        return (UInt(Checksum.crc32(data)), data)
+    }
+
+    private func read(_ part: PartID, chunk: UInt32) throws(IProtoError) -> [UInt8] {
+        do {
+            return try store.read(part, chunk: chunk)
+        } catch {
+            switch error.kind {
+            case .notFound: throw IProtoError(.volNotFound, error.description)
+            case .corrupt:
+                metrics.corruptReads.increment()
+                logger.error("a stored chunk fails its checksum", metadata: ["part": "\(part)", "chunk": "\(chunk)", "error": "\(error)"])
+                throw IProtoError(.volCorrupt, error.description)
+            case .io, .invalid: throw IProtoError(.volCannotPersist, "cannot read chunk \(chunk) of part \(part): \(error)")
+            }
+        }
+    }
+
+    public func partInfo(part: UInt) throws(IProtoError) -> (chunks: UInt, length: UInt, sealed: Bool) {
+        let id = PartID(UInt64(part))
+        guard let stored = store.part(id) else { throw IProtoError(.volNotFound, "part \(id) is not on this node") }
+        let length = stored.chunkLengths.values.reduce(UInt(0)) { $0 + UInt($1) }
+        return (UInt(stored.chunkLengths.count), length, stored.sealed != nil)
+    }
+
+    public func nodeInfo() throws(IProtoError) -> (node: String, capacityBytes: UInt, usedBytes: UInt, parts: UInt, readOnlyVolumes: UInt) {
+        let usage = store.usage
+        return (id, UInt(capacityBytes), UInt(usage.usedBytes), UInt(usage.parts), UInt(store.readOnlyVolumes.count))
+    }
+
+    public func listParts(after: UInt, limit: Int) throws(IProtoError) -> (parts: [UInt], sealed: [Bool]) {
+        let page = store.parts(after: after == 0 ? nil : PartID(UInt64(after)), limit: limit)
+        return (page.map { UInt($0.part.rawValue) }, page.map(\.sealed))
+    }
+
+    // MARK: loops
+
+    /// Starts the loops: metrics, and registration at the gateway when one is configured.
+    public func start(listeningOn listenAddress: String) {
+        let advertised = configuration.advertise ?? listenAddress
+        address.withLock { $0 = advertised }
+        var tasks = [Task { await every(.seconds(1)) { self.publishMetrics() } }]
+        if let gateway = configuration.gatewayURL {
+            let registration = Registration(gatewayURL: gateway, address: advertised, node: id)
+            let interval = configuration.registrationInterval
+            tasks.append(Task {
+                // Logged when it changes: the first success, and each start of a run of failures.
+                var registered: Bool?
+                while !Task.isCancelled {
+                    do {
+                        try await registration.register()
+                        if registered != true { self.logger.info("registered at the gateway", metadata: ["gateway": "\(gateway)", "address": "\(advertised)"]) }
+                        registered = true
+                    } catch {
+                        self.metrics.registrationFailures.increment()
+                        if registered != false { self.logger.warning("cannot register at the gateway; retrying", metadata: ["gateway": "\(gateway)", "error": "\(error)"]) }
+                        registered = false
+                    }
+                    try? await Task.sleep(for: interval)
+                }
+            })
+        }
+        loops.withLock { $0 = tasks }
+    }
+
+    public func stop() async {
+        let tasks = loops.withLock { loops in
+            defer { loops = [] }
+            return loops
+        }
+        for task in tasks { task.cancel() }
+        for task in tasks { await task.value }
+    }
+
+    func publishMetrics() {
+        let usage = store.usage
+        metrics.capacityBytes.record(capacityBytes)
+        metrics.usedBytes.record(usage.usedBytes)
+        metrics.parts.record(usage.parts)
+        metrics.readOnlyVolumes.record(store.readOnlyVolumes.count)
+    }
+}
+
+func hex(_ value: UInt) -> String { "0x" + String(value, radix: 16) }
+
+/// Runs `body` every `interval` until the task is cancelled.
+func every(_ interval: Duration, _ body: @Sendable () async -> Void) async {
+    while !Task.isCancelled {
+        await body()
+        try? await Task.sleep(for: interval)
+    }
+}

@@ -1,0 +1,61 @@
+/// A file-store node's settings: `iproto-volumed`'s flags (docs/file-store.md, "Running a node").
+public struct VolumeNodeConfiguration: Sendable {
+    /// The node's directory: its id and its volumes (under `volumes/`).
+    public var dataDirectory: String
+    /// The most bytes its volumes may take; nil: the free space of its disk at start, plus what it holds.
+    public var capacityBytes: Int?
+    /// The gateway's base URL (http://HOST:PORT), to register at and keep registering at; nil: an admin registers the node.
+    public var gatewayURL: String?
+    /// The address the gateway reaches this node at; nil: where it listens.
+    public var advertise: String?
+    /// How often the node registers again (the gateway probes liveness itself).
+    public var registrationInterval: Duration = .seconds(2)
+    /// The largest chunk a VOL_PUT_CHUNK carries (the gateway sends 1 MiB shards); the largest request body is this plus 4 KiB.
+    public var maxChunkBytes = 4 << 20
+    /// Bytes after which a volume file stops taking writes and the next starts.
+    public var volumeBytes = 1 << 30
+
+    public static let maxChunkLimit = 16 << 20
+    /// What a request carries besides its chunk: the frame's header and the other arguments.
+    public static let requestOverhead = 4 << 10
+
+    public init(dataDirectory: String) { self.dataDirectory = dataDirectory }
+
+    public func validated() throws(VolumeStartFailure) -> VolumeNodeConfiguration {
+        guard !dataDirectory.isEmpty else { throw .configuration("--data-dir is required") }
+        guard (1...Self.maxChunkLimit).contains(maxChunkBytes) else {
+            throw .configuration("--max-chunk \(maxChunkBytes) is out of range 1...\(Self.maxChunkLimit)")
+        }
+        if let capacityBytes, capacityBytes < 1 { throw .configuration("--capacity \(capacityBytes) must be positive") }
+        guard volumeBytes >= 1 << 20 else { throw .configuration("--volume-size \(volumeBytes) is under 1 MiB") }
+        guard registrationInterval > .zero else { throw .configuration("--registration-interval must be positive") }
+        if let gatewayURL, !(gatewayURL.hasPrefix("http://") || gatewayURL.hasPrefix("https://")) {
+            throw .configuration("--gateway \(gatewayURL) is not an http:// or https:// URL")
+        }
+        return self
+    }
+}
+
+/// Why a node did not start, with the exit status iproto-volumed uses.
+public enum VolumeStartFailure: Error, CustomStringConvertible {
+    /// A bad flag: 64.
+    case configuration(String)
+    /// The data directory cannot be used, or the erasure-coding self-test failed: 65.
+    case data(String)
+    /// The listening socket or the metrics endpoint: 69.
+    case environment(String)
+
+    public var description: String {
+        switch self {
+        case .configuration(let message), .data(let message), .environment(let message): message
+        }
+    }
+
+    public var exitCode: Int32 {
+        switch self {
+        case .configuration: 64
+        case .data: 65
+        case .environment: 69
+        }
+    }
+}
