@@ -177,10 +177,13 @@ let package = Package(
             plugins: ["IProtoCodegenPlugin"]
         ),
 
+        // Hashes every process computes alike, for placement (FNV-1a, splitmix64, rendezvous scores).
+        .target(name: "StableHashing"),
+
         // ---- KV cluster (issue 11) -----------------------------------------------------------
         // Pure replication logic: keys, versions, epochs, rendezvous placement, quorums.
         // Depends on nothing; no I/O, no clocks.
-        .target(name: "KVReplication"),
+        .target(name: "KVReplication", dependencies: ["StableHashing"]),
         // A replica's durable store: one SQLite file per node (WAL, synchronous=FULL).
         .target(
             name: "KVStore",
@@ -233,6 +236,9 @@ let package = Package(
         // How files are cut into data and parity parts, and the coding itself. Pure but for ISA-L.
         .target(name: "ErasureCoding", dependencies: ["CErasure"]),
         .testTarget(name: "ErasureCodingTests", dependencies: ["ErasureCoding"]),
+        // Where a new file's parts go (lowest fill, reservations) and rebalancing moves. Pure.
+        .target(name: "FilePlacement", dependencies: ["StableHashing"]),
+        .testTarget(name: "FilePlacementTests", dependencies: ["FilePlacement", "ErasureCoding"]),
         // A node's wire API (volume.iproto-api) and return codes: the service protocol and client calls.
         .target(name: "VolumeAPI", dependencies: ["IProto", "IProtoClient"], plugins: ["IProtoCodegenPlugin"]),
         // A storage node: the Volume API over a VolumeStore, with group commit and registration at the gateway.

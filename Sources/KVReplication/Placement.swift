@@ -1,3 +1,5 @@
+import StableHashing
+
 /// Which nodes hold a key: rendezvous (highest random weight) hashing.
 ///
 /// Every node gets a score for the key, `mix(hash(key) ^ hash(node))`, and the key's replicas are
@@ -6,10 +8,8 @@
 /// of any key's replica set; a node leaving moves only its own keys. `hash mod N` would instead
 /// move most keys (see `PlacementTests`).
 ///
-/// The hash is FNV-1a 64 over the UTF-8 bytes followed by the splitmix64 finalizer, fixed here so
-/// that every node, in every process and run, computes the same placement. (Swift's `Hasher` is
-/// seeded per process and must never be used for this.) Changing either function moves data:
-/// the golden values in `PlacementTests` exist to catch that.
+/// The hash is FNV-1a 64 over the UTF-8 bytes followed by the splitmix64 finalizer (``StableHash``),
+/// so that every node, in every process and run, computes the same placement.
 ///
 /// Pure: the caller passes the node IDs (never reused, so a restarted node keeps its keys).
 public enum Placement {
@@ -39,22 +39,9 @@ public enum Placement {
         mix(hash(key) ^ hash(node.rawValue))
     }
 
-    /// FNV-1a 64 of the UTF-8 bytes of `text`: stable across processes, runs and platforms.
-    public static func hash(_ text: String) -> UInt64 {
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in text.utf8 {
-            hash ^= UInt64(byte)
-            hash &*= 0x0000_0100_0000_01b3
-        }
-        return hash
-    }
+    /// FNV-1a 64 of the UTF-8 bytes of `text` (``StableHash/fnv1a(_:)``).
+    public static func hash(_ text: String) -> UInt64 { StableHash.fnv1a(text) }
 
-    /// The splitmix64 finalizer: every input bit affects every output bit, which FNV alone does
-    /// not give for inputs that differ only in their last bytes (`node-1`, `node-2`).
-    public static func mix(_ value: UInt64) -> UInt64 {
-        var z = value
-        z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
-        z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
-        return z ^ (z >> 31)
-    }
+    /// The splitmix64 finalizer (``StableHash/mix(_:)``).
+    public static func mix(_ value: UInt64) -> UInt64 { StableHash.mix(value) }
 }
