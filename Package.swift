@@ -177,6 +177,8 @@ let package = Package(
             plugins: ["IProtoCodegenPlugin"]
         ),
 
+        // SQLite files whose every commit is synced (WAL, synchronous=FULL), through GRDB.
+        .target(name: "SQLiteSupport", dependencies: [.product(name: "GRDB", package: "GRDB.swift")]),
         // Hashes every process computes alike, for placement (FNV-1a, splitmix64, rendezvous scores).
         .target(name: "StableHashing"),
 
@@ -187,7 +189,7 @@ let package = Package(
         // A replica's durable store: one SQLite file per node (WAL, synchronous=FULL).
         .target(
             name: "KVStore",
-            dependencies: ["KVReplication", .product(name: "GRDB", package: "GRDB.swift")]
+            dependencies: ["KVReplication", "SQLiteSupport", .product(name: "GRDB", package: "GRDB.swift")]
         ),
         .testTarget(name: "KVReplicationTests", dependencies: ["KVReplication"]),
         .testTarget(name: "KVClientTests", dependencies: ["KVClient", "KVAPI", "IProto"]),

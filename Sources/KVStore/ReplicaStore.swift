@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import SQLiteSupport
 public import KVReplication
 
 /// A replica's durable records: one SQLite file, `DIR/kv.sqlite`, in WAL mode with
@@ -48,28 +49,9 @@ public final class ReplicaStore: Sendable {
         } catch {
             throw .directory(path: directory, message: "\(error.localizedDescription)")
         }
-        var configuration = Configuration()
-        // Another process (an operator's sqlite3, a second instance in tests) may hold the lock
-        // briefly; wait for it rather than failing a replica write.
-        configuration.busyMode = .timeout(5)
-        // WAL and FULL are set here, not with GRDB's `journalMode = .wal`, which also sets
-        // synchronous=NORMAL: in WAL mode that skips the fsync at commit and can lose the last
-        // acknowledged writes on power loss.
-        configuration.prepareDatabase { db in
-            let mode = try String.fetchOne(db, sql: "PRAGMA journal_mode = WAL")
-            guard mode == "wal" else {
-                throw DatabaseError(message: "could not switch \(path) to WAL mode (journal_mode is \(mode ?? "unknown"))")
-            }
-            try db.execute(sql: "PRAGMA synchronous = FULL")
-            try db.execute(sql: "PRAGMA wal_autocheckpoint = \(Self.autoCheckpointPages)")
-            // A log that grew past the cap is cut back to it when it starts over.
-            try db.execute(sql: "PRAGMA journal_size_limit = \(Self.autoCheckpointPages * 4096)")
-        }
+        let configuration = DurableSQLite.configuration(path: path, autoCheckpointPages: Self.autoCheckpointPages)
         do {
-            database = try DatabasePool(path: path, configuration: configuration)
-            // The pool sets synchronous=NORMAL on its writer after `prepareDatabase` (GRDB's
-            // WAL setup): FULL again, for the only connection that commits.
-            try database.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
+            database = try DurableSQLite.pool(path: path, configuration: configuration)
             try Self.migrator.migrate(database)
             checkpointer = try DatabaseQueue(path: path, configuration: configuration)
         } catch {
