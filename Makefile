@@ -4,12 +4,13 @@
 #   make bench  iprotod against a bare epoll responder and Redis; writes docs/benchmarks.md
 #   make abuse  the abuse scenarios in full; writes docs/robustness.md
 #   make run-kv a local key-value cluster: etcd and three iproto-kvd nodes on loopback
+#   make run-files  a local file store: the HTTP gateway and six storage nodes on loopback
 #   make chaos  the key-value cluster's history test, long (docs/cluster-robustness.md)
 SHELL := /bin/bash
 SWIFT ?= swift
 ARGS ?=
 
-.PHONY: all unsafe-check build-deps test-deps bench-deps build run run-kv test unit-test fixture-test sanitize-test restart-test crash-test powercut-test abuse-test kv-test file-test deploy-check bench abuse chaos fuzz clean
+.PHONY: all unsafe-check build-deps test-deps bench-deps build run run-kv run-files test unit-test fixture-test sanitize-test restart-test crash-test powercut-test abuse-test kv-test file-test deploy-check bench abuse chaos fuzz clean
 
 all: build
 
@@ -32,6 +33,12 @@ run: build
 	"$$($(SWIFT) build -c release --show-bin-path)/iprotod" $(ARGS)
 
 test: unsafe-check unit-test fixture-test sanitize-test restart-test crash-test powercut-test abuse-test kv-test file-test deploy-check
+
+# The file store's gateway and six nodes on loopback, until Ctrl-C (scripts/run-files.sh).
+run-files: build-deps
+	$(SWIFT) build -c release --product iproto-filegw
+	$(SWIFT) build -c release --product iproto-volumed
+	scripts/run-files.sh "$$($(SWIFT) build -c release --show-bin-path)"
 
 # Three iproto-kvd nodes and their etcd on loopback, until Ctrl-C (scripts/run-kv.sh).
 run-kv: test-deps
@@ -92,10 +99,14 @@ abuse-test: test-deps
 	python3 Tests/Abuse/abuse_test.py "$$($(SWIFT) build --show-bin-path)/iprotod" "$$($(SWIFT) build --show-bin-path)/iproto" --short
 
 # The file store: the storage node's black-box tests (its API, limits, checksums,
-# group commit, a torn volume tail, registration at a gateway).
+# group commit, a torn volume tail, registration at a gateway), then the gateway and
+# 8 nodes end to end (sizes, ranges, overwrite, 50 concurrent transfers, kill -9 of a
+# node mid-PUT and mid-GET, bad names and bodies, limits, a node joining, memory).
 file-test: test-deps
 	$(SWIFT) build --product iproto-volumed
+	$(SWIFT) build --product iproto-filegw
 	timeout 300 python3 Tests/FileStore/volume_node_test.py "$$($(SWIFT) build --show-bin-path)"
+	timeout 600 python3 Tests/FileStore/file_store_test.py "$$($(SWIFT) build --show-bin-path)"
 
 # The key-value cluster: the checker's and the client's own tests, the black-box
 # behaviour tests (API, validation, garbage, fencing, RF mismatch, failover), then the history

@@ -12,6 +12,7 @@ let package = Package(
         .executable(name: "iproto", targets: ["iproto"]),
         .executable(name: "iproto-kvd", targets: ["iproto-kvd"]),
         .executable(name: "iproto-volumed", targets: ["iproto-volumed"]),
+        .executable(name: "iproto-filegw", targets: ["iproto-filegw"]),
         .library(name: "KVService", targets: ["KVService"]),
         .library(name: "KVClient", targets: ["KVClient"]),
         .plugin(name: "IProtoCodegenPlugin", targets: ["IProtoCodegenPlugin"]),
@@ -25,6 +26,9 @@ let package = Package(
         .package(url: "https://github.com/swift-server/async-http-client", exact: "1.37.0"),
         // SQLite for the KV replicas' durable store (KVStore), over Debian's libsqlite3.
         .package(url: "https://github.com/groue/GRDB.swift", exact: "7.10.0"),
+        // The file store's HTTP gateway.
+        .package(url: "https://github.com/hummingbird-project/hummingbird", exact: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-http-types", exact: "1.8.0"),
     ],
     targets: [
         // System libraries from Debian (no pkg-config files ship for either).
@@ -241,6 +245,19 @@ let package = Package(
         // Where a new file's parts go (lowest fill, reservations) and rebalancing moves. Pure.
         .target(name: "FilePlacement", dependencies: ["StableHashing"]),
         .testTarget(name: "FilePlacementTests", dependencies: ["FilePlacement", "ErasureCoding"]),
+        // The gateway's metadata (files, parts, nodes, parts to reclaim) behind one interface; SQLite by default.
+        .target(name: "FileMetadata", dependencies: ["SQLiteSupport", .product(name: "GRDB", package: "GRDB.swift")]),
+        // The gateway: uploads, downloads, placement, reclaiming; its HTTP routes and status page.
+        .target(
+            name: "FileGateway",
+            dependencies: [
+                "FileMetadata", "FilePlacement", "ErasureCoding", "VolumeAPI", "Durability", "IProto", "IProtoClient",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ]
+        ),
         // A node's wire API (volume.iproto-api) and return codes: the service protocol and client calls.
         .target(name: "VolumeAPI", dependencies: ["IProto", "IProtoClient"], plugins: ["IProtoCodegenPlugin"]),
         // A storage node: the Volume API over a VolumeStore, with group commit and registration at the gateway.
@@ -251,6 +268,20 @@ let package = Package(
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
+            ]
+        ),
+        // glibc's <malloc.h> (mallopt).
+        .systemLibrary(name: "CMalloc"),
+        // The gateway binary: flags, wiring, the HTTP server.
+        .executableTarget(
+            name: "iproto-filegw",
+            dependencies: [
+                "CMalloc", "FileGateway", "FileMetadata", "IProtoPrometheus", "ServerSupport",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
         // The storage node binary: flags, wiring, signals.

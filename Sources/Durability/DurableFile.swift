@@ -222,10 +222,10 @@ public final class ReadableFile: Sendable {
 
 /// The CRC-32 (zlib's) that the storage formats put beside their records.
 public enum Checksum {
-    /// The CRC-32 of `bytes[range]`.
-    public static func crc32(_ bytes: [UInt8], _ range: Range<Int>) -> UInt32 {
+    /// The CRC-32 of `bytes[range]`; with `continuing`, of the bytes it was computed over followed by these.
+    public static func crc32(_ bytes: [UInt8], _ range: Range<Int>, continuing previous: UInt32 = 0) -> UInt32 {
         bytes.withUnsafeBufferPointer { buffer in
-            UInt32(CZlib.crc32(0, buffer.baseAddress.map { $0 + range.lowerBound }, UInt32(range.count)))
+            UInt32(CZlib.crc32(UInt(previous), buffer.baseAddress.map { $0 + range.lowerBound }, UInt32(range.count)))
         }
     }
 

@@ -41,6 +41,12 @@ public struct StripeLayout: Hashable, Sendable, CustomStringConvertible {
         public let offset: Int64
         public let length: Int
 
+        public init(index: Int, offset: Int64, length: Int) {
+            self.index = index
+            self.offset = offset
+            self.length = length
+        }
+
         /// Bytes of the block in data shard `shard` (0..<5), counted from the block's start.
         public func shardRange(_ shard: Int) -> Range<Int> {
             let (quotient, remainder) = length.quotientAndRemainder(dividingBy: StripeLayout.dataParts)

@@ -30,8 +30,19 @@ public struct NodeLoad: Hashable, Sendable {
 }
 
 public struct PlacementError: Error, Equatable, Sendable, CustomStringConvertible {
+    public enum Kind: Equatable, Sendable {
+        /// Fewer live nodes than a file has parts.
+        case tooFewNodes
+        /// Enough live nodes, but too few with room for a part.
+        case noRoom
+    }
+
+    public let kind: Kind
     public let description: String
-    public init(_ description: String) { self.description = description }
+    public init(_ kind: Kind, _ description: String) {
+        self.kind = kind
+        self.description = description
+    }
 }
 
 /// Where a new file's parts go (docs/file-store.md, "Placement"). Pure: the
@@ -54,9 +65,9 @@ public enum FilePlacement {
         let candidates = alive.filter { $0.hasRoom(for: partBytes) }
         guard candidates.count >= parts else {
             if alive.count < parts {
-                throw PlacementError("a file needs \(parts) storage nodes and \(alive.count) of \(nodes.count) are up")
+                throw PlacementError(.tooFewNodes, "a file needs \(parts) storage nodes and \(alive.count) of \(nodes.count) are up")
             }
-            throw PlacementError("a file needs \(parts) storage nodes with \(partBytes) bytes free and only \(candidates.count) have them")
+            throw PlacementError(.noRoom, "a file needs \(parts) storage nodes with \(partBytes) bytes free and only \(candidates.count) have them")
         }
         let ranked = candidates.map { node in
             (node: node, fill: node.fill(adding: partBytes), score: StableHash.rendezvousScore(key: file, node: node.id))

@@ -1,0 +1,62 @@
+import ErasureCoding
+
+/// The gateway's settings: `iproto-filegw`'s flags (docs/file-store.md, "Running the gateway").
+public struct FileGatewayConfiguration: Sendable {
+    /// Where the SQLite metadata lives (`metadata.sqlite`).
+    public var dataDirectory: String
+    /// Parity parts per file (0...4).
+    public var parityParts = 1
+    /// Each data part's share of a block; a block is 5 of these.
+    public var shardBytes = StripeLayout.defaultShardBytes
+    /// The largest file a PUT may store; a larger Content-Length is refused at once (413), a chunked body when it passes it.
+    public var maxFileBytes: Int64 = 64 << 30
+    /// Blocks of one upload or download on their way at once (each about 5 MiB plus parity).
+    public var blocksInFlight = 2
+    /// Bytes of blocks all transfers may hold at once; past it they wait their turn.
+    public var transferMemoryBytes = 128 << 20
+    /// How long a call to a node may take.
+    public var callTimeout: Duration = .seconds(10)
+    /// How often every node is probed (VOL_NODE_INFO), and how long without an answer makes it down.
+    public var probeInterval: Duration = .seconds(1)
+    public var livenessTimeout: Duration = .seconds(3)
+    /// How often parts of deleted, replaced and abandoned files are deleted on their nodes.
+    public var reclaimInterval: Duration = .seconds(2)
+
+    public init(dataDirectory: String) { self.dataDirectory = dataDirectory }
+
+    public func validated() throws(GatewayStartFailure) -> FileGatewayConfiguration {
+        guard !dataDirectory.isEmpty else { throw .configuration("--data-dir is required") }
+        do { _ = try StripeLayout(parityParts: parityParts, shardBytes: shardBytes) } catch { throw .configuration("--parity \(parityParts): \(error)") }
+        guard maxFileBytes >= 0 else { throw .configuration("--max-file-size must not be negative") }
+        guard transferMemoryBytes >= 1 << 20 else { throw .configuration("--transfer-memory \(transferMemoryBytes) is under 1 MiB") }
+        guard (1...16).contains(blocksInFlight) else { throw .configuration("--blocks-in-flight \(blocksInFlight) is out of range 1...16") }
+        guard callTimeout > .zero, probeInterval > .zero, livenessTimeout > probeInterval, reclaimInterval > .zero else {
+            throw .configuration("timeouts and intervals must be positive, and --liveness-timeout longer than --probe-interval")
+        }
+        return self
+    }
+}
+
+/// Why the gateway did not start, with the exit status iproto-filegw uses.
+public enum GatewayStartFailure: Error, CustomStringConvertible {
+    /// A bad flag: 64.
+    case configuration(String)
+    /// The metadata cannot be opened, or the erasure-coding self-test failed: 65.
+    case data(String)
+    /// The listening socket: 69.
+    case environment(String)
+
+    public var description: String {
+        switch self {
+        case .configuration(let message), .data(let message), .environment(let message): message
+        }
+    }
+
+    public var exitCode: Int32 {
+        switch self {
+        case .configuration: 64
+        case .data: 65
+        case .environment: 69
+        }
+    }
+}

@@ -1,0 +1,447 @@
+import Durability
+import ErasureCoding
+import FileMetadata
+import Foundation
+import IProto
+import IProtoClient
+import Logging
+import NIOCore
+import VolumeAPI
+
+/// The file store's logic behind the HTTP routes: uploads cut into parts and
+/// sent to their nodes block by block, downloads glued back (rebuilt from
+/// parity where a part cannot be read), deletes, and the reclaiming of parts
+/// no file uses any more. docs/file-store.md describes the rules it keeps.
+public final class FileStore: Sendable {
+    public let configuration: FileGatewayConfiguration
+    public let nodes: StorageNodes
+    let metadata: any FileMetadataStore
+    let layout: StripeLayout
+    let code: ReedSolomon
+    let metrics = GatewayMetrics()
+    let budget: TransferBudget
+    let logger: Logger
+
+    public static var metricHelp: [String: String] { GatewayMetrics.help }
+
+    public init(configuration: FileGatewayConfiguration, metadata: any FileMetadataStore, logger: Logger) async throws(GatewayStartFailure) {
+        let configuration = try configuration.validated()
+        self.configuration = configuration
+        self.metadata = metadata
+        self.logger = logger
+        let metrics = self.metrics
+        budget = TransferBudget(bytes: configuration.transferMemoryBytes) { metrics.transferWaits.increment() }
+        do {
+            layout = try StripeLayout(parityParts: configuration.parityParts, shardBytes: configuration.shardBytes)
+            code = try ReedSolomon(dataShards: StripeLayout.dataParts, parityShards: configuration.parityParts)
+            // Any parity count a stored file may have been written with is checked, not only the current one.
+            for parity in 0...StripeLayout.maxParityParts { try ReedSolomon(dataShards: StripeLayout.dataParts, parityShards: parity).selfTest() }
+        } catch {
+            throw .data("erasure coding self-test failed: \(error)")
+        }
+        nodes = StorageNodes(
+            metadata: metadata, callTimeout: configuration.callTimeout, livenessTimeout: configuration.livenessTimeout,
+            maxChunkBytes: configuration.shardBytes, logger: logger)
+        do {
+            try await nodes.load()
+            let abandoned = try await metadata.abandonPendingUploads()
+            if abandoned > 0 { logger.notice("parts of uploads cut off by the last stop will be reclaimed", metadata: ["parts": "\(abandoned)"]) }
+        } catch {
+            throw .data("cannot read the metadata: \(error)")
+        }
+    }
+
+    // MARK: uploads
+
+    public struct Stored: Sendable {
+        public var file: FileRecord
+        public var replaced: Bool
+    }
+
+    /// Stores `body` under `name`: cuts it into blocks, sends each block's shards
+    /// and parity to the file's nodes (`blocksInFlight` blocks at a time), seals
+    /// every part, then commits the file: visible at once, or (on any failure)
+    /// not at all, its parts reclaimed.
+    public func upload<Body: AsyncSequence>(name: FileName, contentLength: Int64?, body: Body) async throws(GatewayError) -> Stored
+    where Body.Element == ByteBuffer {
+        do {
+            return try await store(name: name, contentLength: contentLength, body: body)
+        } catch {
+            metrics.uploadFailures.increment()
+            logger.info("upload failed; nothing is visible", metadata: ["name": "\(name)", "error": "\(error)"])
+            throw error
+        }
+    }
+
+    private func store<Body: AsyncSequence>(name: FileName, contentLength: Int64?, body: Body) async throws(GatewayError) -> Stored
+    where Body.Element == ByteBuffer {
+        let started = ContinuousClock.now
+        if let contentLength, contentLength > configuration.maxFileBytes {
+            throw GatewayError(.payloadTooLarge, "a \(contentLength)-byte file exceeds --max-file-size \(configuration.maxFileBytes)")
+        }
+        let ids: ClosedRange<UInt64>
+        do { ids = try await metadata.allocateIDs(1 + layout.parts) } catch { throw metadataFailure(error) }
+        let fileID = ids.lowerBound
+        let partIDs = Array(ids.dropFirst())
+        // A chunked upload's size is unknown: reserve one block now and more as blocks arrive.
+        let reservedSize = contentLength ?? Int64(layout.blockBytes)
+        let perPart = layout.partLength(layout.parts - 1, fileSize: reservedSize)
+        let placed = try nodes.place(parts: layout.parts, partBytes: perPart, file: name.text)
+        var upload = UploadState(fileID: fileID, partIDs: partIDs, nodes: placed, reservedPerPart: perPart)
+        do throws(GatewayError) {
+            let pending = (0..<layout.parts).map {
+                PartRecord(partID: partIDs[$0], fileID: fileID, index: $0, node: placed[$0], length: layout.partLength($0, fileSize: reservedSize))
+            }
+            do { try await metadata.beginUpload(pending) } catch { throw metadataFailure(error) }
+            let (size, checksum) = try await send(body, contentLength: contentLength, upload: &upload)
+            let record = try await seal(upload, size: size, checksum: checksum, name: name)
+            let replaced: FileRecord?
+            do { replaced = try await metadata.commitUpload(record) } catch { throw metadataFailure(error) }
+            nodes.release(upload.reservedPerPart, on: placed)
+            nodes.committed(record.parts, removing: replaced?.parts ?? [])
+            metrics.uploads.increment()
+            metrics.uploadBytes.increment(by: Int(size))
+            metrics.uploadSeconds.record((ContinuousClock.now - started) / .seconds(1))
+            return Stored(file: record, replaced: replaced != nil)
+        } catch {
+            nodes.release(upload.reservedPerPart, on: placed)
+            try? await metadata.abortUpload(fileID: fileID)
+            throw error
+        }
+    }
+
+    struct UploadState {
+        let fileID: UInt64
+        let partIDs: [UInt64]
+        let nodes: [String]
+        var reservedPerPart: Int64
+    }
+
+    /// Reads the body block by block and sends each; returns the size and the whole file's CRC-32.
+    private func send<Body: AsyncSequence>(_ body: Body, contentLength: Int64?, upload: inout UploadState) async throws(GatewayError) -> (Int64, UInt32)
+    where Body.Element == ByteBuffer {
+        let blockBytes = layout.blockBytes
+        var block: [UInt8] = []
+        block.reserveCapacity(blockBytes)
+        var size: Int64 = 0
+        var checksum: UInt32 = 0
+        var blockIndex = 0
+        var inFlight: [Task<Void, any Error>] = []
+        let clients = try upload.nodes.map { node throws(GatewayError) -> IProtoClient in
+            guard let client = nodes.client(node) else { throw GatewayError(.serviceUnavailable, "node \(node) is gone") }
+            return client
+        }
+        func dispatch(_ bytes: [UInt8], index: Int, upload: inout UploadState) async throws(GatewayError) {
+            checksum = Checksum.crc32(bytes, 0..<bytes.count, continuing: checksum)
+            // A chunked upload reserves as it goes: the part's bytes so far plus this block.
+            let needed = Int64(index + 1) * Int64(layout.shardBytes)
+            if needed > upload.reservedPerPart {
+                nodes.reserve(needed - upload.reservedPerPart, on: upload.nodes)
+                upload.reservedPerPart = needed
+            }
+            if inFlight.count >= configuration.blocksInFlight {
+                let oldest = inFlight.removeFirst()
+                do { try await oldest.value } catch { throw nodeFailure(error, during: "sending a block") }
+            }
+            let partIDs = upload.partIDs
+            let cost = blockCost(layout)
+            await budget.acquire(cost)
+            inFlight.append(Task {
+                defer { self.budget.release(cost) }
+                try await self.sendBlock(bytes, index: index, partIDs: partIDs, clients: clients)
+            })
+        }
+        do {
+            for try await buffer in body {
+                var view = buffer.readableBytesView[...]
+                size += Int64(view.count)
+                if size > configuration.maxFileBytes {
+                    throw GatewayError(.payloadTooLarge, "the body passed --max-file-size \(configuration.maxFileBytes)")
+                }
+                if let contentLength, size > contentLength {
+                    throw GatewayError(.badRequest, "the body is longer than its Content-Length \(contentLength)")
+                }
+                while !view.isEmpty {
+                    let take = min(blockBytes - block.count, view.count)
+                    block.append(contentsOf: view.prefix(take))
+                    view = view.dropFirst(take)
+                    if block.count == blockBytes {
+                        try await dispatch(block, index: blockIndex, upload: &upload)
+                        blockIndex += 1
+                        block.removeAll(keepingCapacity: true)
+                    }
+                }
+            }
+            if !block.isEmpty { try await dispatch(block, index: blockIndex, upload: &upload) }
+            if let contentLength, size != contentLength {
+                throw GatewayError(.badRequest, "the body ended after \(size) of its Content-Length \(contentLength) bytes")
+            }
+            for task in inFlight {
+                do { try await task.value } catch { throw nodeFailure(error, during: "sending a block") }
+            }
+            inFlight = []
+            return (size, checksum)
+        } catch {
+            for task in inFlight { task.cancel() }
+            for task in inFlight { _ = try? await task.value }
+            if let error = error as? GatewayError { throw error }
+            throw GatewayError(.badRequest, "the request body broke off: \(error)")
+        }
+    }
+
+    /// One block's data shards and parity, each to its part's node, together.
+    private func sendBlock(_ block: [UInt8], index: Int, partIDs: [UInt64], clients: [IProtoClient]) async throws {
+        let shape = StripeLayout.Block(index: index, offset: Int64(index) * Int64(layout.blockBytes), length: block.count)
+        let width = shape.codedShardLength
+        var shards = (0..<StripeLayout.dataParts).map { Array(block[shape.shardRange($0)]) }
+        if layout.parityParts > 0 {
+            // Coding needs equal shards: a full block is its own stripe; a short last one is padded.
+            let stripe: [UInt8]
+            if shards.allSatisfy({ $0.count == width }) {
+                stripe = block
+            } else {
+                stripe = shards.flatMap { $0 + [UInt8](repeating: 0, count: width - $0.count) }
+            }
+            shards += code.parity(of: stripe, shardLength: width)
+        }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for (part, shard) in shards.enumerated() {
+                let client = clients[part], partID = partIDs[part]
+                group.addTask {
+                    try await client.putChunk(part: UInt(partID), chunk: index, checksum: Int(Checksum.crc32(shard)), data: shard)
+                }
+            }
+            try await group.waitForAll()
+        }
+    }
+
+    /// Seals every part on its node, together; returns the file's record.
+    private func seal(_ upload: UploadState, size: Int64, checksum: UInt32, name: FileName) async throws(GatewayError) -> FileRecord {
+        let blocks = layout.blockCount(fileSize: size)
+        let parts = (0..<layout.parts).map {
+            PartRecord(partID: upload.partIDs[$0], fileID: upload.fileID, index: $0, node: upload.nodes[$0], length: layout.partLength($0, fileSize: size))
+        }
+        do {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for part in parts {
+                    guard let client = nodes.client(part.node) else { throw GatewayError(.serviceUnavailable, "node \(part.node) is gone") }
+                    group.addTask { try await client.sealPart(part: UInt(part.partID), chunks: blocks, length: UInt(part.length)) }
+                }
+                try await group.waitForAll()
+            }
+        } catch {
+            throw nodeFailure(error, during: "sealing the parts")
+        }
+        let etag = "\"" + String(checksum, radix: 16) + "-" + String(upload.fileID, radix: 16) + "\""
+        return FileRecord(
+            name: name.text, fileID: upload.fileID, size: size, etag: etag, created: Date().timeIntervalSince1970,
+            parityParts: layout.parityParts, shardBytes: layout.shardBytes, parts: parts)
+    }
+
+    // MARK: downloads
+
+    public func file(named name: FileName) async throws(GatewayError) -> FileRecord? {
+        do { return try await metadata.file(named: name.text) } catch { throw metadataFailure(error) }
+    }
+
+    /// Writes bytes `range` of `file` to `write`, block by block, fetching up to
+    /// `blocksInFlight` blocks ahead. Throws when a block cannot be read even
+    /// from parity: the caller cuts the response off rather than send wrong bytes.
+    public func read(_ file: FileRecord, range: Range<Int64>, write: (ByteBuffer) async throws -> Void) async throws {
+        let started = ContinuousClock.now
+        let layout = try StripeLayout(parityParts: file.parityParts, shardBytes: file.shardBytes)
+        let code = file.parityParts == self.layout.parityParts ? self.code : try ReedSolomon(dataShards: StripeLayout.dataParts, parityShards: file.parityParts)
+        let blocks = Array(layout.blocks(covering: range))
+        var fetches: [Task<[[UInt8]], any Error>] = []
+        var next = 0
+        defer { for fetch in fetches { fetch.cancel() } }
+        let cost = blockCost(layout)
+        defer { budget.release(cost * fetches.count) }
+        for block in blocks {
+            while fetches.count < configuration.blocksInFlight, next < blocks.count {
+                // Wait for budget only while holding none: waiting while holding could deadlock two downloads.
+                if fetches.isEmpty {
+                    await budget.acquire(cost)
+                } else if !budget.tryAcquire(cost) {
+                    break
+                }
+                let index = blocks[next]
+                fetches.append(Task { try await self.fetchBlock(index, of: file, layout: layout, code: code) })
+                next += 1
+            }
+            let fetch = fetches.removeFirst()
+            defer { budget.release(cost) }
+            let shards = try await fetch.value
+            // The block's shards are written as they came, each cut to the range: no block-sized copy.
+            var offset = Int64(block) * Int64(layout.blockBytes)
+            for shard in shards {
+                let from = Int(max(range.lowerBound - offset, 0)), to = Int(min(range.upperBound - offset, Int64(shard.count)))
+                offset += Int64(shard.count)
+                guard from < to else { continue }
+                try await write(ByteBuffer(bytes: shard[from..<to]))
+                metrics.downloadBytes.increment(by: to - from)
+            }
+        }
+        metrics.downloads.increment()
+        metrics.downloadSeconds.record((ContinuousClock.now - started) / .seconds(1))
+    }
+
+    /// What one block in flight holds: its data and parity, and the copies on their way to or from the nodes.
+    private func blockCost(_ layout: StripeLayout) -> Int { 2 * layout.shardBytes * layout.parts }
+
+    /// Block `index` of `file` as its five data shards, checked; any that cannot be
+    /// read (node down, chunk damaged, wrong checksum) are rebuilt from parity.
+    func fetchBlock(_ index: Int, of file: FileRecord, layout: StripeLayout, code: ReedSolomon) async throws -> [[UInt8]] {
+        let shape = layout.block(index, fileSize: file.size)
+        let data = await fetchChunks(Array(0..<StripeLayout.dataParts), block: index, of: file, layout: layout)
+        if data.allSatisfy({ $0 != nil }) {
+            return data.map { $0! }
+        }
+        metrics.degradedReads.increment()
+        let parity = await fetchChunks(Array(StripeLayout.dataParts..<layout.parts), block: index, of: file, layout: layout)
+        let width = shape.codedShardLength
+        let padded: [[UInt8]?] = (data + parity).map { $0.map { $0 + [UInt8](repeating: 0, count: width - $0.count) } }
+        do {
+            let all = try code.reconstruct(padded, shardLength: width)
+            logger.warning("block rebuilt from parity", metadata: ["file": "\(file.name)", "block": "\(index)", "missing": "\(data.indices.filter { data[$0] == nil })"])
+            return (0..<StripeLayout.dataParts).map { Array(all[$0].prefix(shape.shardRange($0).count)) }
+        } catch {
+            metrics.unreadable.increment()
+            logger.error("block cannot be read", metadata: ["file": "\(file.name)", "block": "\(index)", "error": "\(error)"])
+            throw GatewayError(.serviceUnavailable, "block \(index) of \(file.name) cannot be read: \(error)")
+        }
+    }
+
+    /// Chunk `block` of each of `parts`, concurrently; nil where it could not be read intact.
+    private func fetchChunks(_ parts: [Int], block: Int, of file: FileRecord, layout: StripeLayout) async -> [[UInt8]?] {
+        await withTaskGroup(of: (Int, [UInt8]?).self) { group in
+            for (position, part) in parts.enumerated() {
+                let record = file.parts[part]
+                let expected = layout.chunkLength(part: part, block: block, fileSize: file.size)
+                group.addTask {
+                    guard let client = self.nodes.client(record.node) else { return (position, nil) }
+                    do {
+                        let reply = try await client.getChunk(part: UInt(record.partID), chunk: block)
+                        guard reply.data.count == expected, UInt(Checksum.crc32(reply.data)) == reply.checksum else {
+                            self.metrics.checksumFailures.increment()
+                            self.logger.error("a chunk came back damaged", metadata: ["part": "\(record.partID)", "node": "\(record.node)", "block": "\(block)"])
+                            return (position, nil)
+                        }
+                        return (position, reply.data)
+                    } catch {
+                        if (error as? ClientError)?.returnCode == .volCorrupt { self.metrics.checksumFailures.increment() }
+                        return (position, nil)
+                    }
+                }
+            }
+            var result = [[UInt8]?](repeating: nil, count: parts.count)
+            for await (position, bytes) in group { result[position] = bytes }
+            return result
+        }
+    }
+
+    // MARK: deletes, listing, reclaiming
+
+    public func delete(_ name: FileName) async throws(GatewayError) -> Bool {
+        let deleted: FileRecord?
+        do { deleted = try await metadata.deleteFile(named: name.text) } catch { throw metadataFailure(error) }
+        guard let deleted else { return false }
+        nodes.committed([], removing: deleted.parts)
+        return true
+    }
+
+    public func list(prefix: String, after: String?, limit: Int) async throws(GatewayError) -> [FileRecord] {
+        do { return try await metadata.files(prefix: prefix, after: after, limit: limit) } catch { throw metadataFailure(error) }
+    }
+
+    /// Deletes garbage parts on their nodes (a node that is down keeps its garbage
+    /// until it is back); returns how many were deleted.
+    @discardableResult
+    public func reclaim() async -> Int {
+        guard let garbage = try? await metadata.garbage(limit: 1000), !garbage.isEmpty else {
+            metrics.garbageParts.record(0)
+            return 0
+        }
+        let deleted = await withTaskGroup(of: UInt64?.self) { group in
+            for part in garbage {
+                group.addTask {
+                    guard let client = self.nodes.client(part.node), self.nodes.isAlive(part.node) else { return nil }
+                    do {
+                        try await client.deletePart(part: UInt(part.partID))
+                        return part.partID
+                    } catch {
+                        return nil
+                    }
+                }
+            }
+            var deleted: [UInt64] = []
+            for await id in group { if let id { deleted.append(id) } }
+            return deleted
+        }
+        try? await metadata.forgetGarbage(deleted)
+        metrics.partsReclaimed.increment(by: deleted.count)
+        metrics.garbageParts.record(garbage.count - deleted.count)
+        return deleted.count
+    }
+
+    func publishMetrics() async {
+        let statuses = nodes.statuses()
+        metrics.nodes.record(statuses.count)
+        metrics.liveNodes.record(statuses.filter(\.alive).count)
+        for status in statuses {
+            metrics.nodeLiveBytes(status.id).record(status.liveBytes)
+            metrics.nodeCapacity(status.id).record(status.capacityBytes)
+        }
+        metrics.fillSpread.record(FilePlacementSpread.of(nodes.loads()))
+        metrics.transferMemory.record(budget.held)
+        if let counts = try? await metadata.counts() { metrics.files.record(counts.files) }
+    }
+
+    // MARK: errors
+
+    private func metadataFailure(_ error: any Error) -> GatewayError {
+        logger.error("metadata store failed", metadata: ["error": "\(error)"])
+        return GatewayError(.serviceUnavailable, "the metadata store failed: \(error)")
+    }
+
+    private func nodeFailure(_ error: any Error, during what: String) -> GatewayError {
+        if let error = error as? GatewayError { return error }
+        if let error = error as? ClientError {
+            switch error.returnCode {
+            case .volFull?: return GatewayError(.insufficientStorage, "a storage node is full while \(what): \(error)")
+            default: break
+            }
+        }
+        return GatewayError(.serviceUnavailable, "a storage node failed while \(what): \(error); nothing was stored, try again")
+    }
+}
+
+import FilePlacement
+
+enum FilePlacementSpread {
+    static func of(_ loads: [NodeLoad]) -> Double {
+        let live = loads.filter { $0.alive && $0.capacityBytes > 0 }
+        guard !live.isEmpty else { return 1 }
+        let spread = FilePlacement.spread(live)
+        return spread.isFinite ? spread : 0
+    }
+}
+
+extension FileStore {
+    /// The gateway's background loops: probing the nodes, reclaiming garbage
+    /// parts, publishing metrics. Cancel the tasks to stop them.
+    public func startLoops() -> [Task<Void, Never>] {
+        [
+            Task { await Self.every(self.configuration.probeInterval) { await self.nodes.probeAll() } },
+            Task { await Self.every(self.configuration.reclaimInterval) { await self.reclaim() } },
+            Task { await Self.every(.seconds(1)) { await self.publishMetrics() } },
+        ]
+    }
+
+    static func every(_ interval: Duration, _ body: @Sendable () async -> Void) async {
+        while !Task.isCancelled {
+            await body()
+            try? await Task.sleep(for: interval)
+        }
+    }
+}

@@ -1,0 +1,210 @@
+import Foundation
+import GRDB
+import SQLiteSupport
+
+/// ``FileMetadataStore`` in one SQLite file, `metadata.sqlite` in the gateway's
+/// `--data-dir`, every commit synced (``DurableSQLite``).
+public final class SQLiteMetadataStore: FileMetadataStore {
+    public let path: String
+    private let database: DatabasePool
+
+    /// Part states: pending (an upload in flight), live (a committed file's), garbage (to delete on its node).
+    private enum State: Int64 {
+        case pending = 0, live = 1, garbage = 2
+    }
+
+    public init(directory: String) throws {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        path = (directory as NSString).appendingPathComponent("metadata.sqlite")
+        database = try DurableSQLite.pool(path: path, configuration: DurableSQLite.configuration(path: path, autoCheckpointPages: 4096))
+        try Self.migrator.migrate(database)
+    }
+
+    private static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1") { db in
+            try db.execute(sql: """
+                CREATE TABLE sequence (next INTEGER NOT NULL);
+                INSERT INTO sequence (next) VALUES (1);
+                CREATE TABLE nodes (id TEXT PRIMARY KEY, address TEXT NOT NULL, joined REAL NOT NULL);
+                CREATE TABLE files (
+                    name TEXT PRIMARY KEY, file_id INTEGER NOT NULL UNIQUE, size INTEGER NOT NULL, etag TEXT NOT NULL,
+                    created REAL NOT NULL, parity INTEGER NOT NULL, shard_bytes INTEGER NOT NULL);
+                CREATE TABLE parts (
+                    part_id INTEGER PRIMARY KEY, file_id INTEGER NOT NULL, idx INTEGER NOT NULL, node TEXT NOT NULL,
+                    length INTEGER NOT NULL, state INTEGER NOT NULL);
+                CREATE INDEX parts_by_file ON parts (file_id);
+                CREATE INDEX parts_by_node ON parts (node, state, part_id);
+                CREATE INDEX parts_by_state ON parts (state);
+                """)
+        }
+        return migrator
+    }
+
+    public func allocateIDs(_ count: Int) async throws -> ClosedRange<UInt64> {
+        precondition(count > 0)
+        return try await database.write { db in
+            let next = try Int64.fetchOne(db, sql: "SELECT next FROM sequence")!
+            try db.execute(sql: "UPDATE sequence SET next = ?", arguments: [next + Int64(count)])
+            return UInt64(next)...UInt64(next + Int64(count) - 1)
+        }
+    }
+
+    public func nodes() async throws -> [NodeRecord] {
+        try await database.read { db in
+            try Row.fetchAll(db, sql: "SELECT id, address, joined FROM nodes ORDER BY joined, id").map {
+                NodeRecord(id: $0["id"], address: $0["address"], joined: $0["joined"])
+            }
+        }
+    }
+
+    public func saveNode(_ node: NodeRecord) async throws {
+        try await database.write { db in
+            try db.execute(
+                sql: "INSERT INTO nodes (id, address, joined) VALUES (?, ?, ?) ON CONFLICT (id) DO UPDATE SET address = excluded.address",
+                arguments: [node.id, node.address, node.joined])
+        }
+    }
+
+    public func beginUpload(_ parts: [PartRecord]) async throws {
+        try await database.write { db in
+            for part in parts { try Self.insert(part, state: .pending, db) }
+        }
+    }
+
+    private static func insert(_ part: PartRecord, state: State, _ db: Database) throws {
+        try db.execute(
+            sql: "INSERT INTO parts (part_id, file_id, idx, node, length, state) VALUES (?, ?, ?, ?, ?, ?)",
+            arguments: [Int64(part.partID), Int64(part.fileID), part.index, part.node, part.length, state.rawValue])
+    }
+
+    public func commitUpload(_ file: FileRecord) async throws -> FileRecord? {
+        try await database.write { db in
+            let replaced = try Self.file(named: file.name, db)
+            if let replaced {
+                try db.execute(sql: "UPDATE parts SET state = ? WHERE file_id = ?", arguments: [State.garbage.rawValue, Int64(replaced.fileID)])
+                try db.execute(sql: "DELETE FROM files WHERE name = ?", arguments: [file.name])
+            }
+            // The parts as finally written (lengths known only at the end of a chunked upload).
+            try db.execute(sql: "DELETE FROM parts WHERE file_id = ?", arguments: [Int64(file.fileID)])
+            for part in file.parts { try Self.insert(part, state: .live, db) }
+            try db.execute(
+                sql: "INSERT INTO files (name, file_id, size, etag, created, parity, shard_bytes) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                arguments: [file.name, Int64(file.fileID), file.size, file.etag, file.created, file.parityParts, file.shardBytes])
+            return replaced
+        }
+    }
+
+    public func abortUpload(fileID: UInt64) async throws {
+        try await database.write { db in
+            try db.execute(
+                sql: "UPDATE parts SET state = ? WHERE file_id = ? AND state = ?",
+                arguments: [State.garbage.rawValue, Int64(fileID), State.pending.rawValue])
+        }
+    }
+
+    public func abandonPendingUploads() async throws -> Int {
+        try await database.write { db in
+            try db.execute(sql: "UPDATE parts SET state = ? WHERE state = ?", arguments: [State.garbage.rawValue, State.pending.rawValue])
+            return db.changesCount
+        }
+    }
+
+    public func file(named name: String) async throws -> FileRecord? {
+        try await database.read { db in try Self.file(named: name, db) }
+    }
+
+    private static func file(named name: String, _ db: Database) throws -> FileRecord? {
+        guard let row = try Row.fetchOne(db, sql: "SELECT * FROM files WHERE name = ?", arguments: [name]) else { return nil }
+        var file = record(row)
+        file.parts = try Row.fetchAll(
+            db, sql: "SELECT * FROM parts WHERE file_id = ? AND state = ? ORDER BY idx",
+            arguments: [Int64(file.fileID), State.live.rawValue]
+        ).map(part)
+        return file
+    }
+
+    private static func record(_ row: Row) -> FileRecord {
+        FileRecord(
+            name: row["name"], fileID: UInt64(row["file_id"] as Int64), size: row["size"], etag: row["etag"], created: row["created"],
+            parityParts: row["parity"], shardBytes: row["shard_bytes"], parts: [])
+    }
+
+    private static func part(_ row: Row) -> PartRecord {
+        PartRecord(partID: UInt64(row["part_id"] as Int64), fileID: UInt64(row["file_id"] as Int64), index: row["idx"], node: row["node"], length: row["length"])
+    }
+
+    public func files(prefix: String, after: String?, limit: Int) async throws -> [FileRecord] {
+        try await database.read { db in
+            // Names compare as bytes (SQLite's BINARY collation), so the prefix is a range.
+            try Row.fetchAll(
+                db, sql: "SELECT * FROM files WHERE substr(name, 1, length(?)) = ? AND name > ? ORDER BY name LIMIT ?",
+                arguments: [prefix, prefix, after ?? "", limit]
+            ).map(Self.record)
+        }
+    }
+
+    public func deleteFile(named name: String) async throws -> FileRecord? {
+        try await database.write { db in
+            guard let file = try Self.file(named: name, db) else { return nil }
+            try db.execute(sql: "UPDATE parts SET state = ? WHERE file_id = ?", arguments: [State.garbage.rawValue, Int64(file.fileID)])
+            try db.execute(sql: "DELETE FROM files WHERE name = ?", arguments: [name])
+            return file
+        }
+    }
+
+    public func garbage(limit: Int) async throws -> [PartRecord] {
+        try await database.read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM parts WHERE state = ? ORDER BY part_id LIMIT ?", arguments: [State.garbage.rawValue, limit]).map(Self.part)
+        }
+    }
+
+    public func forgetGarbage(_ partIDs: [UInt64]) async throws {
+        try await database.write { db in
+            for id in partIDs {
+                try db.execute(sql: "DELETE FROM parts WHERE part_id = ? AND state = ?", arguments: [Int64(id), State.garbage.rawValue])
+            }
+        }
+    }
+
+    public func liveBytesByNode() async throws -> [String: Int64] {
+        try await database.read { db in
+            var bytes: [String: Int64] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT node, SUM(length) AS bytes FROM parts WHERE state = ? GROUP BY node", arguments: [State.live.rawValue]) {
+                bytes[row["node"]] = row["bytes"]
+            }
+            return bytes
+        }
+    }
+
+    public func liveParts(on node: String, after: UInt64, limit: Int) async throws -> [PartRecord] {
+        try await database.read { db in
+            try Row.fetchAll(
+                db, sql: "SELECT * FROM parts WHERE node = ? AND state = ? AND part_id > ? ORDER BY part_id LIMIT ?",
+                arguments: [node, State.live.rawValue, Int64(after), limit]
+            ).map(Self.part)
+        }
+    }
+
+    public func movePart(_ part: PartRecord, to node: String, newPartID: UInt64) async throws -> Bool {
+        try await database.write { db in
+            // Only if the part is still live where it was (its file may have been deleted or replaced meanwhile).
+            try db.execute(
+                sql: "UPDATE parts SET state = ? WHERE part_id = ? AND state = ?",
+                arguments: [State.garbage.rawValue, Int64(part.partID), State.live.rawValue])
+            guard db.changesCount == 1 else { return false }
+            var moved = part
+            moved.partID = newPartID
+            moved.node = node
+            try Self.insert(moved, state: .live, db)
+            return true
+        }
+    }
+
+    public func counts() async throws -> (files: Int, parts: Int) {
+        try await database.read { db in
+            (try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM files")!,
+             try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM parts WHERE state = ?", arguments: [State.live.rawValue])!)
+        }
+    }
+}

@@ -1,0 +1,148 @@
+import ArgumentParser
+import CMalloc
+import FileGateway
+import FileMetadata
+import Foundation
+import Hummingbird
+import HummingbirdCore
+import IProtoPrometheus
+import Logging
+import Metrics
+import NIOCore
+import Prometheus
+import ServerSupport
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct IProtoFileGW: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "iproto-filegw",
+        abstract: "The file store's HTTP gateway: stripes each file into 5 data parts plus parity on the storage nodes and glues them back.",
+        discussion: """
+            Storage nodes (iproto-volumed) register themselves with --gateway URL, or an admin \
+            registers one with POST /nodes {"address": "HOST:PORT"}. The HTTP API: PUT, GET \
+            (Range), HEAD, DELETE /files/NAME; GET /files?prefix=; GET /nodes; GET /metrics; \
+            GET / (a status page). docs/file-store.md has the design and the guarantees.
+
+            The first line printed on standard output is "iproto-filegw listening on HOST:PORT" \
+            (the port actually bound, useful with port 0). Logs go to standard error. SIGINT or \
+            SIGTERM finishes the requests under way and exits 0.
+
+            Exit status: 0 after a stop by signal; 64 for a bad flag; 65 when the metadata in \
+            --data-dir cannot be opened; 69 when the address cannot be bound.
+            """
+    )
+
+    private static let defaults = FileGatewayConfiguration(dataDirectory: "")
+
+    @Option(help: "Address to listen on (HTTP), HOST:PORT; port 0 picks a free port.")
+    var listen = "127.0.0.1:8080"
+
+    @Option(help: "Directory of the metadata (metadata.sqlite); created if missing.")
+    var dataDir: String
+
+    @Option(help: "Parity parts per file (0...4): a file stays readable with this many of its nodes down. New files only; stored files keep theirs.")
+    var parity = defaults.parityParts
+
+    @Option(help: "The largest file a PUT may store (K, M, G, T suffixes); a larger one is refused with 413.")
+    var maxFileSize = "64G"
+
+    @Option(help: "Blocks (5 MiB each plus parity) of one upload or download on their way at once: the gateway's memory per transfer.")
+    var blocksInFlight = defaults.blocksInFlight
+
+    @Option(help: "Bytes of blocks all uploads and downloads may hold at once (K, M, G suffixes); past it transfers wait their turn (iproto_files_transfer_waits_total).")
+    var transferMemory = "128M"
+
+    @Option(help: "Seconds a call to a storage node may take.")
+    var callTimeout = defaults.callTimeout / .seconds(1)
+
+    @Option(help: "Seconds between probes of every storage node.")
+    var probeInterval = defaults.probeInterval / .seconds(1)
+
+    @Option(help: "Seconds without an answered probe after which a node counts as down (it takes no new parts; reads rebuild its parts from parity).")
+    var livenessTimeout = defaults.livenessTimeout / .seconds(1)
+
+    @Option(help: "Seconds an HTTP connection may stay idle (a client that stops sending is cut off after it); 0 disables.")
+    var idleTimeout = 30.0
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error or critical.")
+    var logLevel: Logger.Level = .info
+
+    func validate() throws {
+        _ = try parseListenAddress(listen)
+        do { _ = try makeConfiguration().validated() } catch { throw ValidationError("\(error)") }
+    }
+
+    func run() async throws {
+        signal(SIGPIPE, SIG_IGN)
+        // Blocks and chunks are a few MiB each and live briefly on many threads: map every
+        // allocation from 256 KiB up on its own, so that freeing it returns it to the system
+        // at once instead of leaving it in a thread's arena (glibc raises this threshold
+        // as large blocks are freed, which let the peak RSS grow to twice the live bytes).
+        mallopt(M_MMAP_THRESHOLD, 256 << 10)
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = logLevel
+            return handler
+        }
+        var logger = Logger(label: "iproto-filegw")
+        logger.logLevel = logLevel
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(
+            DocumentedMetricsFactory(
+                registry: registry, help: FileStore.metricHelp,
+                durationBuckets: [
+                    .milliseconds(5), .milliseconds(25), .milliseconds(100), .milliseconds(250), .seconds(1), .seconds(2.5), .seconds(10),
+                    .seconds(30), .seconds(120),
+                ]))
+
+        let configuration = try makeConfiguration()
+        let metadata: SQLiteMetadataStore
+        do {
+            metadata = try SQLiteMetadataStore(directory: dataDir)
+        } catch {
+            throw GatewayStartFailure.data("cannot open the metadata in \(dataDir): \(error)")
+        }
+        let store = try await FileStore(configuration: configuration, metadata: metadata, logger: logger)
+        let loops = store.startLoops()
+
+        let (host, port) = try parseListenAddress(listen)
+        let idle = try duration(idleTimeout, "--idle-timeout")
+        let responder = GatewayResponder(store: store) { String(decoding: registry.emitToBuffer(), as: UTF8.self) }
+        let app = Application(
+            responder: responder,
+            server: .http1(configuration: .init(idleTimeout: idle == .zero ? nil : .milliseconds(Int64(idle / .milliseconds(1))))),
+            configuration: ApplicationConfiguration(address: .hostname(host, port: Int(port)), serverName: nil),
+            onServerRunning: { channel in
+                let bound = channel.localAddress?.port ?? Int(port)
+                print("iproto-filegw listening on \(host.contains(":") ? "[\(host)]" : host):\(bound)")
+                fflush(nil)
+            },
+            logger: logger
+        )
+        do {
+            try await app.runService()
+        } catch {
+            for loop in loops { loop.cancel() }
+            throw GatewayStartFailure.environment("cannot serve HTTP on \(listen): \(error)")
+        }
+        for loop in loops { loop.cancel() }
+        logger.info("stopped")
+    }
+
+    private func makeConfiguration() throws -> FileGatewayConfiguration {
+        var configuration = FileGatewayConfiguration(dataDirectory: dataDir)
+        configuration.parityParts = parity
+        configuration.maxFileBytes = Int64(try parseByteSize(maxFileSize, flag: "--max-file-size"))
+        configuration.blocksInFlight = blocksInFlight
+        configuration.transferMemoryBytes = try parseByteSize(transferMemory, flag: "--transfer-memory")
+        configuration.callTimeout = try duration(callTimeout, "--call-timeout")
+        configuration.probeInterval = try duration(probeInterval, "--probe-interval")
+        configuration.livenessTimeout = try duration(livenessTimeout, "--liveness-timeout")
+        return configuration
+    }
+}
+
+extension Logger.Level: @retroactive ExpressibleByArgument {}

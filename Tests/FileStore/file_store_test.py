@@ -1,0 +1,464 @@
+#!/usr/bin/env python3
+"""End-to-end tests of the file store: iproto-filegw and iproto-volumed as real processes.
+
+    Tests/FileStore/file_store_test.py BIN_DIR [unittest args, e.g. -k test_03]
+
+One cluster (a gateway and 8 nodes on free ports of 127.0.0.1) serves tests 1-12;
+tests that kill a node start it again before they end. Temp dirs go under one
+filestore-* dir, removed at the end (FILES_TEST_KEEP=1 keeps it and prints its path).
+Prints one summary line; exit 0 when every test passed, 1 when one failed.
+"""
+import hashlib
+import http.client
+import json
+import math
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+import urllib.parse
+
+import msgpack
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from iproto import frame, read_reply  # noqa: E402
+
+VOL_PART_INFO = 0x00040005
+VOL_NOT_FOUND = 0x303
+
+BIN = None
+ROOT = None
+CLUSTER = None
+BLOCK = 5 << 20
+MAX_FILE = 256 << 20
+# The debug build's peak while a 200 MiB file goes up and down (measured 88-110 MiB): constant memory, not
+# the file (whole-file buffering would need the 45 MiB at rest plus 200 MiB). The release build's
+# 64 MiB target is measured by make bench-files (docs/benchmarks.md).
+RSS_BOUND_KIB = 150 << 10
+
+
+def wait_for(predicate, timeout, what):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+class Process:
+    def __init__(self, args, banner, log):
+        self.args, self.banner, self.log = args, banner, log
+        self.start()
+
+    def start(self):
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=log)
+        line = self.process.stdout.readline().decode().strip()
+        if not line.startswith(self.banner + " listening on "):
+            self.process.kill()
+            raise RuntimeError(f"{self.banner} did not start: {line!r}; see {self.log}")
+        self.address = line.rsplit(" ", 1)[1]
+
+    def kill(self):
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(timeout=10)
+        self.process.stdout.close()
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.terminate()
+        self.process.wait(timeout=15)
+        self.process.stdout.close()
+
+
+class Cluster:
+    def __init__(self, nodes=8, gateway_args=()):
+        self.gateway_dir = os.path.join(ROOT, "gateway")
+        self.gateway = Process([os.path.join(BIN, "iproto-filegw"), "--listen", "127.0.0.1:0", "--data-dir", self.gateway_dir,
+                                "--max-file-size", str(MAX_FILE), "--idle-timeout", "2", "--probe-interval", "0.2",
+                                "--liveness-timeout", "1", "--transfer-memory", "48M", *gateway_args], "iproto-filegw", os.path.join(ROOT, "gateway.log"))
+        self.nodes = []
+        for _ in range(nodes):
+            self.add_node()
+        wait_for(lambda: len([n for n in self.node_list() if n["alive"]]) == nodes, 20, f"{nodes} live nodes")
+
+    def add_node(self):
+        n = len(self.nodes)
+        node = Process([os.path.join(BIN, "iproto-volumed"), "--listen", "127.0.0.1:0", "--data-dir", os.path.join(ROOT, f"node{n}"),
+                        "--capacity", "20G", "--gateway", f"http://{self.gateway.address}", "--registration-interval", "0.5"],
+                       "iproto-volumed", os.path.join(ROOT, f"node{n}.log"))
+        self.nodes.append(node)
+        return node
+
+    def request(self, method, path, body=None, headers=None, timeout=60):
+        host, port = self.gateway.address.rsplit(":", 1)
+        connection = http.client.HTTPConnection(host, int(port), timeout=timeout)
+        try:
+            chunked = (headers or {}).get("Transfer-Encoding") == "chunked"
+            connection.request(method, path, body=body, headers={k: v for k, v in (headers or {}).items()
+                                                                   if not chunked or k != "Transfer-Encoding"},
+                               encode_chunked=chunked)
+            response = connection.getresponse()
+            return response.status, dict(response.getheaders()), response.read()
+        finally:
+            connection.close()
+
+    def put(self, name, data, headers=None):
+        status, headers, body = self.request("PUT", "/files/" + urllib.parse.quote(name, safe="/"), data, headers)
+        return status, headers, json.loads(body) if body else None
+
+    def get(self, name, headers=None):
+        return self.request("GET", "/files/" + urllib.parse.quote(name, safe="/"), headers=headers)
+
+    def node_list(self):
+        try:
+            status, _, body = self.request("GET", "/nodes", timeout=5)
+        except OSError:
+            return []
+        return json.loads(body) if status == 200 else []
+
+    def layout(self, name):
+        status, _, body = self.request("GET", "/files/" + urllib.parse.quote(name, safe="/") + "?layout")
+        assert status == 200, (status, body)
+        return json.loads(body)
+
+    def node_process(self, address):
+        return next(node for node in self.nodes if node.address == address)
+
+    def metric(self, name):
+        _, _, body = self.request("GET", "/metrics")
+        for line in body.decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
+    def raw(self, data, read=True, timeout=10):
+        """Bytes sent on a raw socket, and what the gateway answered (for requests http.client will not send)."""
+        host, port = self.gateway.address.rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+            sock.sendall(data)
+            if not read:
+                return b""
+            reply = b""
+            try:
+                while True:
+                    chunk = sock.recv(65536)
+                    if not chunk:
+                        break
+                    reply += chunk
+                    if b"\r\n\r\n" in reply:
+                        head, _, rest = reply.partition(b"\r\n\r\n")
+                        length = [int(l.split(b":")[1]) for l in head.split(b"\r\n") if l.lower().startswith(b"content-length:")]
+                        if length and len(rest) >= length[0]:
+                            break
+            except socket.timeout:
+                pass
+            return reply
+
+    def stop(self):
+        for process in self.nodes + [self.gateway]:
+            process.kill()
+
+
+def part_info(address, part_id):
+    """A node's VOL_PART_INFO reply code for a part."""
+    host, port = address.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(frame(VOL_PART_INFO, 1, msgpack.packb(part_id)))
+        return read_reply(sock)[2]
+
+
+def status_of(reply):
+    return int(reply.split(b" ", 2)[1]) if reply.startswith(b"HTTP/1.1 ") else None
+
+
+class FileStoreTest(unittest.TestCase):
+    def test_01_sizes_around_every_boundary_come_back_byte_identical(self):
+        sizes = [0, 1, 4, 5, 6, 24, 26, 1000, BLOCK - 1, BLOCK, BLOCK + 1, 1 << 20, 2 * BLOCK + 3, 100 << 20]
+        for size in sizes:
+            data = os.urandom(size)
+            status, headers, body = CLUSTER.put(f"sizes/{size}", data)
+            self.assertEqual(status, 201, (size, body))
+            self.assertEqual(body["size"], size)
+            self.assertEqual(headers["ETag"], body["etag"])
+            status, headers, got = CLUSTER.get(f"sizes/{size}")
+            self.assertEqual(status, 200)
+            self.assertEqual(int(headers["Content-Length"]), size)
+            self.assertEqual(hashlib.sha256(got).hexdigest(), hashlib.sha256(data).hexdigest(), f"size {size}")
+            layout = CLUSTER.layout(f"sizes/{size}")
+            lengths = [p["length"] for p in layout["parts"] if p["kind"] == "data"]
+            self.assertEqual(sum(lengths), size)
+            self.assertLessEqual(max(lengths) - min(lengths), 1, f"size {size}: {lengths}")
+            self.assertEqual(len({p["node"] for p in layout["parts"]}), 6, "6 distinct nodes")
+
+    def test_02_range_reads_at_the_edges(self):
+        data = os.urandom(2 * BLOCK + 777)
+        self.assertEqual(CLUSTER.put("ranges", data)[0], 201)
+        size = len(data)
+        for header, start, end in [("bytes=0-0", 0, 0), (f"bytes={size - 1}-", size - 1, size - 1), ("bytes=-10", size - 10, size - 1),
+                                   (f"bytes={BLOCK - 2}-{BLOCK + 1}", BLOCK - 2, BLOCK + 1), (f"bytes=100-{size + 1000}", 100, size - 1),
+                                   (f"bytes={BLOCK}-{2 * BLOCK - 1}", BLOCK, 2 * BLOCK - 1)]:
+            status, headers, body = CLUSTER.get("ranges", {"Range": header})
+            self.assertEqual(status, 206, header)
+            self.assertEqual(headers["Content-Range"], f"bytes {start}-{end}/{size}")
+            self.assertEqual(body, data[start:end + 1], header)
+        status, headers, _ = CLUSTER.get("ranges", {"Range": f"bytes={size}-"})
+        self.assertEqual(status, 416)
+        self.assertEqual(headers["Content-Range"], f"bytes */{size}")
+        status, _, body = CLUSTER.get("ranges", {"Range": "bytes=0-1,5-6"})
+        self.assertEqual((status, body), (200, data), "several ranges: the whole file")
+        status, headers, body = CLUSTER.request("HEAD", "/files/ranges")
+        self.assertEqual((status, body, int(headers["Content-Length"]), headers["Accept-Ranges"]), (200, b"", size, "bytes"))
+        status, _, _ = CLUSTER.get("ranges", {"If-None-Match": headers["ETag"]})
+        self.assertEqual(status, 304)
+
+    def test_03_overwrite_replaces_atomically_and_delete_reclaims(self):
+        reclaimed = CLUSTER.metric("iproto_files_parts_reclaimed_total")
+        self.assertEqual(CLUSTER.put("over", b"first version")[0], 201)
+        first = CLUSTER.layout("over")
+        status, _, body = CLUSTER.put("over", b"second")
+        self.assertEqual((status, body["size"]), (200, 6))
+        self.assertEqual(CLUSTER.get("over")[2], b"second")
+        self.assertNotEqual(CLUSTER.layout("over")["etag"], first["etag"])
+        self.assertEqual(CLUSTER.request("DELETE", "/files/over")[0], 204)
+        self.assertEqual(CLUSTER.get("over")[0], 404)
+        self.assertEqual(CLUSTER.request("DELETE", "/files/over")[0], 404)
+        # The first version's 6 parts and the deleted file's 6 are deleted on their nodes.
+        wait_for(lambda: CLUSTER.metric("iproto_files_parts_reclaimed_total") >= reclaimed + 12 and
+                 CLUSTER.metric("iproto_files_garbage_parts") == 0, 15, "the 12 parts reclaimed")
+        for part in first["parts"]:
+            self.assertEqual(part_info(part["address"], part["part_id"]), VOL_NOT_FOUND, part)
+
+    def test_04_listing_by_prefix(self):
+        for name in ["list/a", "list/b/c", "list/b/d", "listing"]:
+            self.assertEqual(CLUSTER.put(name, name.encode())[0], 201)
+        status, _, body = CLUSTER.request("GET", "/files?prefix=list/")
+        self.assertEqual(status, 200)
+        self.assertEqual([f["name"] for f in json.loads(body)], ["list/a", "list/b/c", "list/b/d"])
+        status, _, body = CLUSTER.request("GET", "/files?prefix=list/b/&limit=1")
+        self.assertEqual([f["name"] for f in json.loads(body)], ["list/b/c"])
+        status, _, body = CLUSTER.request("GET", "/files?prefix=list/&after=list/b/c")
+        self.assertEqual([f["name"] for f in json.loads(body)], ["list/b/d"])
+        self.assertEqual(CLUSTER.request("GET", "/files?limit=0")[0], 400)
+
+    def test_05_fifty_concurrent_uploads_and_downloads(self):
+        random.seed(5)
+        files = {f"concurrent/{n}": os.urandom(random.randint(0, 3 << 20)) for n in range(50)}
+        errors = []
+
+        def put(name):
+            try:
+                status, _, _ = CLUSTER.put(name, files[name])
+                if status != 201:
+                    errors.append((name, status))
+            except Exception as error:  # noqa: BLE001
+                errors.append((name, repr(error)))
+
+        def get(name):
+            try:
+                status, _, body = CLUSTER.get(name)
+                if status != 200 or body != files[name]:
+                    errors.append((name, "GET", status, len(body)))
+            except Exception as error:  # noqa: BLE001
+                errors.append((name, repr(error)))
+
+        for action in (put, get):
+            threads = [threading.Thread(target=action, args=(name,)) for name in files]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(120)
+            self.assertEqual(errors, [])
+        reserved = sum(n["reserved_bytes"] for n in CLUSTER.node_list())
+        self.assertEqual(reserved, 0, "every reservation released")
+        self.assertGreater(CLUSTER.metric("iproto_files_transfer_waits_total"), 0, "50 transfers at once hit --transfer-memory 48M")
+        wait_for(lambda: CLUSTER.metric("iproto_files_transfer_memory_bytes") == 0, 5, "the budget given back")
+
+    def test_06_a_node_killed_during_a_get_costs_nothing(self):
+        data = os.urandom(6 * BLOCK + 5)
+        self.assertEqual(CLUSTER.put("get-kill", data)[0], 201)
+        victim = CLUSTER.node_process(CLUSTER.layout("get-kill")["parts"][2]["address"])
+        host, port = CLUSTER.gateway.address.rsplit(":", 1)
+        connection = http.client.HTTPConnection(host, int(port), timeout=30)
+        connection.request("GET", "/files/get-kill")
+        response = connection.getresponse()
+        first = response.read(BLOCK)
+        victim.kill()
+        rest = response.read()
+        connection.close()
+        self.assertEqual(first + rest, data, "byte-identical though a data part's node died mid-GET")
+        degraded = CLUSTER.metric("iproto_files_degraded_reads_total")
+        self.assertGreater(degraded, 0)
+        status, _, body = CLUSTER.get("get-kill")
+        self.assertEqual((status, body), (200, data), "and after")
+        victim.start()
+        wait_for(lambda: all(n["alive"] for n in CLUSTER.node_list()), 10, "the node back")
+
+    def test_07_a_node_killed_during_a_put_leaves_nothing_visible(self):
+        self.assertEqual(CLUSTER.put("put-kill", b"old")[0], 201)
+        wait_for(lambda: CLUSTER.metric("iproto_files_garbage_parts") == 0, 15, "no garbage left from earlier tests")
+        reclaimed = CLUSTER.metric("iproto_files_parts_reclaimed_total")
+        size = 40 << 20
+        host, port = CLUSTER.gateway.address.rsplit(":", 1)
+        sock = socket.create_connection((host, int(port)), timeout=30)
+        sock.sendall(f"PUT /files/put-kill HTTP/1.1\r\nHost: x\r\nContent-Length: {size}\r\n\r\n".encode())
+        sock.sendall(os.urandom(12 << 20))
+        # The nodes chosen for the upload hold its reservations.
+        chosen = wait_for(lambda: [n for n in CLUSTER.node_list() if n["reserved_bytes"] > 0], 10, "reservations")
+        victim = CLUSTER.node_process(chosen[0]["address"])
+        victim.kill()
+        try:
+            sock.sendall(os.urandom(size - (12 << 20)))
+        except OSError:
+            pass
+        reply = b""
+        try:
+            while b"\r\n\r\n" not in reply:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                reply += chunk
+        except OSError:
+            pass
+        sock.close()
+        self.assertIn(status_of(reply), (503, None), reply[:200])
+        self.assertEqual(CLUSTER.get("put-kill")[2], b"old", "the old version stays; nothing half-visible")
+        victim.start()
+        wait_for(lambda: all(n["alive"] for n in CLUSTER.node_list()), 10, "the node back")
+        wait_for(lambda: sum(n["reserved_bytes"] for n in CLUSTER.node_list()) == 0, 10, "reservations released")
+        wait_for(lambda: CLUSTER.metric("iproto_files_parts_reclaimed_total") >= reclaimed + 6 and
+                 CLUSTER.metric("iproto_files_garbage_parts") == 0, 15, "the cut-off upload's 6 parts reclaimed")
+
+    def test_08_bad_names_are_400(self):
+        for path in ["/files/", "/files/a/../b", "/files/../etc/passwd", "/files/a/./b", "/files/a//b", "/files/a/", "/files//a",
+                     "/files/%2e%2e/x", "/files/a%00b", "/files/%ff", "/files/%zz", "/files/" + "n" * 1025]:
+            reply = CLUSTER.raw(f"PUT {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nx".encode())
+            self.assertEqual(status_of(reply), 400, (path, reply[:300]))
+            self.assertIn(b'"error"', reply)
+        self.assertEqual(CLUSTER.put("n" * 1024, b"x")[0], 201, "1,024 bytes is allowed")
+        self.assertEqual(CLUSTER.put("dir/ünïcode файл.txt", b"x")[0], 201)
+        self.assertEqual(CLUSTER.get("dir/ünïcode файл.txt")[2], b"x")
+
+    def test_09_bodies_that_lie_about_their_length_and_clients_that_stop(self):
+        before = CLUSTER.metric("iproto_files_upload_failures_total")
+        # Shorter than its Content-Length, then closed.
+        CLUSTER.raw(b"PUT /files/short HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n" + b"x" * 500, read=False)
+        # Stops sending: the idle timeout (2 s here) cuts it off.
+        started = time.time()
+        reply = CLUSTER.raw(b"PUT /files/stalled HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n" + b"x" * 10, timeout=15)
+        self.assertLess(time.time() - started, 10, "cut off by the idle timeout")
+        # Longer: the file is Content-Length bytes; the rest is a malformed next request.
+        reply = CLUSTER.raw(b"PUT /files/long HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabcdefgh")
+        self.assertEqual(status_of(reply), 201, reply[:200])
+        self.assertEqual(CLUSTER.get("long")[2], b"abc")
+        for name in ("short", "stalled"):
+            self.assertEqual(CLUSTER.get(name)[0], 404, name)
+        wait_for(lambda: CLUSTER.metric("iproto_files_upload_failures_total") >= before + 2, 10, "both counted as failed uploads")
+        wait_for(lambda: sum(n["reserved_bytes"] for n in CLUSTER.node_list()) == 0, 10, "reservations released")
+
+    def test_10_files_past_the_size_limit_are_413(self):
+        reply = CLUSTER.raw(f"PUT /files/huge HTTP/1.1\r\nHost: x\r\nContent-Length: {MAX_FILE + 1}\r\n\r\n".encode())
+        self.assertEqual(status_of(reply), 413, reply[:200])
+        self.assertIn(b"--max-file-size", reply)
+        # Chunked, so the size shows only as it streams.
+        chunk = os.urandom(1 << 20)
+
+        def body():
+            for _ in range((MAX_FILE >> 20) + 2):
+                yield chunk
+
+        try:
+            status, _, body_text = CLUSTER.request("PUT", "/files/huge", body(), {"Transfer-Encoding": "chunked"})
+            self.assertEqual(status, 413, body_text)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the gateway answered and closed before the client finished sending
+        self.assertEqual(CLUSTER.get("huge")[0], 404)
+        status, _, body = CLUSTER.request("PUT", "/files/chunked", iter([b"ab", b"cd" * 1000]), {"Transfer-Encoding": "chunked"})
+        self.assertEqual(status, 201, body)
+        self.assertEqual(CLUSTER.get("chunked")[2], b"ab" + b"cd" * 1000)
+
+    def test_11_unknown_nodes_and_garbage_on_a_node_port(self):
+        free = socket.socket()
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+        free.close()
+        status, _, body = CLUSTER.request("POST", "/nodes", json.dumps({"address": f"127.0.0.1:{port}"}))
+        self.assertEqual(status, 502, body)
+        self.assertEqual(CLUSTER.request("POST", "/nodes", b"not json")[0], 400)
+        self.assertEqual(CLUSTER.request("POST", "/nodes", json.dumps({"address": "nonsense"}))[0], 400)
+        node = CLUSTER.nodes[0]
+        host, port = node.address.rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=5) as sock:
+            sock.sendall(os.urandom(100_000))
+        self.assertEqual(CLUSTER.put("after-garbage", b"fine")[0], 201)
+        self.assertEqual(CLUSTER.get("after-garbage")[2], b"fine")
+        self.assertTrue(all(n["alive"] for n in CLUSTER.node_list()))
+
+    def test_12_a_node_added_mid_run_takes_parts_of_every_new_file(self):
+        node = CLUSTER.add_node()
+        wait_for(lambda: any(n["address"] == node.address and n["alive"] for n in CLUSTER.node_list()), 10, "the new node")
+        for n in range(5):
+            self.assertEqual(CLUSTER.put(f"after-join/{n}", os.urandom(100_000))[0], 201)
+            addresses = [p["address"] for p in CLUSTER.layout(f"after-join/{n}")["parts"]]
+            self.assertIn(node.address, addresses, "the emptiest node is in every new file")
+
+    def test_13_memory_stays_bounded_while_a_large_file_goes_up_and_down(self):
+        size = 200 << 20  # past the 64 MiB bound several times over
+        data = os.urandom(1 << 20)
+        # The peak since now (Linux: writing 5 to clear_refs resets VmHWM), not since the gateway started.
+        with open(f"/proc/{CLUSTER.gateway.process.pid}/clear_refs", "w") as clear:
+            clear.write("5")
+
+        def body():
+            for _ in range(size >> 20):
+                yield data
+
+        status, _, reply = CLUSTER.request("PUT", "/files/large", body(), {"Content-Length": str(size)}, timeout=300)
+        self.assertEqual(status, 201, reply)
+        host, port = CLUSTER.gateway.address.rsplit(":", 1)
+        connection = http.client.HTTPConnection(host, int(port), timeout=300)
+        connection.request("GET", "/files/large")
+        response = connection.getresponse()
+        for n in range(size >> 20):
+            self.assertEqual(response.read(1 << 20), data, f"MiB {n}")
+        connection.close()
+        with open(f"/proc/{CLUSTER.gateway.process.pid}/status") as status_file:
+            peak = int(next(l for l in status_file if l.startswith("VmHWM:")).split()[1])
+        print(f"\ngateway peak RSS after a {size >> 20} MiB file went up and down: {peak >> 10} MiB", file=sys.stderr)
+        self.assertLess(peak, RSS_BOUND_KIB, f"peak RSS {peak} KiB")
+
+    def test_14_the_gateway_restarts_with_its_files(self):
+        data = os.urandom(BLOCK + 9)
+        self.assertEqual(CLUSTER.put("survives", data)[0], 201)
+        CLUSTER.gateway.kill()
+        CLUSTER.gateway.start()
+        wait_for(lambda: len([n for n in CLUSTER.node_list() if n["alive"]]) == len(CLUSTER.nodes), 20, "the nodes known again")
+        self.assertEqual(CLUSTER.get("survives")[2], data)
+
+
+if __name__ == "__main__":
+    BIN = sys.argv.pop(1)
+    ROOT = tempfile.mkdtemp(prefix="filestore-")
+    try:
+        CLUSTER = Cluster()
+        result = unittest.main(exit=False, verbosity=2).result
+    finally:
+        if CLUSTER:
+            CLUSTER.stop()
+        if os.environ.get("FILES_TEST_KEEP"):
+            print("kept", ROOT)
+        else:
+            shutil.rmtree(ROOT, ignore_errors=True)
+    failed = len(result.failures) + len(result.errors)
+    print(f"{result.testsRun - failed} passed, {failed} failed")
+    sys.exit(1 if failed else 0)
