@@ -105,6 +105,7 @@ abuse-test: test-deps
 file-test: test-deps
 	$(SWIFT) build --product iproto-volumed
 	$(SWIFT) build --product iproto-filegw
+	$(SWIFT) build --product iproto
 	timeout 300 python3 Tests/FileStore/volume_node_test.py "$$($(SWIFT) build --show-bin-path)"
 	timeout 600 python3 Tests/FileStore/file_store_test.py "$$($(SWIFT) build --show-bin-path)"
 

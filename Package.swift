@@ -149,6 +149,8 @@ let package = Package(
                 "KVClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
+                // iproto files: the file gateway's HTTP API.
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ]
         ),
 

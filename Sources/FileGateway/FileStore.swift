@@ -22,7 +22,7 @@ public final class FileStore: Sendable {
     let budget: TransferBudget
     let logger: Logger
 
-    public static var metricHelp: [String: String] { GatewayMetrics.help }
+    public static var metricHelp: [String: String] { GatewayMetrics.help.merging(PartMover.help) { first, _ in first } }
 
     public init(configuration: FileGatewayConfiguration, metadata: any FileMetadataStore, logger: Logger) async throws(GatewayStartFailure) {
         let configuration = try configuration.validated()
@@ -299,12 +299,10 @@ public final class FileStore: Sendable {
         }
         metrics.degradedReads.increment()
         let parity = await fetchChunks(Array(StripeLayout.dataParts..<layout.parts), block: index, of: file, layout: layout)
-        let width = shape.codedShardLength
-        let padded: [[UInt8]?] = (data + parity).map { $0.map { $0 + [UInt8](repeating: 0, count: width - $0.count) } }
         do {
-            let all = try code.reconstruct(padded, shardLength: width)
+            let all = try Self.rebuild(data + parity, block: shape, code: code)
             logger.warning("block rebuilt from parity", metadata: ["file": "\(file.name)", "block": "\(index)", "missing": "\(data.indices.filter { data[$0] == nil })"])
-            return (0..<StripeLayout.dataParts).map { Array(all[$0].prefix(shape.shardRange($0).count)) }
+            return Array(all.prefix(StripeLayout.dataParts))
         } catch {
             metrics.unreadable.increment()
             logger.error("block cannot be read", metadata: ["file": "\(file.name)", "block": "\(index)", "error": "\(error)"])
@@ -312,8 +310,18 @@ public final class FileStore: Sendable {
         }
     }
 
+    /// Every chunk of a block (data shards at their own lengths, then parity) from
+    /// the ones present, indexed by part: pads the short shards for coding and
+    /// cuts the rebuilt ones back.
+    static func rebuild(_ chunks: [[UInt8]?], block: StripeLayout.Block, code: ReedSolomon) throws(ErasureError) -> [[UInt8]] {
+        let width = block.codedShardLength
+        let padded = chunks.map { $0.map { $0 + [UInt8](repeating: 0, count: width - $0.count) } }
+        let all = try code.reconstruct(padded, shardLength: width)
+        return all.indices.map { $0 < StripeLayout.dataParts ? Array(all[$0].prefix(block.shardRange($0).count)) : all[$0] }
+    }
+
     /// Chunk `block` of each of `parts`, concurrently; nil where it could not be read intact.
-    private func fetchChunks(_ parts: [Int], block: Int, of file: FileRecord, layout: StripeLayout) async -> [[UInt8]?] {
+    func fetchChunks(_ parts: [Int], block: Int, of file: FileRecord, layout: StripeLayout) async -> [[UInt8]?] {
         await withTaskGroup(of: (Int, [UInt8]?).self) { group in
             for (position, part) in parts.enumerated() {
                 let record = file.parts[part]

@@ -11,11 +11,13 @@ import NIOCore
 public struct GatewayResponder: HTTPResponder {
     public typealias Context = BasicRequestContext
     let store: FileStore
+    let mover: PartMover
     /// The Prometheus text of every metric.
     let metricsText: @Sendable () -> String
 
     public init(store: FileStore, metricsText: @escaping @Sendable () -> String) {
         self.store = store
+        mover = PartMover(store: store)
         self.metricsText = metricsText
     }
 
@@ -47,13 +49,29 @@ public struct GatewayResponder: HTTPResponder {
         case ("/files", .put): throw GatewayError(.badRequest, "the file name is missing: PUT /files/NAME")
         case ("/nodes", .get): return Self.json(store.nodes.statuses().map(NodeJSON.init))
         case ("/nodes", .post): return try await register(request)
+        case ("/admin/rebalance", .post):
+            var target = 1.02
+            if let text = request.uri.queryParameters["target"] {
+                guard let value = Double(text), value >= 1, value.isFinite else { throw GatewayError(.badRequest, "target \(text) must be a number ≥ 1 (max fill ÷ min fill)") }
+                target = value
+            }
+            guard mover.startRebalance(target: target) else { return Self.json(mover.status("rebalance"), status: .conflict) }
+            return Self.json(mover.status("rebalance"), status: .accepted)
+        case ("/admin/repair", .post):
+            guard let node = request.uri.queryParameters["node"].map(String.init) else { throw GatewayError(.badRequest, "name the lost node: POST /admin/repair?node=ID") }
+            guard store.nodes.statuses().contains(where: { $0.id == node }) else { throw GatewayError(.notFound, "no node \(node)") }
+            guard mover.startRepair(node: node) else { return Self.json(mover.status("repair"), status: .conflict) }
+            return Self.json(mover.status("repair"), status: .accepted)
+        case ("/admin/rebalance", .get): return Self.json(mover.status("rebalance"))
+        case ("/admin/repair", .get): return Self.json(mover.status("repair"))
         case ("/metrics", .get):
             return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(string: metricsText())))
         case ("/", .get):
             let files = try await store.list(prefix: "", after: nil, limit: 200)
             let html = StatusPage.render(nodes: store.nodes.statuses(), files: files, layout: store.layout.description)
             return Response(status: .ok, headers: [.contentType: "text/html; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: html)))
-        case ("/files", _), ("/nodes", _), ("/metrics", _), ("/", _): return Self.methodNotAllowed(path == "/nodes" ? "GET, POST" : "GET")
+        case ("/nodes", _), ("/admin/rebalance", _), ("/admin/repair", _): return Self.methodNotAllowed("GET, POST")
+        case ("/files", _), ("/metrics", _), ("/", _): return Self.methodNotAllowed("GET")
         default: throw GatewayError(.notFound, "no such resource: \(path)")
         }
     }

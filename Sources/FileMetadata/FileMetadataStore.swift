@@ -90,6 +90,8 @@ public protocol FileMetadataStore: Sendable {
     func abandonPendingUploads() async throws -> Int
 
     func file(named name: String) async throws -> FileRecord?
+    /// The live file with this id (its name may since hold a newer one), or nil.
+    func file(id: UInt64) async throws -> FileRecord?
     /// Files whose names start with `prefix`, in name order after `after`, at most `limit`; without their parts.
     func files(prefix: String, after: String?, limit: Int) async throws -> [FileRecord]
     /// Deletes the file; its parts become garbage. Returns it, or nil when absent.
@@ -104,7 +106,9 @@ public protocol FileMetadataStore: Sendable {
     func liveBytesByNode() async throws -> [String: Int64]
     /// Live parts on `node`, in part id order after `after`, at most `limit`.
     func liveParts(on node: String, after: UInt64, limit: Int) async throws -> [PartRecord]
-    /// Moves a live part to another node, with a new part id (rebalance, repair): atomic.
+    /// Makes the pending copy `newPartID` (recorded by ``beginUpload(_:)``, complete on `node`)
+    /// the file's part in place of `part`, which becomes garbage: atomic. False when
+    /// `part` is no longer live (its file was deleted or replaced meanwhile).
     func movePart(_ part: PartRecord, to node: String, newPartID: UInt64) async throws -> Bool
     /// The numbers of files and live parts.
     func counts() async throws -> (files: Int, parts: Int)

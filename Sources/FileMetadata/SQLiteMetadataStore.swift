@@ -114,9 +114,20 @@ public final class SQLiteMetadataStore: FileMetadataStore {
         try await database.read { db in try Self.file(named: name, db) }
     }
 
+    public func file(id: UInt64) async throws -> FileRecord? {
+        try await database.read { db in
+            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM files WHERE file_id = ?", arguments: [Int64(id)]) else { return nil }
+            return try Self.withParts(Self.record(row), db)
+        }
+    }
+
     private static func file(named name: String, _ db: Database) throws -> FileRecord? {
         guard let row = try Row.fetchOne(db, sql: "SELECT * FROM files WHERE name = ?", arguments: [name]) else { return nil }
-        var file = record(row)
+        return try withParts(record(row), db)
+    }
+
+    private static func withParts(_ file: FileRecord, _ db: Database) throws -> FileRecord {
+        var file = file
         file.parts = try Row.fetchAll(
             db, sql: "SELECT * FROM parts WHERE file_id = ? AND state = ? ORDER BY idx",
             arguments: [Int64(file.fileID), State.live.rawValue]
@@ -193,10 +204,10 @@ public final class SQLiteMetadataStore: FileMetadataStore {
                 sql: "UPDATE parts SET state = ? WHERE part_id = ? AND state = ?",
                 arguments: [State.garbage.rawValue, Int64(part.partID), State.live.rawValue])
             guard db.changesCount == 1 else { return false }
-            var moved = part
-            moved.partID = newPartID
-            moved.node = node
-            try Self.insert(moved, state: .live, db)
+            try db.execute(
+                sql: "UPDATE parts SET state = ?, node = ? WHERE part_id = ? AND state = ?",
+                arguments: [State.live.rawValue, node, Int64(newPartID), State.pending.rawValue])
+            guard db.changesCount == 1 else { throw MetadataError("part \(newPartID) is not a pending copy") }
             return true
         }
     }

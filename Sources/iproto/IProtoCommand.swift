@@ -12,7 +12,7 @@ struct IProtoCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "iproto",
         abstract: "Call an iproto server: the storage API, state switches, or any function with a raw body; or the key-value cluster (kv).",
-        subcommands: [Call.self, State.self, Raw.self, Repl.self, Bench.self, KVCommand.self]
+        subcommands: [Call.self, State.self, Raw.self, Repl.self, Bench.self, KVCommand.self, FilesCommand.self]
     )
 }
 

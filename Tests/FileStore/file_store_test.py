@@ -82,11 +82,13 @@ class Process:
 
 
 class Cluster:
-    def __init__(self, nodes=8, gateway_args=()):
-        self.gateway_dir = os.path.join(ROOT, "gateway")
-        self.gateway = Process([os.path.join(BIN, "iproto-filegw"), "--listen", "127.0.0.1:0", "--data-dir", self.gateway_dir,
+    def __init__(self, nodes=8, gateway_args=(), name="main"):
+        self.root = os.path.join(ROOT, name)
+        os.makedirs(self.root)
+        self.gateway = Process([os.path.join(BIN, "iproto-filegw"), "--listen", "127.0.0.1:0", "--data-dir", os.path.join(self.root, "gateway"),
                                 "--max-file-size", str(MAX_FILE), "--idle-timeout", "2", "--probe-interval", "0.2",
-                                "--liveness-timeout", "1", "--transfer-memory", "48M", *gateway_args], "iproto-filegw", os.path.join(ROOT, "gateway.log"))
+                                "--liveness-timeout", "1", "--transfer-memory", "48M", *gateway_args], "iproto-filegw",
+                               os.path.join(self.root, "gateway.log"))
         self.nodes = []
         for _ in range(nodes):
             self.add_node()
@@ -94,9 +96,9 @@ class Cluster:
 
     def add_node(self):
         n = len(self.nodes)
-        node = Process([os.path.join(BIN, "iproto-volumed"), "--listen", "127.0.0.1:0", "--data-dir", os.path.join(ROOT, f"node{n}"),
+        node = Process([os.path.join(BIN, "iproto-volumed"), "--listen", "127.0.0.1:0", "--data-dir", os.path.join(self.root, f"node{n}"),
                         "--capacity", "20G", "--gateway", f"http://{self.gateway.address}", "--registration-interval", "0.5"],
-                       "iproto-volumed", os.path.join(ROOT, f"node{n}.log"))
+                       "iproto-volumed", os.path.join(self.root, f"node{n}.log"))
         self.nodes.append(node)
         return node
 
@@ -444,6 +446,110 @@ class FileStoreTest(unittest.TestCase):
         CLUSTER.gateway.start()
         wait_for(lambda: len([n for n in CLUSTER.node_list() if n["alive"]]) == len(CLUSTER.nodes), 20, "the nodes known again")
         self.assertEqual(CLUSTER.get("survives")[2], data)
+
+    def test_15_the_cli_puts_gets_lists_and_removes(self):
+        cli = [os.path.join(BIN, "iproto"), "files"]
+        gateway = ["--gateway", f"http://{CLUSTER.gateway.address}"]
+        source = os.path.join(ROOT, "cli-source")
+        with open(source, "wb") as f:
+            f.write(os.urandom(BLOCK + 17))
+        run = subprocess.run(cli + ["put", *gateway, source, "cli/one"], capture_output=True, text=True, timeout=60)
+        self.assertEqual(run.returncode, 0, run.stderr)
+        self.assertEqual(json.loads(run.stdout)["size"], BLOCK + 17)
+        target = os.path.join(ROOT, "cli-target")
+        run = subprocess.run(cli + ["get", *gateway, "cli/one", target], capture_output=True, timeout=60)
+        self.assertEqual(run.returncode, 0, run.stderr)
+        with open(source, "rb") as a, open(target, "rb") as b:
+            self.assertEqual(a.read(), b.read())
+        run = subprocess.run(cli + ["put", *gateway, "-", "cli/two"], input=b"from stdin", capture_output=True, timeout=60)
+        self.assertEqual(run.returncode, 0, run.stderr)
+        run = subprocess.run(cli + ["ls", *gateway, "cli/"], capture_output=True, text=True, timeout=60)
+        self.assertEqual([line.split()[-1] for line in run.stdout.splitlines()], ["cli/one", "cli/two"])
+        run = subprocess.run(cli + ["get", *gateway, "cli/none"], capture_output=True, text=True, timeout=60)
+        self.assertEqual(run.returncode, 1)
+        self.assertIn("404 no file named cli/none", run.stderr)
+        self.assertEqual(subprocess.run(cli + ["rm", *gateway, "cli/two"], timeout=60).returncode, 0)
+        self.assertEqual(subprocess.run(cli + ["rm", *gateway, "cli/two"], capture_output=True, timeout=60).returncode, 1)
+        self.assertEqual(subprocess.run(cli + ["nodes", "--gateway", "ftp://x"], capture_output=True, timeout=60).returncode, 64)
+
+
+def spread(nodes):
+    fills = [n["live_bytes"] / n["capacity_bytes"] for n in nodes if n["alive"]]
+    return max(fills) / min(fills) if min(fills) > 0 else math.inf
+
+
+class MovingPartsTest(unittest.TestCase):
+    """Rebalance after nodes join, and repair of a lost node, on a cluster of their own."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.cluster = Cluster(nodes=6, name="moving")
+        random.seed(12)
+        cls.files = {}
+        for n in range(40):
+            data = os.urandom(int(2 ** random.uniform(math.log2(50_000), math.log2(3 << 20))))
+            cls.files[f"m/{n}"] = data
+            assert cls.cluster.put(f"m/{n}", data)[0] == 201
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.cluster.stop()
+
+    def test_1_rebalance_after_two_nodes_join_keeps_reads_working(self):
+        cluster = self.cluster
+        for _ in range(2):
+            cluster.add_node()
+        wait_for(lambda: len([n for n in cluster.node_list() if n["alive"]]) == 8, 10, "8 live nodes")
+        self.assertEqual(spread(cluster.node_list()), math.inf, "the new nodes are empty")
+        stop, failures, reads = threading.Event(), [], [0]
+
+        def reader():
+            names = list(self.files)
+            while not stop.is_set():
+                name = random.choice(names)
+                status, _, body = cluster.get(name)
+                reads[0] += 1
+                if status != 200 or body != self.files[name]:
+                    failures.append((name, status, len(body)))
+
+        thread = threading.Thread(target=reader)
+        thread.start()
+        status, _, body = cluster.request("POST", "/admin/rebalance?target=1.05")
+        self.assertEqual(status, 202, body)
+        self.assertEqual(cluster.request("POST", "/admin/rebalance")[0], 409, "one at a time")
+        progress = wait_for(lambda: (lambda p: p if not p["running"] else None)(json.loads(cluster.request("GET", "/admin/rebalance")[2])),
+                            120, "the rebalance to finish")
+        stop.set()
+        thread.join()
+        self.assertEqual(failures, [], "GETs during the rebalance")
+        self.assertGreater(reads[0], 10)
+        self.assertIsNone(progress.get("error"))
+        self.assertGreater(progress["parts_moved"], 0)
+        self.assertLessEqual(spread(cluster.node_list()), 1.05, progress)
+        for name, data in self.files.items():
+            layout = cluster.layout(name)
+            self.assertEqual(len({p["node"] for p in layout["parts"]}), 6, f"{name}: two parts on one node")
+            self.assertEqual(cluster.get(name)[2], data, name)
+
+    def test_2_repair_rebuilds_a_lost_nodes_parts_elsewhere(self):
+        cluster = self.cluster
+        lost = max(cluster.node_list(), key=lambda n: n["parts"])
+        cluster.node_process(lost["address"]).kill()
+        wait_for(lambda: not next(n for n in cluster.node_list() if n["id"] == lost["id"])["alive"], 10, "the node seen down")
+        self.assertEqual(cluster.request("POST", "/admin/repair")[0], 400)
+        status, _, body = cluster.request("POST", f"/admin/repair?node={lost['id']}")
+        self.assertEqual(status, 202, body)
+        progress = wait_for(lambda: (lambda p: p if not p["running"] else None)(json.loads(cluster.request("GET", "/admin/repair")[2])),
+                            120, "the repair to finish")
+        self.assertEqual((progress["failed_parts"], progress["parts_left"]), (0, 0), progress)
+        self.assertGreater(progress["parts_moved"], 0)
+        for name in self.files:
+            self.assertNotIn(lost["id"], [p["node"] for p in cluster.layout(name)["parts"]], name)
+        # A second node lost: every file still reads, since none has a part on the first any more.
+        second = next(n for n in cluster.node_list() if n["alive"] and n["parts"] > 0)
+        cluster.node_process(second["address"]).kill()
+        for name, data in self.files.items():
+            self.assertEqual(cluster.get(name)[2], data, name)
 
 
 if __name__ == "__main__":
