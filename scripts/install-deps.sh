@@ -30,6 +30,7 @@ test_packages=(
     "libc6-dev=-"        # its headers
     "etcd-server=3.4.23-4+b4"   # the KV cluster's coordinator, started by its tests on loopback
     "etcd-client=3.4.23-4+b4"   # etcdctl, to look at it
+    "chromium=-"                # the file store's status page, rendered headless in its test
 )
 
 bench_packages=(

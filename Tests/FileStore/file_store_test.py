@@ -14,6 +14,7 @@ import json
 import math
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -24,6 +25,7 @@ import threading
 import time
 import unittest
 import urllib.parse
+import zlib
 
 import msgpack
 
@@ -82,7 +84,8 @@ class Process:
 
 
 class Cluster:
-    def __init__(self, nodes=8, gateway_args=(), name="main"):
+    def __init__(self, nodes=8, gateway_args=(), name="main", capacity="20G"):
+        self.capacity = capacity
         self.root = os.path.join(ROOT, name)
         os.makedirs(self.root)
         self.gateway = Process([os.path.join(BIN, "iproto-filegw"), "--listen", "127.0.0.1:0", "--data-dir", os.path.join(self.root, "gateway"),
@@ -97,7 +100,7 @@ class Cluster:
     def add_node(self):
         n = len(self.nodes)
         node = Process([os.path.join(BIN, "iproto-volumed"), "--listen", "127.0.0.1:0", "--data-dir", os.path.join(self.root, f"node{n}"),
-                        "--capacity", "20G", "--gateway", f"http://{self.gateway.address}", "--registration-interval", "0.5"],
+                        "--capacity", self.capacity, "--gateway", f"http://{self.gateway.address}", "--registration-interval", "0.5"],
                        "iproto-volumed", os.path.join(self.root, f"node{n}.log"))
         self.nodes.append(node)
         return node
@@ -471,6 +474,85 @@ class FileStoreTest(unittest.TestCase):
         self.assertEqual(subprocess.run(cli + ["rm", *gateway, "cli/two"], timeout=60).returncode, 0)
         self.assertEqual(subprocess.run(cli + ["rm", *gateway, "cli/two"], capture_output=True, timeout=60).returncode, 1)
         self.assertEqual(subprocess.run(cli + ["nodes", "--gateway", "ftp://x"], capture_output=True, timeout=60).returncode, 64)
+
+
+def png_pixels(path):
+    """(width, height, rows of (r, g, b)) of an 8-bit RGB or RGBA PNG, as Chromium writes them."""
+    with open(path, "rb") as f:
+        data = f.read()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    offset, idat, width = 8, b"", None
+    while offset < len(data):
+        length = int.from_bytes(data[offset:offset + 4], "big")
+        kind, body = data[offset + 4:offset + 8], data[offset + 8:offset + 8 + length]
+        if kind == b"IHDR":
+            width, height, depth, color = int.from_bytes(body[:4], "big"), int.from_bytes(body[4:8], "big"), body[8], body[9]
+            assert depth == 8 and color in (2, 6), (depth, color)
+            channels = 3 if color == 2 else 4
+        elif kind == b"IDAT":
+            idat += body
+        offset += 12 + length
+    raw, stride, rows, previous = zlib.decompress(idat), width * channels, [], bytearray(width * channels)
+    for y in range(height):
+        kind, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        for x in range(stride):
+            left = line[x - channels] if x >= channels else 0
+            up, corner = previous[x], previous[x - channels] if x >= channels else 0
+            if kind == 1:
+                line[x] = (line[x] + left) & 255
+            elif kind == 2:
+                line[x] = (line[x] + up) & 255
+            elif kind == 3:
+                line[x] = (line[x] + (left + up) // 2) & 255
+            elif kind == 4:
+                p = left + up - corner
+                pa, pb, pc = abs(p - left), abs(p - up), abs(p - corner)
+                line[x] = (line[x] + (left if pa <= pb and pa <= pc else up if pb <= pc else corner)) & 255
+        rows.append([tuple(line[x:x + 3]) for x in range(0, stride, channels)])
+        previous = line
+    return width, height, rows
+
+
+class StatusPageTest(unittest.TestCase):
+    """The status page in headless Chromium: its DOM and a screenshot."""
+
+    def test_the_page_shows_each_nodes_fill_and_the_files(self):
+        chromium = shutil.which("chromium")
+        self.assertIsNotNone(chromium, "chromium is installed by scripts/install-deps.sh test")
+        cluster = Cluster(nodes=6, name="page", capacity="64M")
+        try:
+            for n in range(3):
+                self.assertEqual(cluster.put(f"page/file-{n}", os.urandom((n + 1) * 4_000_000))[0], 201)
+            victim = cluster.nodes[5]
+            victim.kill()
+            wait_for(lambda: not next(n for n in cluster.node_list() if n["address"] == victim.address)["alive"], 10, "a node down")
+            nodes = cluster.node_list()
+            url = f"http://{cluster.gateway.address}/"
+            browser = [chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1200,900"]
+            dom = subprocess.run(browser + ["--dump-dom", url], capture_output=True, text=True, timeout=120).stdout
+            rows = re.findall(r'<tr class="node" data-id="([^"]+)" data-fill="([^"]+)">(.*?)</tr>', dom, re.S)
+            self.assertEqual(len(rows), 6, dom[:2000])
+            for node_id, fill, cells in rows:
+                node = next(n for n in nodes if n["id"] == node_id)
+                self.assertAlmostEqual(float(fill), node["fill"], places=6)
+                width = float(re.search(r'style="width: ([0-9.]+)%"', cells).group(1))
+                self.assertAlmostEqual(width, node["fill"] * 100, delta=0.1)
+                self.assertIn(node["address"], cells)
+                self.assertIn(">down<" if not node["alive"] else ">up<", cells)
+            self.assertEqual(re.findall(r'<tr class="file"><td>([^<]+)</td>', dom), ["page/file-0", "page/file-1", "page/file-2"])
+            shot = os.path.join(cluster.root, "status.png")
+            subprocess.run(browser + [f"--screenshot={shot}", url], capture_output=True, timeout=120)
+            width, height, pixels = png_pixels(shot)
+            self.assertEqual((width, height), (1200, 900))
+            bar = sum(1 for row in pixels for pixel in row if pixel == (0x3A, 0x7B, 0xD5))
+            down = sum(1 for row in pixels for pixel in row if pixel[0] > 150 and pixel[1] < 40 and pixel[2] < 40)
+            # Each live node's bar is about fill x 300 px wide and 14 px high.
+            expected = sum(n["fill"] * 300 * 14 for n in nodes)
+            self.assertGreater(bar, expected * 0.7, f"{bar} bar pixels, about {expected:.0f} expected")
+            self.assertLess(bar, expected * 1.3 + 200)
+            self.assertGreater(down, 20, "the dead node's state is shown in red")
+        finally:
+            cluster.stop()
 
 
 def spread(nodes):
