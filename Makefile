@@ -10,7 +10,7 @@ SHELL := /bin/bash
 SWIFT ?= swift
 ARGS ?=
 
-.PHONY: all unsafe-check build-deps test-deps bench-deps build run run-kv run-files test unit-test fixture-test sanitize-test restart-test crash-test powercut-test abuse-test kv-test file-test deploy-check bench abuse chaos fuzz clean
+.PHONY: all unsafe-check build-deps test-deps bench-deps build run run-kv run-files test unit-test fixture-test sanitize-test restart-test crash-test powercut-test abuse-test kv-test file-test deploy-check bench bench-files abuse chaos fuzz clean
 
 all: build
 
@@ -134,6 +134,12 @@ deploy-check: test-deps
 # Not part of make test: minutes of load on every core.
 bench: bench-deps
 	bench/run.sh
+
+# The file store's part of make bench alone (against SeaweedFS and nginx WebDAV):
+# replaces its section of docs/benchmarks.md.
+bench-files: bench-deps
+	bench/files_bench.sh .build/files-bench.md
+	python3 bench/splice_section.py docs/benchmarks.md .build/files-bench.md
 
 # Not part of make test: 8 s per scenario at full scale (10,000 connections), release build.
 abuse: test-deps

@@ -29,6 +29,9 @@ let package = Package(
         // The file store's HTTP gateway.
         .package(url: "https://github.com/hummingbird-project/hummingbird", exact: "2.28.1"),
         .package(url: "https://github.com/apple/swift-http-types", exact: "1.8.0"),
+        // The file gateway's shared metadata option.
+        .package(url: "https://github.com/vapor/postgres-nio", exact: "1.33.2"),
+        .package(url: "https://github.com/apple/swift-nio", exact: "2.101.3"),
     ],
     targets: [
         // System libraries from Debian (no pkg-config files ship for either).
@@ -247,8 +250,15 @@ let package = Package(
         // Where a new file's parts go (lowest fill, reservations) and rebalancing moves. Pure.
         .target(name: "FilePlacement", dependencies: ["StableHashing"]),
         .testTarget(name: "FilePlacementTests", dependencies: ["FilePlacement", "ErasureCoding"]),
-        // The gateway's metadata (files, parts, nodes, parts to reclaim) behind one interface; SQLite by default.
-        .target(name: "FileMetadata", dependencies: ["SQLiteSupport", .product(name: "GRDB", package: "GRDB.swift")]),
+        // The gateway's metadata (files, parts, nodes, parts to reclaim) behind one interface; SQLite by default, PostgreSQL to share.
+        .target(
+            name: "FileMetadata",
+            dependencies: [
+                "SQLiteSupport", .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "PostgresNIO", package: "postgres-nio"), .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
         // The gateway: uploads, downloads, placement, reclaiming; its HTTP routes and status page.
         .target(
             name: "FileGateway",

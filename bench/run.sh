@@ -598,5 +598,8 @@ gnuplot -e "datafile='$work/plot.dat'; outfile='$PNG'" bench/plot.gp
 log "the key-value cluster against etcd (bench/kv_bench.sh)"
 bench/kv_bench.sh "$work/kv.md" >/dev/null
 { echo; cat "$work/kv.md"; } >>"$DOC"
+log "the file store against SeaweedFS and nginx (bench/files_bench.sh)"
+bench/files_bench.sh "$work/files.md" >/dev/null
+{ echo; cat "$work/files.md"; } >>"$DOC"
 { echo; cat bench/history.md; } >>"$DOC"
 log "wrote $DOC and $PNG"

@@ -31,6 +31,8 @@ test_packages=(
     "etcd-server=3.4.23-4+b4"   # the KV cluster's coordinator, started by its tests on loopback
     "etcd-client=3.4.23-4+b4"   # etcdctl, to look at it
     "chromium=-"                # the file store's status page, rendered headless in its test
+    "fonts-dejavu-core=-"       # a font for it to draw text with (chromium only recommends one)
+    "postgresql=-"              # the file gateway's shared metadata, started by its test on loopback
 )
 
 bench_packages=(
@@ -40,6 +42,8 @@ bench_packages=(
     "python3=-"                          # holds the idle connections
     "wrk=-"                              # drives etcd's JSON gateway (bench/kv_bench.sh)
     "etcd-server=3.4.23-4+b4"            # the KV cluster's baseline and coordinator
+    "nginx=-"                            # the file store's WebDAV baseline (bench/files_bench.sh)
+    "curl=-"                             # its load generator
 )
 
 case "${1:-test}" in

@@ -19,6 +19,8 @@ public struct FileGatewayConfiguration: Sendable {
     /// How often every node is probed (VOL_NODE_INFO), and how long without an answer makes it down.
     public var probeInterval: Duration = .seconds(1)
     public var livenessTimeout: Duration = .seconds(3)
+    /// How often nodes and committed bytes are read again from the metadata (other gateways' changes).
+    public var metadataRefreshInterval: Duration = .seconds(5)
     /// How often parts of deleted, replaced and abandoned files are deleted on their nodes.
     public var reclaimInterval: Duration = .seconds(2)
 

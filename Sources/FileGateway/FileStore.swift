@@ -408,7 +408,7 @@ public final class FileStore: Sendable {
     // MARK: errors
 
     private func metadataFailure(_ error: any Error) -> GatewayError {
-        logger.error("metadata store failed", metadata: ["error": "\(error)"])
+        logger.error("metadata store failed", metadata: ["error": "\(String(reflecting: error))"])
         return GatewayError(.serviceUnavailable, "the metadata store failed: \(error)")
     }
 
@@ -442,6 +442,7 @@ extension FileStore {
         [
             Task { await Self.every(self.configuration.probeInterval) { await self.nodes.probeAll() } },
             Task { await Self.every(self.configuration.reclaimInterval) { await self.reclaim() } },
+            Task { await Self.every(self.configuration.metadataRefreshInterval) { await self.nodes.refreshFromMetadata() } },
             Task { await Self.every(.seconds(1)) { await self.publishMetrics() } },
         ]
     }

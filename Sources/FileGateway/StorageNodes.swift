@@ -115,6 +115,21 @@ public final class StorageNodes: Sendable {
         return record.id
     }
 
+    /// Picks up nodes and committed bytes that other gateways sharing the metadata
+    /// recorded (a node registers at one gateway; the others learn it here).
+    func refreshFromMetadata() async {
+        guard let records = try? await metadata.nodes(), let live = try? await metadata.liveBytesByNode() else { return }
+        state.withLock { state in
+            for record in records where state.entries[record.id]?.record.address != record.address {
+                state.entries[record.id]?.client.close()
+                var entry = Entry(record: record, client: IProtoClient(address: record.address, configuration: clientConfiguration))
+                if let old = state.entries[record.id] { entry.lastSeen = old.lastSeen }
+                state.entries[record.id] = entry
+            }
+            state.liveBytes = live
+        }
+    }
+
     /// Asks every node for its figures, concurrently; a node that does not answer
     /// within the liveness timeout counts as down.
     func probeAll() async {

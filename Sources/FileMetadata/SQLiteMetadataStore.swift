@@ -80,6 +80,9 @@ public final class SQLiteMetadataStore: FileMetadataStore {
 
     public func commitUpload(_ file: FileRecord) async throws -> FileRecord? {
         try await database.write { db in
+            let pending = try Int.fetchOne(
+                db, sql: "SELECT COUNT(*) FROM parts WHERE file_id = ? AND state = ?", arguments: [Int64(file.fileID), State.pending.rawValue])
+            guard pending == file.parts.count else { throw MetadataError("upload \(file.fileID) was abandoned: its parts are no longer pending") }
             let replaced = try Self.file(named: file.name, db)
             if let replaced {
                 try db.execute(sql: "UPDATE parts SET state = ? WHERE file_id = ?", arguments: [State.garbage.rawValue, Int64(replaced.fileID)])

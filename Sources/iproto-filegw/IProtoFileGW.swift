@@ -40,8 +40,11 @@ struct IProtoFileGW: AsyncParsableCommand {
     @Option(help: "Address to listen on (HTTP), HOST:PORT; port 0 picks a free port.")
     var listen = "127.0.0.1:8080"
 
-    @Option(help: "Directory of the metadata (metadata.sqlite); created if missing.")
-    var dataDir: String
+    @Option(help: "Directory of the metadata (metadata.sqlite); created if missing. Required unless --metadata names a PostgreSQL database.")
+    var dataDir: String?
+
+    @Option(help: "Where the metadata lives: sqlite (in --data-dir, the default) or postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE, which several gateways can share.")
+    var metadata = "sqlite"
 
     @Option(help: "Parity parts per file (0...4): a file stays readable with this many of its nodes down. New files only; stored files keep theirs.")
     var parity = defaults.parityParts
@@ -99,13 +102,7 @@ struct IProtoFileGW: AsyncParsableCommand {
                 ]))
 
         let configuration = try makeConfiguration()
-        let metadata: SQLiteMetadataStore
-        do {
-            metadata = try SQLiteMetadataStore(directory: dataDir)
-        } catch {
-            throw GatewayStartFailure.data("cannot open the metadata in \(dataDir): \(error)")
-        }
-        let store = try await FileStore(configuration: configuration, metadata: metadata, logger: logger)
+        let store = try await FileStore(configuration: configuration, metadata: try await openMetadata(logger: logger), logger: logger)
         let loops = store.startLoops()
 
         let (host, port) = try parseListenAddress(listen)
@@ -132,8 +129,23 @@ struct IProtoFileGW: AsyncParsableCommand {
         logger.info("stopped")
     }
 
+    private func openMetadata(logger: Logger) async throws -> any FileMetadataStore {
+        if metadata == "sqlite" {
+            do { return try SQLiteMetadataStore(directory: dataDir ?? "") } catch {
+                throw GatewayStartFailure.data("cannot open the metadata in \(dataDir ?? ""): \(error)")
+            }
+        }
+        do { return try await PostgresMetadataStore(url: metadata, logger: logger) } catch {
+            throw GatewayStartFailure.data("cannot use the metadata at \(metadata): \(String(reflecting: error))")
+        }
+    }
+
     private func makeConfiguration() throws -> FileGatewayConfiguration {
-        var configuration = FileGatewayConfiguration(dataDirectory: dataDir)
+        if metadata == "sqlite", dataDir == nil { throw ValidationError("--data-dir is required with SQLite metadata") }
+        if metadata != "sqlite", !(metadata.hasPrefix("postgres://") || metadata.hasPrefix("postgresql://")) {
+            throw ValidationError("--metadata must be sqlite or a postgres:// URL, got \"\(metadata)\"")
+        }
+        var configuration = FileGatewayConfiguration(dataDirectory: dataDir ?? "(postgres)")
         configuration.parityParts = parity
         configuration.maxFileBytes = Int64(try parseByteSize(maxFileSize, flag: "--max-file-size"))
         configuration.blocksInFlight = blocksInFlight

@@ -31,6 +31,7 @@ import msgpack
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from iproto import frame, read_reply  # noqa: E402
+from postgres import Postgres  # noqa: E402
 
 VOL_PART_INFO = 0x00040005
 VOL_NOT_FOUND = 0x303
@@ -83,15 +84,18 @@ class Process:
         self.process.stdout.close()
 
 
+def start_gateway(root, name, *extra):
+    return Process([os.path.join(BIN, "iproto-filegw"), "--listen", "127.0.0.1:0", "--data-dir", os.path.join(root, name),
+                    "--max-file-size", str(MAX_FILE), "--idle-timeout", "2", "--probe-interval", "0.2",
+                    "--liveness-timeout", "1", "--transfer-memory", "48M", *extra], "iproto-filegw", os.path.join(root, name + ".log"))
+
+
 class Cluster:
     def __init__(self, nodes=8, gateway_args=(), name="main", capacity="20G"):
         self.capacity = capacity
         self.root = os.path.join(ROOT, name)
         os.makedirs(self.root)
-        self.gateway = Process([os.path.join(BIN, "iproto-filegw"), "--listen", "127.0.0.1:0", "--data-dir", os.path.join(self.root, "gateway"),
-                                "--max-file-size", str(MAX_FILE), "--idle-timeout", "2", "--probe-interval", "0.2",
-                                "--liveness-timeout", "1", "--transfer-memory", "48M", *gateway_args], "iproto-filegw",
-                               os.path.join(self.root, "gateway.log"))
+        self.gateway = start_gateway(self.root, "gateway", *gateway_args)
         self.nodes = []
         for _ in range(nodes):
             self.add_node()
@@ -553,6 +557,56 @@ class StatusPageTest(unittest.TestCase):
             self.assertGreater(down, 20, "the dead node's state is shown in red")
         finally:
             cluster.stop()
+
+
+class PostgresMetadataTest(unittest.TestCase):
+    """Two gateways sharing one PostgreSQL metadata store (--metadata postgres://...)."""
+
+    def test_two_gateways_share_files_and_nodes(self):
+        with Postgres(os.path.join(ROOT, "pg")) as pg:
+            url = pg.create_database("files")
+            first = Cluster(nodes=6, name="pg-a", gateway_args=("--metadata", url))
+            second = start_gateway(first.root, "gateway-b", "--metadata", url)
+            try:
+                other = Cluster.__new__(Cluster)
+                other.gateway, other.nodes = second, []
+                # Nodes register at the first gateway; the second learns them from the metadata.
+                wait_for(lambda: len([n for n in other.node_list() if n["alive"]]) == 6, 20, "the second gateway to see 6 nodes")
+                data = os.urandom(2 * BLOCK + 11)
+                status, _, body = first.put("shared/a", data)
+                self.assertEqual(status, 201, body)
+                self.assertEqual(other.get("shared/a")[2], data, "written through one gateway, read through the other")
+                self.assertEqual(other.put("shared/a", b"replaced")[0], 200)
+                self.assertEqual(first.get("shared/a")[2], b"replaced")
+                listing = json.loads(first.request("GET", "/files?prefix=shared/")[2])
+                self.assertIsInstance(listing, list, listing)
+                names = [f["name"] for f in listing]
+                self.assertEqual(names, ["shared/a"])
+                self.assertEqual(first.put("shared/ünï", b"x")[0], 201)
+                self.assertEqual(other.get("shared/ünï")[2], b"x")
+                self.assertEqual(other.request("DELETE", "/files/shared/a")[0], 204)
+                self.assertEqual(first.get("shared/a")[0], 404)
+                wait_for(lambda: first.metric("iproto_files_garbage_parts") == 0 and other.metric("iproto_files_garbage_parts") == 0
+                         and first.metric("iproto_files_parts_reclaimed_total") + other.metric("iproto_files_parts_reclaimed_total") >= 12,
+                         20, "the replaced and deleted parts reclaimed")
+                # A restart of one keeps everything and does not abandon the other's upload in flight.
+                host, port = second.address.rsplit(":", 1)
+                upload = socket.create_connection((host, int(port)), timeout=30)
+                body = os.urandom(BLOCK + 5)
+                upload.sendall(f"PUT /files/shared/in-flight HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n".encode())
+                upload.sendall(body[:1000])
+                wait_for(lambda: any(n["reserved_bytes"] > 0 for n in other.node_list()), 10, "the upload under way")
+                first.gateway.kill()
+                first.gateway.start()
+                self.assertEqual(first.get("shared/ünï")[2], b"x")
+                upload.sendall(body[1000:])
+                reply = upload.recv(65536)
+                upload.close()
+                self.assertEqual(status_of(reply), 201, reply[:300])
+                self.assertEqual(first.get("shared/in-flight")[2], body)
+            finally:
+                second.kill()
+                first.stop()
 
 
 def spread(nodes):
