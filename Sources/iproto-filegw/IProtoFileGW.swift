@@ -110,7 +110,10 @@ struct IProtoFileGW: AsyncParsableCommand {
         let responder = GatewayResponder(store: store) { String(decoding: registry.emitToBuffer(), as: UTF8.self) }
         let app = Application(
             responder: responder,
-            server: .http1(configuration: .init(idleTimeout: idle == .zero ? nil : .milliseconds(Int64(idle / .milliseconds(1))))),
+            server: .http1(
+                configuration: .init(
+                    additionalChannelHandlers: [ExpectContinueHandler()],
+                    idleTimeout: idle == .zero ? nil : .milliseconds(Int64(idle / .milliseconds(1))))),
             configuration: ApplicationConfiguration(address: .hostname(host, port: Int(port)), serverName: nil),
             onServerRunning: { channel in
                 let bound = channel.localAddress?.port ?? Int(port)

@@ -454,6 +454,17 @@ class FileStoreTest(unittest.TestCase):
         wait_for(lambda: len([n for n in CLUSTER.node_list() if n["alive"]]) == len(CLUSTER.nodes), 20, "the nodes known again")
         self.assertEqual(CLUSTER.get("survives")[2], data)
 
+    def test_16_expect_100_continue_is_answered_before_the_body(self):
+        host, port = CLUSTER.gateway.address.rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=5) as sock:
+            sock.sendall(b"PUT /files/continued HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+            sock.settimeout(0.5)  # curl waits 1 s for it before sending anyway
+            self.assertTrue(sock.recv(1024).startswith(b"HTTP/1.1 100 Continue\r\n"))
+            sock.settimeout(5)
+            sock.sendall(b"hello")
+            self.assertEqual(status_of(sock.recv(4096)), 201)
+        self.assertEqual(CLUSTER.get("continued")[2], b"hello")
+
     def test_15_the_cli_puts_gets_lists_and_removes(self):
         cli = [os.path.join(BIN, "iproto"), "files"]
         gateway = ["--gateway", f"http://{CLUSTER.gateway.address}"]
