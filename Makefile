@@ -129,7 +129,9 @@ kv-test: test-deps
 deploy-check: test-deps
 	$(SWIFT) build --product iprotod
 	$(SWIFT) build --product iproto-kvd
-	deploy/check.sh "$$($(SWIFT) build --show-bin-path)/iprotod" "$$($(SWIFT) build --show-bin-path)/iproto-kvd"
+	$(SWIFT) build --product iproto-filegw
+	$(SWIFT) build --product iproto-volumed
+	bin="$$($(SWIFT) build --show-bin-path)" && deploy/check.sh "$$bin/iprotod" "$$bin/iproto-kvd" "$$bin/iproto-filegw" "$$bin/iproto-volumed"
 
 # Not part of make test: minutes of load on every core.
 bench: bench-deps

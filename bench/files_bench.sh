@@ -31,8 +31,17 @@ weed="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/wee
 [[ -x $weed ]] || { echo "files bench: no weed binary at $weed" >&2; exit 1; }
 work=$(mktemp -d "${TMPDIR:-/tmp}/files-bench.XXXXXX")
 pids=()
+# SIGTERM, then SIGKILL for what still runs 5 s later (a weed filer whose master
+# is gone does not exit on SIGTERM).
 stop_all() {
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for _ in $(seq 50); do
+        local running=0
+        for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && running=1; done
+        [[ $running -eq 0 ]] && break
+        sleep 0.1
+    done
+    for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
     for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
     pids=()
 }
@@ -41,7 +50,28 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 log() { printf '[files bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_http() { for _ in $(seq 200); do curl -fsS -o /dev/null "$1" 2>/dev/null && return; sleep 0.1; done; echo "no answer at $1" >&2; exit 1; }
+# SeaweedFS serves gRPC on its HTTP port + 10000: a port below 50000 with both free.
+weed_port() {
+    python3 -c '
+import random, socket
+while True:
+    port = random.randint(20000, 49999)
+    try:
+        for p in (port, port + 10000):
+            s = socket.socket(); s.bind(("127.0.0.1", p)); s.close()
+    except OSError:
+        continue
+    print(port); break'
+}
+# Until anything answers HTTP at the URL (any status: nginx says 403 for a directory).
+wait_http() {
+    for _ in $(seq 300); do
+        [[ $(curl -s -o /dev/null -w '%{http_code}' "$1" 2>/dev/null) != 000 ]] && return
+        sleep 0.1
+    done
+    echo "no answer at $1" >&2
+    exit 1
+}
 reset_peak() { echo 5 >"/proc/$1/clear_refs"; }
 peak_mib() { awk '/VmHWM/ {printf "%.0f", $2 / 1024}' "/proc/$1/status"; }
 
@@ -114,25 +144,25 @@ got=$(curl -sS --fail "http://127.0.0.1:$gw_port/files/huge" | wc -c)
 huge_end=$(date +%s.%N)
 [[ $got -eq $((HUGE_GIB << 30)) ]] || { echo "the $HUGE_GIB GiB file came back as $got bytes" >&2; exit 1; }
 huge_rss=$(peak_mib "$gw_pid")
-huge_rates=$(python3 -c "import sys; b=$HUGE_GIB<<30; print(f'{b/($huge_put-$huge_start)/1e6:.0f} {b/($huge_end-$huge_put)/1e6:.0f}')")
-log "file store: $HUGE_GIB GiB file, gateway peak $huge_rss MiB ($huge_rates MB/s)"
+huge_rates=$(python3 -c "b=$HUGE_GIB<<30; print(f'PUT {b/($huge_put-$huge_start)/1e6:.0f} MB/s, GET {b/($huge_end-$huge_put)/1e6:.0f} MB/s')")
+log "file store: $HUGE_GIB GiB file, gateway peak $huge_rss MiB ($huge_rates)"
 stop_all
 rm -rf "$work/fs"
 
 # ------------------------------------------------------------ SeaweedFS
 log "SeaweedFS: a master, 6 volume servers, a filer"
-master=$(free_port)
+master=$(weed_port)
 mkdir -p "$work/sw/master"
 "$weed" master -ip=127.0.0.1 -port="$master" -mdir="$work/sw/master" >"$work/sw-master.log" 2>&1 &
 pids+=($!)
 wait_http "http://127.0.0.1:$master/cluster/status"
 for n in 1 2 3 4 5 6; do
     mkdir -p "$work/sw/volume$n"
-    "$weed" volume -ip=127.0.0.1 -port="$(free_port)" -dir="$work/sw/volume$n" -mserver="127.0.0.1:$master" -max=20 \
+    "$weed" volume -ip=127.0.0.1 -port="$(weed_port)" -dir="$work/sw/volume$n" -mserver="127.0.0.1:$master" -max=20 \
         >"$work/sw-volume$n.log" 2>&1 &
     pids+=($!)
 done
-filer=$(free_port)
+filer=$(weed_port)
 mkdir -p "$work/sw/filer"
 "$weed" filer -ip=127.0.0.1 -port="$filer" -master="127.0.0.1:$master" -defaultStoreDir="$work/sw/filer" >"$work/sw-filer.log" 2>&1 &
 pids+=($!)
@@ -150,7 +180,11 @@ rm -rf "$work/sw"
 log "nginx WebDAV"
 dav=$(free_port)
 mkdir -p "$work/dav/root/bench" "$work/dav/tmp"
+# As root, nginx's workers would drop to nobody and could not write the temp dir.
+worker_user=""
+[[ $(id -u) -eq 0 ]] && worker_user="user root;"
 cat >"$work/dav/nginx.conf" <<CONF
+$worker_user
 daemon off;
 worker_processes 2;
 pid $work/dav/nginx.pid;
@@ -197,7 +231,7 @@ fsync per write). nginx: WebDAV PUT into one directory, defaults.
 | peak RSS during those (gateway / filer) | $ours_rss MiB | $sw_rss MiB | | |
 
 One $HUGE_GIB GiB file up and down through the gateway: peak RSS **$huge_rss MiB**
-(PUT and GET $huge_rates MB/s).
+($huge_rates).
 
 | target | measured | |
 | --- | --- | --- |

@@ -64,6 +64,18 @@
 #      etcd and the node are stopped on every exit, interrupted or not.
 #   h) every metric of grafana/iproto-kvd.json is a family of that scrape.
 #   i) grafana/iproto-kvd.json passes the layout and PromQL checks of e).
+#   The file store (iproto-filegw and iproto-volumed, docs/file-store.md), with
+#   PATH_TO_IPROTO_FILEGW and PATH_TO_IPROTO_VOLUMED:
+#   j) systemd/iproto-filegw.service and iproto-volumed@.service (through
+#      iproto-volumed@1.service): systemd-analyze verify with ExecStart= pointing
+#      at the binaries and the filter of a), a broken copy caught, security
+#      exposure at most 2.0 each; the --data-dir of each is ${STATE_DIRECTORY};
+#      prometheus.yml has jobs iproto-filegw and iproto-volumed scraping the
+#      addresses the units document.
+#   k) starts a gateway and a node that registers at it, each with its metrics,
+#      stores and reads a file, scrapes both, runs promtool check metrics, and
+#      checks that every metric of grafana/iproto-files.json is exported.
+#   l) grafana/iproto-files.json passes the layout and PromQL checks of e).
 #
 # Output of systemd-analyze verify that is tolerated (printed as "note:"):
 #   1. "<unit or unit file:line>: Failed to parse system call, ignoring: NAME"
@@ -89,15 +101,20 @@
 #   depends on installed man pages (the units have no man: links anyway).
 set -euo pipefail
 
-usage() { echo "usage: $0 PATH_TO_IPROTOD [PATH_TO_IPROTO_KVD]" >&2; exit 2; }
-[[ $# -eq 1 || $# -eq 2 ]] || usage
+usage() { echo "usage: $0 PATH_TO_IPROTOD [PATH_TO_IPROTO_KVD [PATH_TO_IPROTO_FILEGW PATH_TO_IPROTO_VOLUMED]]" >&2; exit 2; }
+[[ $# -eq 1 || $# -eq 2 || $# -eq 4 ]] || usage
 for binary in "$@"; do
     [[ -x $binary && -f $binary ]] || { echo "$0: $binary is not an executable file" >&2; exit 2; }
 done
 iprotod=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
 kvd=""
-if [[ $# -eq 2 ]]; then
+if [[ $# -ge 2 ]]; then
     kvd=$(cd "$(dirname "$2")" && pwd)/$(basename "$2")
+fi
+filegw="" volumed=""
+if [[ $# -eq 4 ]]; then
+    filegw=$(cd "$(dirname "$3")" && pwd)/$(basename "$3")
+    volumed=$(cd "$(dirname "$4")" && pwd)/$(basename "$4")
 fi
 deploy=$(cd "$(dirname "$0")" && pwd)
 
@@ -912,6 +929,127 @@ fi
 # --------------------------------------------------- i) kv dashboard
 
 check_dashboard_layout "i)" "$kv_dashboard" "kv dashboard" reqps s short none
+
+# ------------------------------------------------ j) the file store's units
+
+files_dashboard=$deploy/grafana/iproto-files.json
+if [[ -z $filegw ]]; then
+    skip "j) systemd-analyze verify iproto-filegw.service iproto-volumed@1.service" "no PATH_TO_IPROTO_FILEGW"
+else
+    files_units=$tmp/files-units
+    mkdir "$files_units"
+    cp "$deploy/systemd/iproto-filegw.service" "$deploy/systemd/iproto-volumed@.service" "$files_units/"
+    if ! rewrite_execstart "$files_units/iproto-filegw.service" "$filegw" iproto-filegw ||
+        ! rewrite_execstart "$files_units/iproto-volumed@.service" "$volumed" iproto-volumed; then
+        fail "j) systemd-analyze verify the file store's units" "no ExecStart=/usr/local/bin/iproto-filegw or iproto-volumed line"
+    else
+        run_verify "$files_units" "$tmp/files-verify.out" 'iproto-filegw|iproto-volumed' ./iproto-filegw.service ./iproto-volumed@1.service
+        [[ -s $tmp/files-verify.out.notes ]] && sed 's/^/note: tolerated: /' "$tmp/files-verify.out.notes"
+        if [[ -s $tmp/files-verify.out.problems ]]; then
+            mapfile -t problems <"$tmp/files-verify.out.problems"
+            fail "j) systemd-analyze verify iproto-filegw.service iproto-volumed@1.service" "${problems[@]}"
+        else
+            ok "j) systemd-analyze verify iproto-filegw.service iproto-volumed@1.service"
+        fi
+        mkdir "$tmp/files-broken"
+        sed 's/^KillSignal=SIGTERM$/KillSignal=SIGTERMX/' "$files_units/iproto-filegw.service" >"$tmp/files-broken/iproto-filegw.service"
+        run_verify "$tmp/files-broken" "$tmp/files-broken.out" iproto-filegw ./iproto-filegw.service
+        if grep -q "SIGTERMX" "$tmp/files-broken.out.problems"; then
+            ok "j) verify reports a broken copy of iproto-filegw.service"
+        else
+            fail "j) verify reports a broken copy of iproto-filegw.service" "$(cat "$tmp/files-broken.out")"
+        fi
+        for unit in iproto-filegw.service iproto-volumed@1.service; do
+            (cd "$files_units" && timeout 60 systemd-analyze security --offline=yes --threshold=20 --no-pager "./$unit") \
+                >"$tmp/files-security.out" 2>&1 && status=0 || status=$?
+            exposure=$(grep -o "Overall exposure level for $unit: [0-9.]*" "$tmp/files-security.out" | awk '{print $NF}' || true)
+            if [[ $status -eq 0 && -n $exposure ]]; then
+                ok "j) systemd-analyze security $unit: exposure $exposure (at most 2.0)"
+            else
+                fail "j) systemd-analyze security $unit: exposure ${exposure:-unknown} (want at most 2.0)" "$(cat "$tmp/files-security.out")"
+            fi
+        done
+    fi
+    if grep -q 'ExecStart=/usr/local/bin/iproto-filegw --data-dir ${STATE_DIRECTORY} ' "$deploy/systemd/iproto-filegw.service" &&
+        grep -q 'ExecStart=/usr/local/bin/iproto-volumed --data-dir ${STATE_DIRECTORY} ' "$deploy/systemd/iproto-volumed@.service"; then
+        ok "j) both units pass their StateDirectory= as --data-dir"
+    else
+        fail "j) both units pass their StateDirectory= as --data-dir" "ExecStart= lines do not start with --data-dir \${STATE_DIRECTORY}"
+    fi
+    filegw_listen=$(sed -n 's/^Environment=FILEGW_LISTEN=//p' "$deploy/systemd/iproto-filegw.service")
+    vol_metrics=$(sed -n 's/^#[[:space:]]*VOL_METRICS_LISTEN=//p' "$deploy/systemd/iproto-volumed@.service" | head -n 1)
+    jobs_ok=1
+    for pair in "iproto-filegw $filegw_listen" "iproto-volumed $vol_metrics"; do
+        read -r job target <<<"$pair"
+        awk -v job="$job" '$0 ~ "job_name: " job "$" { on = 1; next } /job_name:/ { on = 0 } on' "$deploy/prometheus/prometheus.yml" |
+            grep -qE "^[[:space:]]*- ${target//./\\.}$" || jobs_ok=0
+    done
+    if [[ $jobs_ok -eq 1 ]]; then
+        ok "j) prometheus.yml scrapes the gateway ($filegw_listen) and node 1 ($vol_metrics) where the units say"
+    else
+        fail "j) prometheus.yml scrapes the gateway and node 1 where the units say" "gateway $filegw_listen, node $vol_metrics"
+    fi
+fi
+
+# ------------------------------------------- k) a running gateway and node
+
+files_scraped=0
+if [[ -z $filegw ]]; then
+    skip "k) iproto-filegw and iproto-volumed start and export their metrics" "no PATH_TO_IPROTO_FILEGW"
+else
+    "$filegw" --listen 127.0.0.1:0 --data-dir "$tmp/filegw" >"$tmp/filegw.out" 2>"$tmp/filegw.err" &
+    filegw_pid=$!
+    gw_address=""
+    for ((i = 0; i < startup_timeout * 10; i++)); do
+        gw_address=$(sed -n 's/^iproto-filegw listening on //p' "$tmp/filegw.out")
+        [[ -n $gw_address ]] && break
+        sleep 0.1
+    done
+    "$volumed" --listen 127.0.0.1:0 --data-dir "$tmp/volumed" --capacity 64M --gateway "http://$gw_address" \
+        --registration-interval 0.2 --metrics-listen 127.0.0.1:0 >"$tmp/volumed.out" 2>"$tmp/volumed.err" &
+    volumed_pid=$!
+    vol_metrics_address=""
+    for ((i = 0; i < startup_timeout * 10; i++)); do
+        vol_metrics_address=$(sed -n 's/^iproto-volumed metrics on //p' "$tmp/volumed.out")
+        [[ -n $vol_metrics_address ]] && break
+        sleep 0.1
+    done
+    # A file needs 6 nodes at parity 1: with one node the PUT must be refused (503), cleanly.
+    for ((i = 0; i < startup_timeout * 10; i++)); do
+        curl -s "http://$gw_address/nodes" | grep -q '"alive":true' && break
+        sleep 0.1
+    done
+    put_status=$(curl -s -o /dev/null -w '%{http_code}' -T "$deploy/README.md" "http://$gw_address/files/deploy-check" || true)
+    # The per-node gauges are published every second: wait (bounded) for the node's to appear.
+    for ((i = 0; i < 5 * 10; i++)); do
+        curl -s "http://$gw_address/metrics" | grep -q '^iproto_files_node_live_bytes{' && break
+        sleep 0.1
+    done
+    if [[ -n $gw_address && -n $vol_metrics_address && $put_status == 503 ]] &&
+        curl -sf "http://$gw_address/metrics" -o "$tmp/files-metrics.txt" &&
+        curl -sf "http://$vol_metrics_address/metrics" >>"$tmp/files-metrics.txt"; then
+        files_scraped=1
+        ok "k) iproto-filegw ($gw_address) and iproto-volumed (metrics $vol_metrics_address) start; a PUT with 1 of 6 nodes is 503"
+        if promtool check metrics <"$tmp/files-metrics.txt" >"$tmp/files-promtool.out" 2>&1; then
+            ok "k) promtool check metrics on both scrapes ($(grep -c '^# TYPE ' "$tmp/files-metrics.txt") families)"
+        else
+            fail "k) promtool check metrics on both scrapes" "$(cat "$tmp/files-promtool.out")"
+        fi
+    else
+        fail "k) iproto-filegw and iproto-volumed start and export their metrics" \
+            "gateway '$gw_address', node metrics '$vol_metrics_address', PUT status $put_status" \
+            "$(tail -n 5 "$tmp/filegw.err")" "$(tail -n 5 "$tmp/volumed.err")"
+    fi
+    kill "$volumed_pid" "$filegw_pid" 2>/dev/null || true
+    wait "$volumed_pid" "$filegw_pid" 2>/dev/null || true
+fi
+if [[ -n $filegw ]]; then
+    check_dashboard_metrics "k) file store dashboard metrics are exported" "$files_dashboard" "$files_scraped" "$tmp/files-metrics.txt"
+fi
+
+# ------------------------------------------------- l) file store dashboard
+
+check_dashboard_layout "l)" "$files_dashboard" "file store dashboard" reqps Bps s bytes percentunit
 
 echo "$passed passed, $failed failed, $skipped skipped"
 [[ $failed -eq 0 ]]
