@@ -1,5 +1,5 @@
 # Multi-stage build: the same steps as `make build` (scripts/install-deps.sh, then
-# swift build), then a slim runtime with libev and zlib only: msgpuck is a static
+# swift build), then a slim runtime with libev and ISA-L (CRC-32) only: msgpuck is a static
 # library and the Swift runtime is linked statically. The storage is in memory unless
 # IPROTOD_DATA_DIR names a directory (mount a volume there).
 FROM swift:6.3-bookworm AS build
@@ -12,7 +12,7 @@ RUN swift build -c release --product iprotod --static-swift-stdlib \
 
 FROM debian:bookworm-slim
 RUN apt-get update \
-    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends libev4 zlib1g \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends libev4 libisal2 \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --no-create-home --uid 10001 iprotod
 COPY --from=build /out/iprotod /usr/local/bin/iprotod

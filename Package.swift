@@ -40,8 +40,10 @@ let package = Package(
         .systemLibrary(name: "CMsgPuck", providers: [.apt(["libmsgpuck-dev"])]),
         // epoll, which Glibc's Swift module does not export.
         .systemLibrary(name: "CEpoll"),
-        // zlib's crc32 for the storage journal.
-        .systemLibrary(name: "CZlib", providers: [.apt(["zlib1g-dev"])]),
+        // Intel ISA-L: the CRC-32 of every journal record, volume record and file chunk
+        // (zlib's values, computed with carry-less multiplication), and the file store's
+        // Reed–Solomon parity. Debian ships no pkg-config file for it.
+        .systemLibrary(name: "CISAL", providers: [.apt(["libisal-dev"])]),
 
         // The C core: event loops, sockets, buffers, framing, limits.
         .target(
@@ -64,7 +66,7 @@ let package = Package(
 
         // Files made durable by appending and syncing, read back at any offset, with their
         // checksums: the one place the storage layers touch the file system.
-        .target(name: "Durability", dependencies: ["CZlib"]),
+        .target(name: "Durability", dependencies: ["CISAL"]),
 
         // A storage node's parts in append-only, checksummed volumes with an index (docs/volume-format.md).
         .target(name: "VolumeStore", dependencies: ["Durability"]),
@@ -243,10 +245,8 @@ let package = Package(
         // ---- end of KV cluster ---------------------------------------------------------------
 
         // ---- File store (issue 12) -----------------------------------------------------------
-        // Intel ISA-L's Reed–Solomon coding, from Debian (no pkg-config file ships).
-        .systemLibrary(name: "CErasure", providers: [.apt(["libisal-dev"])]),
         // How files are cut into data and parity parts, and the coding itself. Pure but for ISA-L.
-        .target(name: "ErasureCoding", dependencies: ["CErasure"]),
+        .target(name: "ErasureCoding", dependencies: ["CISAL"]),
         .testTarget(name: "ErasureCodingTests", dependencies: ["ErasureCoding"]),
         // Where a new file's parts go (lowest fill, reservations) and rebalancing moves. Pure.
         .target(name: "FilePlacement", dependencies: ["StableHashing"]),

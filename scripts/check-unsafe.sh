@@ -11,7 +11,7 @@ boundaries=(
     Sources/IProto/Bridge/                          # the C core's callbacks, addresses and msgpuck
     Sources/IProtoClient/Socket.swift               # the client's socket calls
     Sources/IProtoClient/Poller.swift               # and its epoll
-    Sources/Durability/DurableFile.swift            # the storage layers' file system calls and zlib
+    Sources/Durability/DurableFile.swift            # the storage layers' file system calls and ISA-L's CRC-32
     Sources/IProtoPrometheus/EndpointSocket.swift   # the metrics endpoint's socket calls
     Sources/ErasureCoding/ISAL.swift                # Intel ISA-L's Reed-Solomon coding
     Sources/iproto/LineEditor.swift                 # libedit for the REPL

@@ -13,9 +13,8 @@ build_packages=(
     "libev-dev=1:4.33-1"
     "libmsgpuck-dev=1.0.3-1.1+b1"
     "libedit-dev=3.1-20221030-2"   # line editing in iproto repl
-    "zlib1g-dev=1:1.2.13.dfsg-1"   # crc32 for the storage journal
     "libsqlite3-dev=3.40.1-2+deb12u2"   # the KV replicas' store (KVStore, through GRDB)
-    "libisal-dev=2.30.0-5"   # Reed-Solomon parity for the file store (ErasureCoding)
+    "libisal-dev=2.30.0-5"   # CRC-32 of every stored record (Durability), Reed-Solomon parity (ErasureCoding)
 )
 test_packages=(
     "netcat-openbsd=-"   # fixtures are fed with nc -N

