@@ -133,8 +133,10 @@ public struct GatewayResponder: HTTPResponder {
 
     private func list(_ request: Request) async throws(GatewayError) -> Response {
         let query = request.uri.queryParameters
-        let prefix = query["prefix"].map { String($0).removingPercentEncoding ?? String($0) } ?? ""
-        let after = query["after"].map { String($0).removingPercentEncoding ?? String($0) }
+        // Hummingbird has already decoded the query's %-escapes: decoding again would turn a name's
+        // own "%41" into "A".
+        let prefix = query["prefix"].map(String.init) ?? ""
+        let after = query["after"].map(String.init)
         var limit = 1000
         if let text = query["limit"] {
             guard let value = Int(text), (1...10_000).contains(value) else { throw GatewayError(.badRequest, "limit \(text) is out of range 1...10000") }

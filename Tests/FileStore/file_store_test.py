@@ -259,6 +259,12 @@ class FileStoreTest(unittest.TestCase):
         status, _, body = CLUSTER.request("GET", "/files?prefix=list/&after=list/b/c")
         self.assertEqual([f["name"] for f in json.loads(body)], ["list/b/d"])
         self.assertEqual(CLUSTER.request("GET", "/files?limit=0")[0], 400)
+        # Names with their own %-escapes list by their own bytes (escaped once in the query).
+        self.assertEqual(CLUSTER.put("pct%41/x", b"x")[0], 201)
+        status, _, body = CLUSTER.request("GET", "/files?prefix=" + urllib.parse.quote("pct%41/", safe=""))
+        self.assertEqual([f["name"] for f in json.loads(body)], ["pct%41/x"])
+        status, _, body = CLUSTER.request("GET", "/files?prefix=pctA")
+        self.assertEqual(json.loads(body), [])
 
     def test_05_fifty_concurrent_uploads_and_downloads(self):
         random.seed(5)
