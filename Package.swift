@@ -116,10 +116,15 @@ let package = Package(
             dependencies: ["EtcdClient", .product(name: "Logging", package: "swift-log")]
         ),
 
-        // What every server binary of the package shares: signals, flag values.
+        // What every server binary of the package shares: start-up, failure exits, signals, flag values.
         .target(
             name: "ServerSupport",
-            dependencies: [.product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: [
+                "IProto", "IProtoPrometheus",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ]
         ),
 
         // The server binary: flags, wiring, signals.
@@ -290,7 +295,7 @@ let package = Package(
         .executableTarget(
             name: "iproto-filegw",
             dependencies: [
-                "CMalloc", "FileGateway", "FileMetadata", "IProtoPrometheus", "ServerSupport",
+                "CMalloc", "FileGateway", "FileMetadata", "IProto", "IProtoPrometheus", "ServerSupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),

@@ -1,4 +1,5 @@
 import ErasureCoding
+import IProto
 
 /// The gateway's settings: `iproto-filegw`'s flags (docs/file-store.md, "Running the gateway").
 public struct FileGatewayConfiguration: Sendable {
@@ -26,7 +27,7 @@ public struct FileGatewayConfiguration: Sendable {
 
     public init(dataDirectory: String) { self.dataDirectory = dataDirectory }
 
-    public func validated() throws(GatewayStartFailure) -> FileGatewayConfiguration {
+    public func validated() throws(StartFailure) -> FileGatewayConfiguration {
         guard !dataDirectory.isEmpty else { throw .configuration("--data-dir is required") }
         do { _ = try StripeLayout(parityParts: parityParts, shardBytes: shardBytes) } catch { throw .configuration("--parity \(parityParts): \(error)") }
         guard maxFileBytes >= 0 else { throw .configuration("--max-file-size must not be negative") }
@@ -36,29 +37,5 @@ public struct FileGatewayConfiguration: Sendable {
             throw .configuration("timeouts and intervals must be positive, and --liveness-timeout longer than --probe-interval")
         }
         return self
-    }
-}
-
-/// Why the gateway did not start, with the exit status iproto-filegw uses.
-public enum GatewayStartFailure: Error, CustomStringConvertible {
-    /// A bad flag: 64.
-    case configuration(String)
-    /// The metadata cannot be opened, or the erasure-coding self-test failed: 65.
-    case data(String)
-    /// The listening socket: 69.
-    case environment(String)
-
-    public var description: String {
-        switch self {
-        case .configuration(let message), .data(let message), .environment(let message): message
-        }
-    }
-
-    public var exitCode: Int32 {
-        switch self {
-        case .configuration: 64
-        case .data: 65
-        case .environment: 69
-        }
     }
 }

@@ -1,6 +1,7 @@
 import Durability
 import ErasureCoding
 import FileMetadata
+import FilePlacement
 import Foundation
 import IProto
 import IProtoClient
@@ -24,7 +25,7 @@ public final class FileStore: Sendable {
 
     public static var metricHelp: [String: String] { GatewayMetrics.help.merging(PartMover.help) { first, _ in first } }
 
-    public init(configuration: FileGatewayConfiguration, metadata: any FileMetadataStore, logger: Logger) async throws(GatewayStartFailure) {
+    public init(configuration: FileGatewayConfiguration, metadata: any FileMetadataStore, logger: Logger) async throws(StartFailure) {
         let configuration = try configuration.validated()
         self.configuration = configuration
         self.metadata = metadata
@@ -400,7 +401,7 @@ public final class FileStore: Sendable {
             metrics.nodeLiveBytes(status.id).record(status.liveBytes)
             metrics.nodeCapacity(status.id).record(status.capacityBytes)
         }
-        metrics.fillSpread.record(FilePlacementSpread.of(nodes.loads()))
+        metrics.fillSpread.record(FilePlacement.liveSpread(nodes.loads()))
         metrics.transferMemory.record(budget.held)
         if let counts = try? await metadata.counts() { metrics.files.record(counts.files) }
     }
@@ -424,33 +425,15 @@ public final class FileStore: Sendable {
     }
 }
 
-import FilePlacement
-
-enum FilePlacementSpread {
-    static func of(_ loads: [NodeLoad]) -> Double {
-        let live = loads.filter { $0.alive && $0.capacityBytes > 0 }
-        guard !live.isEmpty else { return 1 }
-        let spread = FilePlacement.spread(live)
-        return spread.isFinite ? spread : 0
-    }
-}
-
 extension FileStore {
     /// The gateway's background loops: probing the nodes, reclaiming garbage
     /// parts, publishing metrics. Cancel the tasks to stop them.
     public func startLoops() -> [Task<Void, Never>] {
         [
-            Task { await Self.every(self.configuration.probeInterval) { await self.nodes.probeAll() } },
-            Task { await Self.every(self.configuration.reclaimInterval) { await self.reclaim() } },
-            Task { await Self.every(self.configuration.metadataRefreshInterval) { await self.nodes.refreshFromMetadata() } },
-            Task { await Self.every(.seconds(1)) { await self.publishMetrics() } },
+            Task { await every(self.configuration.probeInterval) { await self.nodes.probeAll() } },
+            Task { await every(self.configuration.reclaimInterval) { await self.reclaim() } },
+            Task { await every(self.configuration.metadataRefreshInterval) { await self.nodes.refreshFromMetadata() } },
+            Task { await every(.seconds(1)) { await self.publishMetrics() } },
         ]
-    }
-
-    static func every(_ interval: Duration, _ body: @Sendable () async -> Void) async {
-        while !Task.isCancelled {
-            await body()
-            try? await Task.sleep(for: interval)
-        }
     }
 }

@@ -103,7 +103,7 @@ public final class PartMover: Sendable {
         store.logger.info("rebalance started", metadata: ["target": "\(target)"])
         while !Task.isCancelled {
             let loads = store.nodes.loads().filter(\.alive)
-            update("rebalance") { $0.spread = FilePlacementSpread.of(loads) }
+            update("rebalance") { $0.spread = FilePlacement.liveSpread(loads) }
             var parts: [String: [PlacedPart]] = [:]
             for node in loads {
                 parts[node.id] = try await allLiveParts(on: node.id).map { PlacedPart(part: $0.partID, file: $0.fileID, bytes: $0.length) }
@@ -122,8 +122,8 @@ public final class PartMover: Sendable {
                 try await Task.sleep(for: .milliseconds(500))
             }
         }
-        update("rebalance") { $0.spread = FilePlacementSpread.of(self.store.nodes.loads().filter(\.alive)) }
-        store.logger.info("rebalance finished", metadata: ["spread": "\(FilePlacementSpread.of(store.nodes.loads().filter(\.alive)))"])
+        update("rebalance") { $0.spread = FilePlacement.liveSpread(self.store.nodes.loads()) }
+        store.logger.info("rebalance finished", metadata: ["spread": "\(FilePlacement.liveSpread(store.nodes.loads()))"])
     }
 
     private func allLiveParts(on node: String) async throws -> [PartRecord] {

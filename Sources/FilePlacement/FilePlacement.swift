@@ -85,6 +85,16 @@ public enum FilePlacement {
         guard let low = fills.min(), let high = fills.max(), high > 0 else { return 1 }
         return low > 0 ? high / low : .infinity
     }
+
+    /// ``spread(_:)`` over the live nodes that have a capacity, as the figure the
+    /// gateway publishes and rebalance reports: 1 with no such node, and 0 (not
+    /// infinity, which a gauge cannot carry) while some live node is still empty.
+    public static func liveSpread(_ nodes: [NodeLoad]) -> Double {
+        let live = nodes.filter { $0.alive && $0.capacityBytes > 0 }
+        guard !live.isEmpty else { return 1 }
+        let spread = spread(live)
+        return spread.isFinite ? spread : 0
+    }
 }
 
 /// The bytes chosen for uploads in flight, per node: an upload reserves each

@@ -58,7 +58,7 @@ public final class KVNode: Sendable {
     /// Opens the data directory, finds the cluster (from `--etcd`, `--join`,
     /// or what the directory remembers), and checks the replication factor
     /// against the cluster's, all before anything is served.
-    public static func open(configuration proposed: KVNodeConfiguration, logger: Logger) async throws(KVStartFailure) -> KVNode {
+    public static func open(configuration proposed: KVNodeConfiguration, logger: Logger) async throws(StartFailure) -> KVNode {
         let configuration: KVNodeConfiguration
         do { configuration = try proposed.validated() } catch { throw .configuration(error.description) }
         let store: ReplicaStore
@@ -81,7 +81,7 @@ public final class KVNode: Sendable {
             }
             guard let info else { throw .environment("cannot reach --join \(join) to learn the cluster") }
             if Int(info.replicationFactor) != configuration.replicationFactor {
-                throw .replicationFactor(
+                throw .configuration(
                     "replication factor \(configuration.replicationFactor) of this node differs from the cluster's \(info.replicationFactor) (learned from \(join))")
             }
             cluster = info.cluster
@@ -107,7 +107,7 @@ public final class KVNode: Sendable {
         }
         let factor = stored!
         guard factor == configuration.replicationFactor else {
-            throw .replicationFactor("replication factor \(configuration.replicationFactor) of this node differs from the cluster's \(factor)")
+            throw .configuration("replication factor \(configuration.replicationFactor) of this node differs from the cluster's \(factor)")
         }
         let id = meta("node_id") ?? UUID().uuidString.lowercased()
         do {
@@ -163,7 +163,7 @@ public final class KVNode: Sendable {
 
     /// Registers the node at `address` (where the server listens, unless
     /// `--advertise` says otherwise) and starts its loops: membership, heartbeats, election, repair.
-    public func start(listeningOn address: String) async throws(KVStartFailure) {
+    public func start(listeningOn address: String) async throws(StartFailure) {
         let member = state.withLock { state in
             if state.member.address.isEmpty { state.member.address = address }
             return state.member
@@ -629,40 +629,5 @@ public final class KVNode: Sendable {
         metrics.epoch.record(Int(highestEpoch.rawValue))
         metrics.shortfall.record(view.replicationShortfall)
         metrics.liveNodes.record(view.alive.count)
-    }
-}
-
-/// Runs `body` every `interval` until the task is cancelled.
-func every(_ interval: Duration, _ body: @Sendable () async -> Void) async {
-    while !Task.isCancelled {
-        let start = ContinuousClock.now
-        await body()
-        try? await Task.sleep(until: start + interval)
-    }
-}
-
-/// Why a node did not start, by the exit status it maps to (docs/cluster.md, "Exit codes").
-public enum KVStartFailure: Error, Sendable, CustomStringConvertible {
-    /// A flag is wrong (exit 64).
-    case configuration(String)
-    /// The node's replication factor differs from the cluster's (exit 64).
-    case replicationFactor(String)
-    /// The data directory cannot be used (exit 65).
-    case data(String)
-    /// etcd or the node to join cannot be reached (exit 69).
-    case environment(String)
-
-    public var description: String {
-        switch self {
-        case .configuration(let why), .replicationFactor(let why), .data(let why), .environment(let why): why
-        }
-    }
-
-    public var exitCode: Int32 {
-        switch self {
-        case .configuration, .replicationFactor: 64
-        case .data: 65
-        case .environment: 69
-        }
     }
 }

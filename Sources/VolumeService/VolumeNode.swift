@@ -32,7 +32,7 @@ public final class VolumeNode: VolumeService, Sendable {
     /// Opens the node's directory: its id (made on first start) and its volumes,
     /// recovered; checks the erasure coding the gateway relies on (a node never
     /// codes, but an operator learns of a broken libisal at the first process).
-    public init(configuration: VolumeNodeConfiguration, workers: Int, logger: Logger) throws(VolumeStartFailure) {
+    public init(configuration: VolumeNodeConfiguration, workers: Int, logger: Logger) throws(StartFailure) {
         let configuration = try configuration.validated()
         self.configuration = configuration
         self.logger = logger
@@ -278,11 +278,3 @@ public final class VolumeNode: VolumeService, Sendable {
 }
 
 func hex(_ value: UInt) -> String { "0x" + String(value, radix: 16) }
-
-/// Runs `body` every `interval` until the task is cancelled.
-func every(_ interval: Duration, _ body: @Sendable () async -> Void) async {
-    while !Task.isCancelled {
-        await body()
-        try? await Task.sleep(for: interval)
-    }
-}

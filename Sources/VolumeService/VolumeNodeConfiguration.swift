@@ -1,3 +1,5 @@
+import IProto
+
 /// A file-store node's settings: `iproto-volumed`'s flags (docs/file-store.md, "Running a node").
 public struct VolumeNodeConfiguration: Sendable {
     /// The node's directory: its id and its volumes (under `volumes/`).
@@ -21,7 +23,7 @@ public struct VolumeNodeConfiguration: Sendable {
 
     public init(dataDirectory: String) { self.dataDirectory = dataDirectory }
 
-    public func validated() throws(VolumeStartFailure) -> VolumeNodeConfiguration {
+    public func validated() throws(StartFailure) -> VolumeNodeConfiguration {
         guard !dataDirectory.isEmpty else { throw .configuration("--data-dir is required") }
         guard (1...Self.maxChunkLimit).contains(maxChunkBytes) else {
             throw .configuration("--max-chunk \(maxChunkBytes) is out of range 1...\(Self.maxChunkLimit)")
@@ -33,29 +35,5 @@ public struct VolumeNodeConfiguration: Sendable {
             throw .configuration("--gateway \(gatewayURL) is not an http:// or https:// URL")
         }
         return self
-    }
-}
-
-/// Why a node did not start, with the exit status iproto-volumed uses.
-public enum VolumeStartFailure: Error, CustomStringConvertible {
-    /// A bad flag: 64.
-    case configuration(String)
-    /// The data directory cannot be used, or the erasure-coding self-test failed: 65.
-    case data(String)
-    /// The listening socket or the metrics endpoint: 69.
-    case environment(String)
-
-    public var description: String {
-        switch self {
-        case .configuration(let message), .data(let message), .environment(let message): message
-        }
-    }
-
-    public var exitCode: Int32 {
-        switch self {
-        case .configuration: 64
-        case .data: 65
-        case .environment: 69
-        }
     }
 }

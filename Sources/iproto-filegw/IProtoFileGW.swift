@@ -5,6 +5,7 @@ import FileMetadata
 import Foundation
 import Hummingbird
 import HummingbirdCore
+import IProto
 import IProtoPrometheus
 import Logging
 import Metrics
@@ -79,18 +80,13 @@ struct IProtoFileGW: AsyncParsableCommand {
     }
 
     func run() async throws {
-        signal(SIGPIPE, SIG_IGN)
         // Blocks and chunks are a few MiB each and live briefly on many threads. Two
         // malloc arenas instead of glibc's 8 per core keep what freed blocks leave
         // behind to two pools that the next blocks reuse. (Mapping each large block
         // on its own, M_MMAP_THRESHOLD, kept the peak 15 MiB lower but halved PUT and
         // GET throughput: every block paid its page faults and zeroing again.)
         mallopt(M_ARENA_MAX, 2)
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = logLevel
-            return handler
-        }
+        ServerMain.bootstrapLogging(level: logLevel)
         var logger = Logger(label: "iproto-filegw")
         logger.logLevel = logLevel
         let registry = PrometheusCollectorRegistry()
@@ -135,7 +131,7 @@ struct IProtoFileGW: AsyncParsableCommand {
             try await app.runService()
         } catch {
             for loop in loops { loop.cancel() }
-            throw GatewayStartFailure.environment("cannot serve HTTP on \(listen): \(error)")
+            throw StartFailure.environment("cannot serve HTTP on \(listen): \(error)")
         }
         for loop in loops { loop.cancel() }
         logger.info("stopped")
@@ -144,11 +140,11 @@ struct IProtoFileGW: AsyncParsableCommand {
     private func openMetadata(logger: Logger) async throws -> any FileMetadataStore {
         if metadata == "sqlite" {
             do { return try SQLiteMetadataStore(directory: dataDir ?? "") } catch {
-                throw GatewayStartFailure.data("cannot open the metadata in \(dataDir ?? ""): \(error)")
+                throw StartFailure.data("cannot open the metadata in \(dataDir ?? ""): \(error)")
             }
         }
         do { return try await PostgresMetadataStore(url: metadata, logger: logger) } catch {
-            throw GatewayStartFailure.data("cannot use the metadata at \(metadata): \(String(reflecting: error))")
+            throw StartFailure.data("cannot use the metadata at \(metadata): \(String(reflecting: error))")
         }
     }
 
@@ -169,4 +165,3 @@ struct IProtoFileGW: AsyncParsableCommand {
     }
 }
 
-extension Logger.Level: @retroactive ExpressibleByArgument {}

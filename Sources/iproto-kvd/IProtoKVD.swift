@@ -115,51 +115,34 @@ struct IProtoKVD: ParsableCommand {
     }
 
     func run() throws {
-        signal(SIGPIPE, SIG_IGN)
         let stopSignals = SignalSet([SIGINT, SIGTERM])
         stopSignals.block()
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = logLevel
-            return handler
-        }
+        ServerMain.bootstrapLogging(level: logLevel)
         let logger = Logger(label: "iproto-kvd")
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(Self.metricsFactory(registry))
 
         let serverConfiguration = try makeServerConfiguration()
         let nodeConfiguration = try makeNodeConfiguration()
-        let node = try BlockingTask.run { () async throws(KVStartFailure) -> KVNode in try await KVNode.open(configuration: nodeConfiguration, logger: logger) }
+        let node = try BlockingTask.run { () async throws(StartFailure) -> KVNode in try await KVNode.open(configuration: nodeConfiguration, logger: logger) }
         let server: Server
         do {
             server = try Server(configuration: serverConfiguration, handlers: node.handlers(workers: serverConfiguration.workers), logger: logger)
         } catch {
-            throw KVStartFailure.environment("\(error)")
+            throw StartFailure.environment("\(error)")
         }
-        var metricsAddress: String?
-        if !metricsListen.isEmpty {
-            let (host, port) = try parseListenAddress(metricsListen, flag: "--metrics-listen")
-            var configuration = MetricsEndpoint.Configuration(host: host, port: port)
-            configuration.metricsPrefix = "iproto_kv"
-            do {
-                let endpoint = try MetricsEndpoint(configuration: configuration, registry: registry, logger: logger) { server.publishMetrics() }
-                endpoint.start()
-                metricsAddress = endpoint.address
-            } catch {
-                throw KVStartFailure.environment("cannot serve metrics on \(metricsListen): \(error)")
-            }
+        let metrics = try ServerMain.startMetricsEndpoint(listen: metricsListen, prefix: "iproto_kv", registry: registry, logger: logger) {
+            server.publishMetrics()
         }
-        if advertise == nil, ["0.0.0.0", "::", "[::]"].contains(serverConfiguration.host) {
-            throw KVStartFailure.configuration("--listen \(listen) is a wildcard address: give --advertise HOST:PORT for the other nodes")
-        }
-        try BlockingTask.run { () async throws(KVStartFailure) in try await node.start(listeningOn: server.address) }
+        try ServerMain.requireReachable(listen: listen, host: serverConfiguration.host, advertise: advertise, reader: "the other nodes")
+        try BlockingTask.run { () async throws(StartFailure) in try await node.start(listeningOn: server.address) }
         do {
             try server.start()
         } catch {
-            throw KVStartFailure.environment("\(error)")
+            throw StartFailure.environment("\(error)")
         }
         print("iproto-kvd listening on \(server.address)")
-        if let metricsAddress { print("iproto-kvd metrics on \(metricsAddress)") }
+        if let metrics { print("iproto-kvd metrics on \(metrics.address)") }
         fflush(nil)
 
         let signal = stopSignals.wait()
@@ -226,4 +209,3 @@ struct IProtoKVD: ParsableCommand {
     }
 }
 
-extension Logger.Level: @retroactive ExpressibleByArgument {}

@@ -85,14 +85,9 @@ struct IProtoVolumed: ParsableCommand {
     }
 
     func run() throws {
-        signal(SIGPIPE, SIG_IGN)
         let stopSignals = SignalSet([SIGINT, SIGTERM])
         stopSignals.block()
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = logLevel
-            return handler
-        }
+        ServerMain.bootstrapLogging(level: logLevel)
         let logger = Logger(label: "iproto-volumed")
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(Self.metricsFactory(registry))
@@ -103,33 +98,23 @@ struct IProtoVolumed: ParsableCommand {
         do {
             server = try Server(configuration: serverConfiguration, handlers: node.handlers(), logger: logger)
         } catch {
-            throw VolumeStartFailure.environment("\(error)")
+            throw StartFailure.environment("\(error)")
         }
-        var metricsAddress: String?
-        if !metricsListen.isEmpty {
-            let (host, port) = try parseListenAddress(metricsListen, flag: "--metrics-listen")
-            var configuration = MetricsEndpoint.Configuration(host: host, port: port)
-            configuration.metricsPrefix = "iproto_vol"
-            do {
-                let endpoint = try MetricsEndpoint(configuration: configuration, registry: registry, logger: logger) { server.publishMetrics() }
-                endpoint.start()
-                metricsAddress = endpoint.address
-            } catch {
-                throw VolumeStartFailure.environment("cannot serve metrics on \(metricsListen): \(error)")
-            }
+        let metrics = try ServerMain.startMetricsEndpoint(listen: metricsListen, prefix: "iproto_vol", registry: registry, logger: logger) {
+            server.publishMetrics()
         }
-        if advertise == nil, gateway != nil, ["0.0.0.0", "::", "[::]"].contains(serverConfiguration.host) {
-            throw VolumeStartFailure.configuration("--listen \(listen) is a wildcard address: give --advertise HOST:PORT for the gateway")
+        if gateway != nil {
+            try ServerMain.requireReachable(listen: listen, host: serverConfiguration.host, advertise: advertise, reader: "the gateway")
         }
         do {
             try server.start()
         } catch {
-            throw VolumeStartFailure.environment("\(error)")
+            throw StartFailure.environment("\(error)")
         }
         node.start(listeningOn: server.address)
         logger.info("serving", metadata: ["node": "\(node.id)", "capacity_bytes": "\(node.capacityBytes)", "data_dir": "\(dataDir)"])
         print("iproto-volumed listening on \(server.address)")
-        if let metricsAddress { print("iproto-volumed metrics on \(metricsAddress)") }
+        if let metrics { print("iproto-volumed metrics on \(metrics.address)") }
         fflush(nil)
 
         let signal = stopSignals.wait()
@@ -189,4 +174,3 @@ struct IProtoVolumed: ParsableCommand {
     }
 }
 
-extension Logger.Level: @retroactive ExpressibleByArgument {}

@@ -129,17 +129,10 @@ struct IProtoD: ParsableCommand {
     }
 
     func run() throws {
-        // A closed stdout or stderr pipe must cost log lines, not the process (and its graceful stop).
-        signal(SIGPIPE, SIG_IGN)
         // Block the stop signals before any thread exists; the main thread waits for them below.
         let stopSignals = SignalSet([SIGINT, SIGTERM])
         stopSignals.block()
-
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = logLevel
-            return handler
-        }
+        ServerMain.bootstrapLogging(level: logLevel)
         let logger = Logger(label: "iprotod")
         let descriptors = FileDescriptorLimit.raiseToHardLimit()
         let registry = PrometheusCollectorRegistry()
@@ -164,15 +157,16 @@ struct IProtoD: ParsableCommand {
         do {
             server = try Server(configuration: configuration, handlers: handlers, logger: logger)
         } catch {
-            throw StartFailure(.unavailable, "\(error)")
+            throw StartFailure.environment("\(error)")
         }
         // Bind the metrics port before serving anything, so that failing to bind it fails the start.
         // It serves until the process exits.
-        let endpoint = try startMetricsEndpoint(registry: registry, server: server, logger: logger)
+        let endpoint = try metricsListen.isEmpty ? nil : ServerMain.startMetricsEndpoint(
+            try makeMetricsConfiguration(), listen: metricsListen, registry: registry, logger: logger) { server.publishMetrics() }
         do {
             try server.start()
         } catch {
-            throw StartFailure(.unavailable, "\(error)")
+            throw StartFailure.environment("\(error)")
         }
         print("iprotod listening on \(server.address)")
         if let endpoint { print("iprotod metrics on \(endpoint.address)") }
@@ -197,7 +191,8 @@ struct IProtoD: ParsableCommand {
                                   forceRecovery: forceRecovery, metricsPrefix: prefix, logger: logger)
         } catch {
             // A failing call is the environment's fault; anything else is what the directory holds.
-            throw StartFailure(error.systemReason == nil ? .damagedData : .unavailable, "--data-dir \(dataDir): \(error)")
+            let why = "--data-dir \(dataDir): \(error)"
+            throw error.systemReason == nil ? StartFailure.data(why) : StartFailure.environment(why)
         }
         let recovery = storage.recovery!
         for warning in recovery.warnings { logger.warning("\(warning)") }
@@ -210,22 +205,6 @@ struct IProtoD: ParsableCommand {
             "truncated_bytes": "\(recovery.truncatedBytes)", "state": "\(storage.state.rawValue)",
         ])
         return storage
-    }
-
-    /// Serves GET /metrics unless --metrics-listen is empty; returns once the port is bound.
-    private func startMetricsEndpoint(registry: PrometheusCollectorRegistry, server: Server,
-                                      logger: Logger) throws -> (metrics: MetricsEndpoint, address: String)? {
-        guard !metricsListen.isEmpty else { return nil }
-        let configuration = try makeMetricsConfiguration()
-        do {
-            let metrics = try MetricsEndpoint(configuration: configuration, registry: registry, logger: logger) {
-                server.publishMetrics()
-            }
-            metrics.start()
-            return (metrics, metrics.address)
-        } catch {
-            throw StartFailure(.unavailable, "cannot serve metrics on \(metricsListen): \(error)")
-        }
     }
 
     private func makeMetricsConfiguration() throws -> MetricsEndpoint.Configuration {
@@ -290,25 +269,5 @@ struct IProtoD: ParsableCommand {
     }
 }
 
-/// A start that failed after the flags were accepted, with the exit status that tells
-/// a supervisor whether to try again (see the command's discussion).
-struct StartFailure: Error, CustomStringConvertible {
-    enum Status: Int32 {
-        /// EX_DATAERR: the data directory holds damage an operator must look at; do not restart.
-        case damagedData = 65
-        /// EX_UNAVAILABLE: the address, the disk or another resource failed; a restart may succeed.
-        case unavailable = 69
-    }
-
-    var status: Status
-    var description: String
-
-    init(_ status: Status, _ description: String) {
-        self.status = status
-        self.description = description
-    }
-}
-
 extension StorageState: ExpressibleByArgument {}
 extension FsyncPolicy: ExpressibleByArgument {}
-extension Logger.Level: @retroactive ExpressibleByArgument {}
