@@ -18,6 +18,10 @@ final class VolumeMetrics: Sendable {
         "iproto_vol_checksum_mismatches_total": "Chunks refused because their bytes did not match the checksum sent with them",
         "iproto_vol_corrupt_reads_total": "Reads of stored chunks that failed their checksum (answered vol_corrupt)",
         "iproto_vol_registration_failures_total": "Registrations at the gateway that failed",
+        "iproto_vol_garbage_bytes": "Bytes of the volumes' records that are no longer current (deleted parts, replaced chunks): what compaction can give back",
+        "iproto_vol_compactions_total": "Volumes rewritten without their garbage",
+        "iproto_vol_compaction_reclaimed_bytes_total": "Bytes those compactions gave back",
+        "iproto_vol_compaction_failures_total": "Compactions that failed (logged; the volume is kept as it is and not tried again until a restart)",
     ]
 
     let capacityBytes = Gauge(label: "iproto_vol_capacity_bytes")
@@ -34,4 +38,8 @@ final class VolumeMetrics: Sendable {
     let checksumMismatches = Counter(label: "iproto_vol_checksum_mismatches_total")
     let corruptReads = Counter(label: "iproto_vol_corrupt_reads_total")
     let registrationFailures = Counter(label: "iproto_vol_registration_failures_total")
+    let garbageBytes = Gauge(label: "iproto_vol_garbage_bytes")
+    let compactions = Counter(label: "iproto_vol_compactions_total")
+    let compactionReclaimedBytes = Counter(label: "iproto_vol_compaction_reclaimed_bytes_total")
+    let compactionFailures = Counter(label: "iproto_vol_compaction_failures_total")
 }

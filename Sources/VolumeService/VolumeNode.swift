@@ -1,5 +1,6 @@
 import Durability
 import ErasureCoding
+import Dispatch
 import Foundation
 import IProto
 import Logging
@@ -26,6 +27,11 @@ public final class VolumeNode: VolumeService, Sendable {
     private let stagedBytes = Atomic<Int>(0)
     private let address = Mutex<String>("")
     private let loops = Mutex<[Task<Void, Never>]>([])
+    /// Compaction reads and writes whole volumes with blocking calls: on a queue of
+    /// its own, not on the threads that run Swift tasks.
+    private let compactionQueue = DispatchQueue(label: "iproto-volumed.compaction")
+    /// Volumes whose compaction failed (a damaged record, a full disk): not tried again until a restart.
+    private let failedCompactions = Mutex<Set<UInt32>>([])
 
     public static var metricHelp: [String: String] { VolumeMetrics.help }
 
@@ -236,6 +242,18 @@ public final class VolumeNode: VolumeService, Sendable {
         let advertised = configuration.advertise ?? listenAddress
         address.withLock { $0 = advertised }
         var tasks = [Task { await every(.seconds(1)) { self.publishMetrics() } }]
+        if configuration.compactionInterval > .zero {
+            tasks.append(Task {
+                await every(self.configuration.compactionInterval) {
+                    await withCheckedContinuation { done in
+                        self.compactionQueue.async {
+                            self.compactVolumes()
+                            done.resume()
+                        }
+                    }
+                }
+            })
+        }
         if let gateway = configuration.gatewayURL {
             let registration = Registration(gatewayURL: gateway, address: advertised, node: id)
             let interval = configuration.registrationInterval
@@ -268,12 +286,44 @@ public final class VolumeNode: VolumeService, Sendable {
         for task in tasks { await task.value }
     }
 
+    // MARK: compaction
+
+    /// Compacts, one after another, the volumes ``CompactionPolicy`` picks; returns what it did.
+    @discardableResult
+    func compactVolumes() -> [VolumeStore.Compaction] {
+        let failed = failedCompactions.withLock { $0 }
+        let picks = CompactionPolicy.candidates(store.volumes, garbageRatio: configuration.compactionGarbageRatio,
+                                                volumeBytes: configuration.volumeBytes).filter { !failed.contains($0) }
+        var done: [VolumeStore.Compaction] = []
+        for number in picks {
+            let started = ContinuousClock.now
+            do {
+                let compaction = try store.compact(number)
+                done.append(compaction)
+                metrics.compactions.increment()
+                metrics.compactionReclaimedBytes.increment(by: compaction.reclaimedBytes)
+                logger.info("volume compacted", metadata: [
+                    "volume": "\(number)", "into": "\(compaction.into.map(String.init) ?? "none")",
+                    "reclaimed_bytes": "\(compaction.reclaimedBytes)", "seconds": "\((ContinuousClock.now - started) / .seconds(1))",
+                ])
+            } catch {
+                failedCompactions.withLock { _ = $0.insert(number) }
+                metrics.compactionFailures.increment()
+                logger.error("volume compaction failed; the volume is kept as it is and not tried again until a restart",
+                             metadata: ["volume": "\(number)", "error": "\(error)"])
+            }
+        }
+        publishMetrics()
+        return done
+    }
+
     func publishMetrics() {
         let usage = store.usage
         metrics.capacityBytes.record(capacityBytes)
         metrics.usedBytes.record(usage.usedBytes)
         metrics.parts.record(usage.parts)
         metrics.readOnlyVolumes.record(store.readOnlyVolumes.count)
+        metrics.garbageBytes.record(store.volumes.reduce(0) { $0 + $1.garbageBytes })
     }
 }
 

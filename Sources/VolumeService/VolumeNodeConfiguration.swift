@@ -16,6 +16,12 @@ public struct VolumeNodeConfiguration: Sendable {
     public var maxChunkBytes = 4 << 20
     /// Bytes after which a volume file stops taking writes and the next starts.
     public var volumeBytes = 1 << 30
+    /// The share of a volume that must be garbage (deleted or replaced records) for
+    /// compaction to rewrite it: of its records for a full volume, of `volumeBytes`
+    /// for the one taking writes (so that a filling volume is not cut short again and again).
+    public var compactionGarbageRatio = 0.3
+    /// How often the node looks for volumes to compact; zero disables compaction.
+    public var compactionInterval: Duration = .seconds(60)
 
     public static let maxChunkLimit = 16 << 20
     /// What a request carries besides its chunk: the frame's header and the other arguments.
@@ -30,6 +36,10 @@ public struct VolumeNodeConfiguration: Sendable {
         }
         if let capacityBytes, capacityBytes < 1 { throw .configuration("--capacity \(capacityBytes) must be positive") }
         guard volumeBytes >= 1 << 20 else { throw .configuration("--volume-size \(volumeBytes) is under 1 MiB") }
+        guard compactionGarbageRatio > 0, compactionGarbageRatio <= 1 else {
+            throw .configuration("--compact-garbage \(compactionGarbageRatio) must be in (0, 1]")
+        }
+        guard compactionInterval >= .zero else { throw .configuration("--compact-interval must not be negative") }
         guard registrationInterval > .zero else { throw .configuration("--registration-interval must be positive") }
         if let gatewayURL, !(gatewayURL.hasPrefix("http://") || gatewayURL.hasPrefix("https://")) {
             throw .configuration("--gateway \(gatewayURL) is not an http:// or https:// URL")

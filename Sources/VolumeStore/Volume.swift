@@ -135,6 +135,62 @@ final class Volume: @unchecked Sendable {
         return (Volume(number: number, reader: reader, data: data, index: index, end: end, readOnlyReason: nil), entries)
     }
 
+    /// A new volume `number` holding the records `entries` point at in `source`
+    /// (each read back and checked first), written under a temporary name, synced,
+    /// renamed, indexed; returns it with the copies' entries, in the same order.
+    /// It takes no writes: appends go to a volume of their own.
+    static func compacted(in directory: String, number: UInt32, copying entries: [IndexEntry],
+                          from source: Volume) throws(VolumeError) -> (volume: Volume, entries: [IndexEntry]) {
+        let dataPath = directory + "/" + VolumeFormat.dataName(number)
+        let indexPath = directory + "/" + VolumeFormat.indexName(number)
+        let temporary = dataPath + VolumeFormat.compactingSuffix
+        do {
+            let file = try DurableFile.create(temporary)
+            var bytes = VolumeFormat.superblock()
+            var written = 0
+            var copies: [IndexEntry] = []
+            copies.reserveCapacity(entries.count)
+            for entry in entries {
+                let data = try source.read(entry)
+                copies.append(IndexEntry(part: entry.part, chunk: entry.chunk, kind: entry.kind,
+                                         offset: UInt64(written + bytes.count), length: entry.length))
+                VolumeFormat.append(VolumeRecord(part: entry.part, chunk: entry.chunk, kind: entry.kind, data: data), to: &bytes)
+                // Written in pieces of a few MiB: a volume is up to GiBs.
+                if bytes.count >= 8 << 20 {
+                    try file.write(bytes)
+                    written += bytes.count
+                    bytes.removeAll(keepingCapacity: true)
+                }
+            }
+            try file.write(bytes)
+            written += bytes.count
+            try file.sync()
+            try file.rename(to: dataPath)
+            try DurableFile.syncDirectory(directory)
+            // The index after the data: a volume whose index is missing has it rebuilt at open.
+            var indexBytes: [UInt8] = []
+            indexBytes.reserveCapacity(copies.count * VolumeFormat.indexEntrySize)
+            for copy in copies { VolumeFormat.append(copy, to: &indexBytes) }
+            let index = try DurableFile.create(indexPath + VolumeFormat.compactingSuffix)
+            try index.write(indexBytes)
+            try index.sync()
+            try index.rename(to: indexPath)
+            try DurableFile.syncDirectory(directory)
+            let volume = Volume(number: number, reader: try ReadableFile(dataPath), data: nil, index: nil, end: written, readOnlyReason: nil)
+            return (volume, copies)
+        } catch {
+            try? DurableFile.remove(temporary)
+            if let error = error as? VolumeError { throw error }
+            throw VolumeError(.io, "compacting volume \(source.number) into \(number): \(error)")
+        }
+    }
+
+    /// Closes the volume to appends (it is being compacted); reads go on.
+    func stopWrites() {
+        data = nil
+        index = nil
+    }
+
     /// The record at `offset`, checked, with its entry.
     private static func record(_ reader: ReadableFile, at offset: Int) -> Result<(entry: IndexEntry, data: [UInt8]), VolumeFormat.RecordProblem> {
         do {

@@ -72,6 +72,8 @@ public enum VolumeFormat {
     public static let maxRecordData = 16 << 20
 
     public static func dataName(_ volume: UInt32) -> String { hex8(volume) + ".dat" }
+    /// Appended to a volume's name while compaction writes it; such files are removed at open.
+    public static let compactingSuffix = ".compacting"
     public static func indexName(_ volume: UInt32) -> String { hex8(volume) + ".idx" }
 
     /// The volume number a `.dat` name carries, or nil for other files.

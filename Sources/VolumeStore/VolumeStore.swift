@@ -32,36 +32,95 @@ public final class VolumeStore: Sendable {
     private struct Location {
         var volume: Volume
         var entry: IndexEntry
+        var size: Int { VolumeFormat.recordSize(dataLength: Int(entry.length)) }
     }
 
     private struct State {
         var volumes: [UInt32: Volume] = [:]
         var active: Volume?
+        /// The number the next new volume gets (written or compacted): numbers are never reused.
+        var nextNumber: UInt32 = 1
         var chunks: [PartID: [UInt32: Location]] = [:]
         var seals: [PartID: Location] = [:]
+        /// Kept through compaction for as long as the node runs: a tombstone is what
+        /// keeps a deleted part's records in older volumes from counting again at the next open.
+        var tombstones: [PartID: Location] = [:]
         var parts: [PartID: Part] = [:]
         var deleted: Set<PartID> = []
         var usedBytes = 0
+        /// Per volume: the bytes its records take, and the bytes of those records still
+        /// current (a chunk, seal or tombstone nothing later replaced). The rest is garbage.
+        var recordBytes: [UInt32: Int] = [:]
+        var liveBytes: [UInt32: Int] = [:]
 
         mutating func apply(_ entry: IndexEntry, in volume: Volume) {
             let size = VolumeFormat.recordSize(dataLength: Int(entry.length))
             usedBytes += size
+            recordBytes[volume.number, default: 0] += size
             guard !deleted.contains(entry.part) else { return }
+            let location = Location(volume: volume, entry: entry)
             switch entry.kind {
             case .chunk:
-                chunks[entry.part, default: [:]][entry.chunk] = Location(volume: volume, entry: entry)
+                if let replaced = chunks[entry.part]?[entry.chunk] {
+                    supersede(replaced)
+                    parts[entry.part]?.storedBytes -= replaced.size
+                }
+                chunks[entry.part, default: [:]][entry.chunk] = location
                 parts[entry.part, default: Part()].chunkLengths[entry.chunk] = entry.length
                 parts[entry.part, default: Part()].storedBytes += size
             case .seal:
                 // The seal's data (the length) is read back at open; on a write the writer knows it.
-                seals[entry.part] = Location(volume: volume, entry: entry)
+                if let replaced = seals[entry.part] {
+                    supersede(replaced)
+                    parts[entry.part]?.storedBytes -= replaced.size
+                }
+                seals[entry.part] = location
                 parts[entry.part, default: Part()].storedBytes += size
             case .tombstone:
+                for replaced in chunks[entry.part]?.values ?? [:].values { supersede(replaced) }
+                if let replaced = seals[entry.part] { supersede(replaced) }
                 chunks[entry.part] = nil
                 seals[entry.part] = nil
                 parts[entry.part] = nil
                 deleted.insert(entry.part)
+                tombstones[entry.part] = location
             }
+            liveBytes[volume.number, default: 0] += size
+        }
+
+        private mutating func supersede(_ location: Location) {
+            liveBytes[location.volume.number, default: 0] -= location.size
+        }
+
+        /// The current records `volume` holds, in volume order.
+        func liveEntries(of volume: Volume) -> [IndexEntry] {
+            var entries: [IndexEntry] = []
+            for locations in chunks.values {
+                for location in locations.values where location.volume === volume { entries.append(location.entry) }
+            }
+            for location in seals.values where location.volume === volume { entries.append(location.entry) }
+            for location in tombstones.values where location.volume === volume { entries.append(location.entry) }
+            return entries.sorted { $0.offset < $1.offset }
+        }
+
+        /// Points whatever still is at `old` in `from` at `new` in `to`; false when
+        /// the record stopped being current meanwhile (its part was deleted).
+        mutating func move(_ old: IndexEntry, from: Volume, to new: IndexEntry, in volume: Volume) -> Bool {
+            let target = Location(volume: volume, entry: new)
+            func isOld(_ location: Location?) -> Bool { location.map { $0.volume === from && $0.entry == old } ?? false }
+            switch old.kind {
+            case .chunk:
+                guard isOld(chunks[old.part]?[old.chunk]) else { return false }
+                chunks[old.part]?[old.chunk] = target
+            case .seal:
+                guard isOld(seals[old.part]) else { return false }
+                seals[old.part] = target
+            case .tombstone:
+                guard isOld(tombstones[old.part]) else { return false }
+                tombstones[old.part] = target
+            }
+            liveBytes[volume.number, default: 0] += target.size
+            return true
         }
     }
 
@@ -84,7 +143,11 @@ public final class VolumeStore: Sendable {
         var loaded = State()
         do throws(FileSystemError) {
             try DurableFile.makeDirectory(directory)
-            let numbers = try DurableFile.list(directory).compactMap(VolumeFormat.volume(ofDataFile:)).sorted()
+            let names = try DurableFile.list(directory)
+            // What a compaction that did not finish left behind: its old volume is intact.
+            for name in names where name.hasSuffix(VolumeFormat.compactingSuffix) { try DurableFile.remove(directory + "/" + name) }
+            let numbers = names.compactMap(VolumeFormat.volume(ofDataFile:)).sorted()
+            loaded.nextNumber = (numbers.last ?? 0) + 1
             for number in numbers {
                 let (volume, entries) = try Volume.open(in: directory, number: number)
                 loaded.volumes[number] = volume
@@ -144,7 +207,8 @@ public final class VolumeStore: Sendable {
         {
             return active
         }
-        let number = (state.volumes.keys.max() ?? 0) + 1
+        let number = state.nextNumber
+        state.nextNumber += 1
         let volume = try Volume.create(in: directory, number: number)
         state.volumes[number] = volume
         state.active = volume
@@ -171,6 +235,104 @@ public final class VolumeStore: Sendable {
             state.parts.lazy.filter { after == nil || $0.key > after! }.map { ($0.key, $0.value.sealed != nil) }
                 .sorted { $0.0 < $1.0 }.prefix(limit).map { ($0.0, $0.1) }
         }
+    }
+
+    /// One volume's share of the store.
+    public struct VolumeSummary: Equatable, Sendable {
+        public var number: UInt32
+        /// The bytes its records take (superblock excluded).
+        public var recordBytes: Int
+        /// The bytes of those records that are still current; the rest is garbage compaction reclaims.
+        public var liveBytes: Int
+        /// Takes the next writes.
+        public var active: Bool
+        /// Why it takes no writes (and is never compacted), or nil.
+        public var readOnlyReason: String?
+
+        public var garbageBytes: Int { recordBytes - liveBytes }
+
+        public init(number: UInt32, recordBytes: Int, liveBytes: Int, active: Bool, readOnlyReason: String? = nil) {
+            self.number = number
+            self.recordBytes = recordBytes
+            self.liveBytes = liveBytes
+            self.active = active
+            self.readOnlyReason = readOnlyReason
+        }
+    }
+
+    public var volumes: [VolumeSummary] {
+        state.withLock { state in
+            state.volumes.values.map { volume in
+                VolumeSummary(number: volume.number, recordBytes: state.recordBytes[volume.number] ?? 0,
+                              liveBytes: state.liveBytes[volume.number] ?? 0, active: state.active === volume,
+                              readOnlyReason: volume.readOnlyReason)
+            }.sorted { $0.number < $1.number }
+        }
+    }
+
+    /// What one compaction did.
+    public struct Compaction: Equatable, Sendable {
+        public var volume: UInt32
+        /// The volume that holds its current records now (nil when it held none).
+        public var into: UInt32?
+        /// Bytes the node's volumes take less than before.
+        public var reclaimedBytes: Int
+    }
+
+    /// Rewrites volume `number` with only its current records (Haystack's and
+    /// SeaweedFS's compaction), then drops it:
+    /// 1. under the lock it stops taking writes (the next append starts a new
+    ///    volume) and its current records are listed;
+    /// 2. without the lock, reads and writes going on, they are copied, each
+    ///    checked against its checksum, into `NNNNNNNN.dat.compacting`, synced,
+    ///    renamed to a new volume number and indexed;
+    /// 3. under the lock every record still current moves to the new volume (a
+    ///    part deleted meanwhile is garbage there);
+    /// 4. the old volume's files are removed. Reads that took its records
+    ///    before step 3 still read them: the open descriptor outlives the name.
+    /// A crash before the rename leaves the old volume as it was (the temporary
+    /// file is removed at the next open); after it, both volumes hold the
+    /// records, the new one later, so it is the new one's that count.
+    /// A damaged (read-only) volume is never compacted: an operator looks at it first.
+    public func compact(_ number: UInt32) throws(VolumeError) -> Compaction {
+        let prepared: Result<(Volume, [IndexEntry], UInt32), VolumeError> = state.withLock { state in
+            guard let volume = state.volumes[number] else { return .failure(VolumeError(.notFound, "there is no volume \(number)")) }
+            if let reason = volume.readOnlyReason {
+                return .failure(VolumeError(.invalid, "volume \(number) is read-only (\(reason)); it is not compacted"))
+            }
+            if state.active === volume { state.active = nil }
+            volume.stopWrites()
+            let into = state.nextNumber
+            state.nextNumber += 1
+            return .success((volume, state.liveEntries(of: volume), into))
+        }
+        let (old, entries, into) = try prepared.get()
+        let copy = entries.isEmpty ? nil : try Volume.compacted(in: directory, number: into, copying: entries, from: old)
+        let reclaimed = state.withLock { state in
+            let before = state.recordBytes[number] ?? 0
+            var after = 0
+            if let copy {
+                state.volumes[into] = copy.volume
+                after = copy.entries.reduce(0) { $0 + VolumeFormat.recordSize(dataLength: Int($1.length)) }
+                state.recordBytes[into] = after
+                for (previous, moved) in zip(entries, copy.entries) {
+                    _ = state.move(previous, from: old, to: moved, in: copy.volume)
+                }
+            }
+            state.volumes[number] = nil
+            state.recordBytes[number] = nil
+            state.liveBytes[number] = nil
+            state.usedBytes += after - before
+            return before - after + (copy == nil ? VolumeFormat.superblockSize : 0)
+        }
+        do throws(FileSystemError) {
+            try DurableFile.remove(directory + "/" + VolumeFormat.dataName(number))
+            try DurableFile.remove(directory + "/" + VolumeFormat.indexName(number))
+            try DurableFile.syncDirectory(directory)
+        } catch {
+            throw .io(error)
+        }
+        return Compaction(volume: number, into: copy.map { _ in into }, reclaimedBytes: reclaimed)
     }
 
     /// The parts held (complete or not), and the bytes every volume takes.

@@ -58,6 +58,12 @@ struct IProtoVolumed: ParsableCommand {
     @Option(help: "Bytes after which a volume file stops taking writes and the next one starts (K, M, G suffixes).")
     var volumeSize = "1G"
 
+    @Option(help: "Share of a volume that must be garbage (records of deleted parts, replaced chunks) before compaction rewrites it without them: of its records for a full volume, of --volume-size for the one taking writes.")
+    var compactGarbage = defaults.compactionGarbageRatio
+
+    @Option(help: "Seconds between looks for volumes to compact; 0 disables compaction.")
+    var compactInterval = defaults.compactionInterval / .seconds(1)
+
     @Option(help: "Worker threads, each with its own event loop; each worker's batch of writes shares one fsync.")
     var workers = 2
 
@@ -133,6 +139,8 @@ struct IProtoVolumed: ParsableCommand {
         configuration.registrationInterval = try duration(registrationInterval, "--registration-interval")
         configuration.maxChunkBytes = try parseByteSize(maxChunk, flag: "--max-chunk")
         configuration.volumeBytes = try parseByteSize(volumeSize, flag: "--volume-size")
+        configuration.compactionGarbageRatio = compactGarbage
+        configuration.compactionInterval = try duration(compactInterval, "--compact-interval")
         if let advertise { _ = try parseListenAddress(advertise, flag: "--advertise") }
         return configuration
     }

@@ -276,11 +276,48 @@ class VolumeNodeTest(unittest.TestCase):
             server.server_close()
 
     def test_11_bad_flags_exit_64_with_a_message(self):
-        for extra in (["--capacity", "12X"], ["--capacity", "0"], ["--max-chunk", "17M"], ["--gateway", "ftp://x"]):
+        for extra in (["--capacity", "12X"], ["--capacity", "0"], ["--max-chunk", "17M"], ["--gateway", "ftp://x"],
+                      ["--compact-garbage", "0"], ["--compact-garbage", "1.5"], ["--compact-interval", "-1"]):
             run = subprocess.run([os.path.join(BIN, "iproto-volumed"), "--data-dir", ROOT + "/unused", *extra],
                                  capture_output=True, text=True, timeout=10)
             self.assertEqual(run.returncode, 64, (extra, run.stderr))
             self.assertTrue(run.stderr.startswith("iproto-volumed: ") or "Error:" in run.stderr, run.stderr)
+
+    def test_12_compaction_gives_deleted_parts_bytes_back_and_keeps_the_rest(self):
+        node = self.node("--capacity", "64M", "--volume-size", "1M", "--compact-interval", "0.2", "--compact-garbage", "0.3")
+        chunk = 300 << 10
+        data = {part: os.urandom(chunk) for part in range(1, 9)}
+        for part, bytes_ in data.items():
+            self.assertEqual(node.put(part, 0, bytes_), (OK, None))
+            self.assertEqual(node.call(SEAL, part, 1, chunk), (OK, None))
+        volumes = os.path.join(node.data_dir, "volumes")
+
+        def on_disk():
+            return sum(os.path.getsize(os.path.join(volumes, name)) for name in os.listdir(volumes) if name.endswith(".dat"))
+
+        used, disk = node.call(NODE_INFO)[1][2], on_disk()
+        self.assertGreater(used, 8 * chunk)
+        deleted = (2, 3, 4, 6, 7, 8)
+        for part in deleted:
+            self.assertEqual(node.call(DELETE, part), (OK, None))
+        deadline = time.monotonic() + 15
+        while node.call(NODE_INFO)[1][2] > used - 5 * chunk and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self.assertLess(node.call(NODE_INFO)[1][2], used - 5 * chunk, "compaction gave back the deleted parts' bytes")
+        self.assertLess(on_disk(), disk - 5 * chunk, "and the volume files shrank")
+        self.assertGreaterEqual(node.metric("iproto_vol_compactions_total"), 1)
+        self.assertGreaterEqual(node.metric("iproto_vol_compaction_reclaimed_bytes_total"), 5 * chunk)
+        self.assertEqual(node.metric("iproto_vol_compaction_failures_total"), 0)
+        for attempt in range(2):
+            for part in (1, 5):
+                self.assertEqual(node.call(GET, part, 0), (OK, [zlib.crc32(data[part]), data[part]]), (attempt, part))
+                self.assertEqual(node.call(INFO, part), (OK, [1, chunk, True]))
+            for part in deleted:
+                self.assertEqual(node.call(INFO, part)[0], NOT_FOUND)
+                self.assertEqual(node.put(part, 0, b"x")[0], CONFLICT, "a deleted part stays deleted after compaction")
+            self.assertEqual(node.call(LIST, 0, 10), (OK, [[1, 5], [True, True]]))
+            node.restart(kill=True)
+        self.assertLess(node.metric("iproto_vol_garbage_bytes"), chunk)
 
 
 if __name__ == "__main__":
