@@ -78,6 +78,7 @@ public final class FileStore: Sendable {
     where Body.Element == ByteBuffer {
         let started = ContinuousClock.now
         if let contentLength, contentLength > configuration.maxFileBytes {
+            metrics.tooLarge.increment()
             throw GatewayError(.payloadTooLarge, "a \(contentLength)-byte file exceeds --max-file-size \(configuration.maxFileBytes)")
         }
         let ids: ClosedRange<UInt64>
@@ -157,6 +158,7 @@ public final class FileStore: Sendable {
                 var view = buffer.readableBytesView[...]
                 size += Int64(view.count)
                 if size > configuration.maxFileBytes {
+                    metrics.tooLarge.increment()
                     throw GatewayError(.payloadTooLarge, "the body passed --max-file-size \(configuration.maxFileBytes)")
                 }
                 if let contentLength, size > contentLength {

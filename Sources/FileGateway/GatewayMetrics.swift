@@ -6,6 +6,7 @@ final class GatewayMetrics: Sendable {
         "iproto_files_uploads_total": "PUTs committed (the file became visible)",
         "iproto_files_upload_failures_total": "PUTs that failed and left nothing visible (bad input, a node lost, no room)",
         "iproto_files_upload_bytes_total": "Bytes of committed uploads",
+        "iproto_files_too_large_total": "PUTs refused with 413 past --max-file-size (by Content-Length at once, or a chunked body as it passed the limit)",
         "iproto_files_upload_seconds": "From a PUT's first byte to its commit",
         "iproto_files_downloads_total": "GETs answered (whole or in part)",
         "iproto_files_download_bytes_total": "Bytes sent by GETs",
@@ -28,6 +29,7 @@ final class GatewayMetrics: Sendable {
     let uploads = Counter(label: "iproto_files_uploads_total")
     let uploadFailures = Counter(label: "iproto_files_upload_failures_total")
     let uploadBytes = Counter(label: "iproto_files_upload_bytes_total")
+    let tooLarge = Counter(label: "iproto_files_too_large_total")
     let uploadSeconds = Recorder(label: "iproto_files_upload_seconds", aggregate: true)
     let downloads = Counter(label: "iproto_files_downloads_total")
     let downloadBytes = Counter(label: "iproto_files_download_bytes_total")

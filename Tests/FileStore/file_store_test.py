@@ -382,6 +382,7 @@ class FileStoreTest(unittest.TestCase):
         wait_for(lambda: sum(n["reserved_bytes"] for n in CLUSTER.node_list()) == 0, 10, "reservations released")
 
     def test_10_files_past_the_size_limit_are_413(self):
+        refused = CLUSTER.metric("iproto_files_too_large_total")
         reply = CLUSTER.raw(f"PUT /files/huge HTTP/1.1\r\nHost: x\r\nContent-Length: {MAX_FILE + 1}\r\n\r\n".encode())
         self.assertEqual(status_of(reply), 413, reply[:200])
         self.assertIn(b"--max-file-size", reply)
@@ -398,6 +399,7 @@ class FileStoreTest(unittest.TestCase):
         except (BrokenPipeError, ConnectionResetError):
             pass  # the gateway answered and closed before the client finished sending
         self.assertEqual(CLUSTER.get("huge")[0], 404)
+        self.assertEqual(CLUSTER.metric("iproto_files_too_large_total"), refused + 2, "both refusals counted")
         status, _, body = CLUSTER.request("PUT", "/files/chunked", iter([b"ab", b"cd" * 1000]), {"Transfer-Encoding": "chunked"})
         self.assertEqual(status, 201, body)
         self.assertEqual(CLUSTER.get("chunked")[2], b"ab" + b"cd" * 1000)
