@@ -10,7 +10,7 @@ SHELL := /bin/bash
 SWIFT ?= swift
 ARGS ?=
 
-.PHONY: all unsafe-check build-deps test-deps bench-deps build run run-kv run-files test unit-test fixture-test sanitize-test restart-test crash-test powercut-test abuse-test kv-test file-test deploy-check bench bench-files abuse chaos fuzz clean
+.PHONY: all unsafe-check build-deps test-deps bench-deps build run run-kv run-files test unit-test fixture-test sanitize-test restart-test crash-test powercut-test abuse-test kv-test file-test deploy-check bench bench-files abuse chaos files-chaos fuzz clean
 
 all: build
 
@@ -101,13 +101,24 @@ abuse-test: test-deps
 # The file store: the storage node's black-box tests (its API, limits, checksums,
 # group commit, a torn volume tail, registration at a gateway), then the gateway and
 # 8 nodes end to end (sizes, ranges, overwrite, 50 concurrent transfers, kill -9 of a
-# node mid-PUT and mid-GET, bad names and bodies, limits, a node joining, memory).
+# node mid-PUT and mid-GET, bad names and bodies, limits, a node joining, memory),
+# then 40 s of the history test (concurrent PUT/GET/DELETE under kill -9, checked).
 file-test: test-deps
 	$(SWIFT) build --product iproto-volumed
 	$(SWIFT) build --product iproto-filegw
 	$(SWIFT) build --product iproto
 	timeout 300 python3 Tests/FileStore/volume_node_test.py "$$($(SWIFT) build --show-bin-path)"
 	timeout 600 python3 Tests/FileStore/file_store_test.py "$$($(SWIFT) build --show-bin-path)"
+	timeout 300 python3 Tests/FileStore/file_history_test.py "$$($(SWIFT) build --show-bin-path)" --seconds 40
+
+# Not part of make test: the file store's history test (PUT/GET/DELETE under kill -9
+# of nodes and the gateway, checked for linearizability per name) for FILES_CHAOS_SECONDS.
+FILES_CHAOS_SECONDS ?= 600
+files-chaos: test-deps
+	$(SWIFT) build --product iproto-volumed
+	$(SWIFT) build --product iproto-filegw
+	python3 Tests/FileStore/file_history_test.py "$$($(SWIFT) build --show-bin-path)" --seconds $(FILES_CHAOS_SECONDS) \
+		--clients 6 --keys 20 --out $(CURDIR)/.build/files-chaos
 
 # The key-value cluster: the checker's and the client's own tests, the black-box
 # behaviour tests (API, validation, garbage, fencing, RF mismatch, failover), then the history
