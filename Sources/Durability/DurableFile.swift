@@ -201,21 +201,24 @@ public final class ReadableFile: Sendable {
 
     /// `count` bytes from `offset`, fewer only where the file ends.
     public func read(at offset: Int, count: Int) throws(FileSystemError) -> [UInt8] {
-        var bytes = [UInt8](repeating: 0, count: count)
-        var done = 0
-        while done < count {
-            let n = bytes.withUnsafeMutableBytes { raw in
-                pread(fd, raw.baseAddress! + done, count - done, off_t(offset + done))
+        // Read into uninitialized storage: a chunk is read on every GET, and zeroing it first was a pass over it for nothing.
+        var failed = false
+        let bytes = [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
+            var done = 0
+            while done < count {
+                let n = pread(fd, buffer.baseAddress! + done, count - done, off_t(offset + done))
+                if n > 0 {
+                    done += n
+                } else if n == 0 {
+                    break
+                } else if errno != EINTR {
+                    failed = true
+                    break
+                }
             }
-            if n > 0 {
-                done += n
-            } else if n == 0 {
-                break
-            } else if errno != EINTR {
-                throw .system("read", path)
-            }
+            initialized = done
         }
-        if done < count { bytes.removeLast(count - done) }
+        if failed { throw .system("read", path) }
         return bytes
     }
 }

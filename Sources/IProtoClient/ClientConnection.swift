@@ -147,6 +147,9 @@ final class ClientConnection: Sendable {
         }
     }
 
+    /// Bodies from this size on are received straight into their own array.
+    static let directBodyBytes = 64 << 10
+
     /// The reader thread: replies to waiting calls, expires overdue ones, fails all when the socket breaks.
     private func readReplies(from socket: Socket) {
         var buffer: [UInt8] = []
@@ -164,10 +167,24 @@ final class ClientConnection: Sendable {
                     offset = body.upperBound
                 }
                 buffer.removeFirst(offset)
+                guard let header = Framing.ResponseHeader(buffer) else { break }
+                let length = Int(header.bodyLength)
                 // A reply announcing more than the limit is not waited for (nor buffered).
-                if let header = Framing.ResponseHeader(buffer), Int(header.bodyLength) > configuration.maxResponseBody {
+                if length > configuration.maxResponseBody {
                     failure = .protocolViolation("response body of \(header.bodyLength) bytes")
                     break reading
+                }
+                // A large body (a file store's chunk) is received into the array the reply
+                // keeps, not appended to the buffer and copied out of it again.
+                let arrived = buffer.count - Framing.responseHeaderSize
+                if length >= Self.directBodyBytes, arrived < length {
+                    let body = socket.receive(count: length, after: buffer[Framing.responseHeaderSize...], pollEvery: .milliseconds(20)) {
+                        expireOverdueCalls()
+                        return state.withLock { $0.socket === socket }
+                    }
+                    guard let body else { break reading }
+                    finish(header.requestID, with: .success(Response(returnCode: header.returnCode, body: body)))
+                    buffer.removeAll(keepingCapacity: true)
                 }
             }
             expireOverdueCalls()

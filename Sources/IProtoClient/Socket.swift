@@ -118,6 +118,39 @@ final class Socket: Sendable {
         return .closed
     }
 
+    /// Receives a body of `count` bytes whose first `prefix.count` have arrived
+    /// already straight into an array of its own: a large reply goes from the
+    /// kernel to the array that carries it, without a buffer in between. While no
+    /// bytes come, `keepWaiting` is asked every `interval`; nil when it says stop
+    /// or the socket closes.
+    func receive(count: Int, after prefix: ArraySlice<UInt8>, pollEvery interval: Duration,
+                 keepWaiting: () -> Bool) -> [UInt8]? {
+        precondition(prefix.count <= count)
+        var complete = false
+        let bytes = [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
+            var done = UnsafeMutableBufferPointer(rebasing: buffer[0..<prefix.count]).initialize(from: prefix).1
+            while done < count {
+                var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+                let ready = poll(&poller, 1, Int32(interval / .milliseconds(1)))
+                if ready == 0 || (ready < 0 && errno == EINTR) {
+                    if keepWaiting() { continue }
+                    break
+                }
+                let n = recv(fd, buffer.baseAddress! + done, count - done, 0)
+                if n > 0 {
+                    done += n
+                } else if n < 0 && (errno == EINTR || errno == EAGAIN) {
+                    continue
+                } else {
+                    break
+                }
+            }
+            complete = done == count
+            initialized = done
+        }
+        return complete ? bytes : nil
+    }
+
     /// Puts the socket in non-blocking mode, for use with a ``Poller``.
     func makeNonBlocking() { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
 

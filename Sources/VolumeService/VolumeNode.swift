@@ -109,7 +109,7 @@ public final class VolumeNode: VolumeService, Sendable {
             if stored.sealed != nil { throw IProtoError(.volConflict, "part \(id) is sealed") }
             if stored.chunkLengths[UInt32(chunk)] != nil {
                 // A retry after a lost reply: the same bytes are a no-op, other bytes a conflict.
-                let existing = try read(id, chunk: UInt32(chunk))
+                let existing = try read(id, chunk: UInt32(chunk)).data
                 guard existing == data else {
                     throw IProtoError(.volConflict, "chunk \(chunk) of part \(id) is stored with other bytes")
                 }
@@ -198,14 +198,15 @@ public final class VolumeNode: VolumeService, Sendable {
     // MARK: reads
 
     public func getChunk(part: UInt, chunk: Int) throws(IProtoError) -> (checksum: UInt, data: [UInt8]) {
-        let data = try read(PartID(UInt64(part)), chunk: UInt32(chunk))
+        // The checksum is the one the record stores, which the read has just checked the bytes against.
+        let (data, checksum) = try read(PartID(UInt64(part)), chunk: UInt32(chunk))
         metrics.chunksRead.increment()
-        return (UInt(Checksum.crc32(data)), data)
+        return (UInt(checksum), data)
     }
 
-    private func read(_ part: PartID, chunk: UInt32) throws(IProtoError) -> [UInt8] {
+    private func read(_ part: PartID, chunk: UInt32) throws(IProtoError) -> (data: [UInt8], checksum: UInt32) {
         do {
-            return try store.read(part, chunk: chunk)
+            return try store.readChecked(part, chunk: chunk)
         } catch {
             switch error.kind {
             case .notFound: throw IProtoError(.volNotFound, error.description)

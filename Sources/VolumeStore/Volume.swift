@@ -192,7 +192,7 @@ final class Volume: @unchecked Sendable {
     }
 
     /// The record at `offset`, checked, with its entry.
-    private static func record(_ reader: ReadableFile, at offset: Int) -> Result<(entry: IndexEntry, data: [UInt8]), VolumeFormat.RecordProblem> {
+    private static func record(_ reader: ReadableFile, at offset: Int) -> Result<(entry: IndexEntry, data: [UInt8], checksum: UInt32), VolumeFormat.RecordProblem> {
         do {
             let head = try reader.read(at: offset, count: VolumeFormat.recordHeaderSize)
             let header: VolumeFormat.Header
@@ -200,10 +200,11 @@ final class Volume: @unchecked Sendable {
             case .success(let found): header = found
             case .failure(let problem): return .failure(problem)
             }
-            let whole = head + (try reader.read(at: offset + VolumeFormat.recordHeaderSize, count: Int(header.length)))
-            return VolumeFormat.data(whole, at: 0, header: header).map { data in
-                (IndexEntry(part: header.part, chunk: header.chunk, kind: header.kind, offset: UInt64(offset), length: header.length), data)
-            }
+            // The data is read on its own, not after the header in one array: no copy of it to cut it out again.
+            let data = try reader.read(at: offset + VolumeFormat.recordHeaderSize, count: Int(header.length))
+            if let problem = VolumeFormat.problem(data: data, header: header) { return .failure(problem) }
+            return .success((IndexEntry(part: header.part, chunk: header.chunk, kind: header.kind, offset: UInt64(offset), length: header.length),
+                             data, header.dataChecksum))
         } catch {
             return .failure(.damaged(error.description))
         }
@@ -239,13 +240,16 @@ final class Volume: @unchecked Sendable {
     }
 
     /// The data of the record `entry` points at, checked against the entry and its checksum.
-    func read(_ entry: IndexEntry) throws(VolumeError) -> [UInt8] {
+    func read(_ entry: IndexEntry) throws(VolumeError) -> [UInt8] { try readChecked(entry).data }
+
+    /// ``read(_:)`` with the data's CRC-32, which the check has just confirmed.
+    func readChecked(_ entry: IndexEntry) throws(VolumeError) -> (data: [UInt8], checksum: UInt32) {
         switch Self.record(reader, at: Int(entry.offset)) {
         case .success(let found):
             guard found.entry == entry else {
                 throw VolumeError(.corrupt, "volume \(number) at \(entry.offset): part \(found.entry.part) chunk \(found.entry.chunk), not part \(entry.part) chunk \(entry.chunk)")
             }
-            return found.data
+            return (found.data, found.checksum)
         case .failure(let problem):
             throw VolumeError(.corrupt, "volume \(number) at \(entry.offset), part \(entry.part) chunk \(entry.chunk): \(problem)")
         }

@@ -159,15 +159,13 @@ public enum VolumeFormat {
         }
     }
 
-    /// The data of the record whose checked `header` starts at `offset`, verified against its checksum.
-    public static func data(_ bytes: [UInt8], at offset: Int, header: Header) -> Result<[UInt8], RecordProblem> {
-        let start = offset + recordHeaderSize
-        let end = start + Int(header.length)
-        guard bytes.count >= end else { return .failure(.truncated) }
-        guard Checksum.crc32(bytes, start..<end) == header.dataChecksum else {
-            return .failure(.damaged("the data checksum of part \(header.part) chunk \(header.chunk) does not match"))
+    /// Why `data`, read after the checked `header`, is not the record's data, or nil when it is.
+    public static func problem(data: [UInt8], header: Header) -> RecordProblem? {
+        guard data.count == Int(header.length) else { return .truncated }
+        guard Checksum.crc32(data) == header.dataChecksum else {
+            return .damaged("the data checksum of part \(header.part) chunk \(header.chunk) does not match")
         }
-        return .success(Array(bytes[start..<end]))
+        return nil
     }
 
     public static func append(_ entry: IndexEntry, to bytes: inout [UInt8]) {

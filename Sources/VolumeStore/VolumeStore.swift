@@ -216,11 +216,14 @@ public final class VolumeStore: Sendable {
     }
 
     /// Chunk `chunk` of `part`, checked against its checksum.
-    public func read(_ part: PartID, chunk: UInt32) throws(VolumeError) -> [UInt8] {
+    public func read(_ part: PartID, chunk: UInt32) throws(VolumeError) -> [UInt8] { try readChecked(part, chunk: chunk).data }
+
+    /// ``read(_:chunk:)`` with the chunk's CRC-32 as its record stores it, confirmed by the read's check.
+    public func readChecked(_ part: PartID, chunk: UInt32) throws(VolumeError) -> (data: [UInt8], checksum: UInt32) {
         guard let location = state.withLock({ $0.chunks[part]?[chunk] }), location.entry.kind == .chunk else {
             throw VolumeError(.notFound, "part \(part) has no chunk \(chunk) here")
         }
-        return try location.volume.read(location.entry)
+        return try location.volume.readChecked(location.entry)
     }
 
     /// What the store holds of `part`, or nil (never written, or deleted).
