@@ -117,15 +117,7 @@ final class Volume: @unchecked Sendable {
         entries += recovered
         // The index is rewritten from the data when it lost or garbled entries (it holds no data of its own).
         if !indexIntact || !recovered.isEmpty {
-            var bytes: [UInt8] = []
-            bytes.reserveCapacity(entries.count * VolumeFormat.indexEntrySize)
-            for entry in entries { VolumeFormat.append(entry, to: &bytes) }
-            let temporary = indexPath + ".tmp"
-            let rebuilt = try DurableFile.create(temporary)
-            try rebuilt.write(bytes)
-            try rebuilt.sync()
-            try rebuilt.rename(to: indexPath)
-            try DurableFile.syncDirectory(directory)
+            try writeIndex(entries, to: indexPath, in: directory)
         }
         guard readOnly == nil else {
             return (Volume(number: number, reader: reader, data: nil, index: nil, end: end, readOnlyReason: readOnly), entries)
@@ -168,14 +160,7 @@ final class Volume: @unchecked Sendable {
             try file.rename(to: dataPath)
             try DurableFile.syncDirectory(directory)
             // The index after the data: a volume whose index is missing has it rebuilt at open.
-            var indexBytes: [UInt8] = []
-            indexBytes.reserveCapacity(copies.count * VolumeFormat.indexEntrySize)
-            for copy in copies { VolumeFormat.append(copy, to: &indexBytes) }
-            let index = try DurableFile.create(indexPath + VolumeFormat.compactingSuffix)
-            try index.write(indexBytes)
-            try index.sync()
-            try index.rename(to: indexPath)
-            try DurableFile.syncDirectory(directory)
+            try writeIndex(copies, to: indexPath, in: directory)
             let volume = Volume(number: number, reader: try ReadableFile(dataPath), data: nil, index: nil, end: written, readOnlyReason: nil)
             return (volume, copies)
         } catch {
@@ -183,6 +168,19 @@ final class Volume: @unchecked Sendable {
             if let error = error as? VolumeError { throw error }
             throw VolumeError(.io, "compacting volume \(source.number) into \(number): \(error)")
         }
+    }
+
+    /// Writes a whole index of `entries` at `indexPath`: aside (under the name
+    /// compaction's leftovers have, which the next open removes), synced, renamed.
+    private static func writeIndex(_ entries: [IndexEntry], to indexPath: String, in directory: String) throws(FileSystemError) {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(entries.count * VolumeFormat.indexEntrySize)
+        for entry in entries { VolumeFormat.append(entry, to: &bytes) }
+        let file = try DurableFile.create(indexPath + VolumeFormat.compactingSuffix)
+        try file.write(bytes)
+        try file.sync()
+        try file.rename(to: indexPath)
+        try DurableFile.syncDirectory(directory)
     }
 
     /// Closes the volume to appends (it is being compacted); reads go on.
