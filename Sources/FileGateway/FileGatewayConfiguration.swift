@@ -24,6 +24,8 @@ public struct FileGatewayConfiguration: Sendable {
     public var metadataRefreshInterval: Duration = .seconds(5)
     /// How often parts of deleted, replaced and abandoned files are deleted on their nodes.
     public var reclaimInterval: Duration = .seconds(2)
+    /// How often every live node's parts are checked against the metadata and the orphans deleted; zero never.
+    public var orphanSweepInterval: Duration = .seconds(3600)
 
     public init(dataDirectory: String) { self.dataDirectory = dataDirectory }
 
@@ -33,7 +35,7 @@ public struct FileGatewayConfiguration: Sendable {
         guard maxFileBytes >= 0 else { throw .configuration("--max-file-size must not be negative") }
         guard transferMemoryBytes >= 1 << 20 else { throw .configuration("--transfer-memory \(transferMemoryBytes) is under 1 MiB") }
         guard (1...16).contains(blocksInFlight) else { throw .configuration("--blocks-in-flight \(blocksInFlight) is out of range 1...16") }
-        guard callTimeout > .zero, probeInterval > .zero, livenessTimeout > probeInterval, reclaimInterval > .zero else {
+        guard callTimeout > .zero, probeInterval > .zero, livenessTimeout > probeInterval, reclaimInterval > .zero, orphanSweepInterval >= .zero else {
             throw .configuration("timeouts and intervals must be positive, and --liveness-timeout longer than --probe-interval")
         }
         return self

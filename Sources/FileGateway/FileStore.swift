@@ -429,13 +429,20 @@ public final class FileStore: Sendable {
 
 extension FileStore {
     /// The gateway's background loops: probing the nodes, reclaiming garbage
-    /// parts, publishing metrics. Cancel the tasks to stop them.
+    /// parts, sweeping orphans, publishing metrics. Cancel the tasks to stop them.
     public func startLoops() -> [Task<Void, Never>] {
-        [
+        let sweep = configuration.orphanSweepInterval
+        return [
             Task { await every(self.configuration.probeInterval) { await self.nodes.probeAll() } },
             Task { await every(self.configuration.reclaimInterval) { await self.reclaim() } },
             Task { await every(self.configuration.metadataRefreshInterval) { await self.nodes.refreshFromMetadata() } },
             Task { await every(.seconds(1)) { await self.publishMetrics() } },
-        ]
+        ] + (sweep == .zero ? [] : [
+            Task {
+                // Not at start, when no node has been seen alive yet.
+                try? await Task.sleep(for: sweep)
+                await every(sweep) { _ = await self.sweepOrphans() }
+            }
+        ])
     }
 }

@@ -16,6 +16,7 @@ final class GatewayMetrics: Sendable {
         "iproto_files_unreadable_total": "GETs cut off because too few parts of a block could be read",
         "iproto_files_parts_reclaimed_total": "Parts of deleted, replaced or abandoned files deleted on their nodes",
         "iproto_files_garbage_parts": "Parts waiting to be deleted on their nodes",
+        "iproto_files_orphans_reclaimed_total": "Parts found on a node with no record of them there in the metadata, deleted by the orphan sweep",
         "iproto_files_files": "Files stored",
         "iproto_files_nodes": "Storage nodes registered",
         "iproto_files_live_nodes": "Storage nodes that answered a probe within the liveness timeout",
@@ -39,6 +40,7 @@ final class GatewayMetrics: Sendable {
     let unreadable = Counter(label: "iproto_files_unreadable_total")
     let partsReclaimed = Counter(label: "iproto_files_parts_reclaimed_total")
     let garbageParts = Gauge(label: "iproto_files_garbage_parts")
+    let orphansReclaimed = Counter(label: "iproto_files_orphans_reclaimed_total")
     let files = Gauge(label: "iproto_files_files")
     let nodes = Gauge(label: "iproto_files_nodes")
     let liveNodes = Gauge(label: "iproto_files_live_nodes")

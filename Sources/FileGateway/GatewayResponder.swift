@@ -62,6 +62,7 @@ public struct GatewayResponder: HTTPResponder {
             guard store.nodes.statuses().contains(where: { $0.id == node }) else { throw GatewayError(.notFound, "no node \(node)") }
             guard mover.startRepair(node: node) else { return Self.json(mover.status("repair"), status: .conflict) }
             return Self.json(mover.status("repair"), status: .accepted)
+        case ("/admin/orphans", .post): return Self.json(await store.sweepOrphans())
         case ("/admin/rebalance", .get): return Self.json(mover.status("rebalance"))
         case ("/admin/repair", .get): return Self.json(mover.status("repair"))
         case ("/metrics", .get):
@@ -72,6 +73,7 @@ public struct GatewayResponder: HTTPResponder {
             return Response(status: .ok, headers: [.contentType: "text/html; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: html)))
         case ("/nodes", _), ("/admin/rebalance", _), ("/admin/repair", _): return Self.methodNotAllowed("GET, POST")
         case ("/files", _), ("/metrics", _), ("/", _): return Self.methodNotAllowed("GET")
+        case ("/admin/orphans", _): return Self.methodNotAllowed("POST")
         default: throw GatewayError(.notFound, "no such resource: \(path)")
         }
     }

@@ -102,6 +102,11 @@ public protocol FileMetadataStore: Sendable {
     /// Forgets garbage parts once their nodes deleted them.
     func forgetGarbage(_ partIDs: [UInt64]) async throws
 
+    /// Which of `partIDs` are recorded on `node`, in any state: the rest, if `node` holds
+    /// them, are orphans (a part's row is written before its first chunk is sent, and
+    /// removed only after its node deleted it), for the orphan sweep.
+    func recordedParts(_ partIDs: [UInt64], on node: String) async throws -> Set<UInt64>
+
     /// Bytes of live (committed) parts per node.
     func liveBytesByNode() async throws -> [String: Int64]
     /// Live parts on `node`, in part id order after `after`, at most `limit`.

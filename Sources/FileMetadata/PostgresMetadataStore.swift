@@ -234,6 +234,16 @@ public final class PostgresMetadataStore: FileMetadataStore {
         try await client.query("DELETE FROM parts WHERE part_id = ANY(\(ids)) AND state = \(State.garbage.rawValue)", logger: logger)
     }
 
+    public func recordedParts(_ partIDs: [UInt64], on node: String) async throws -> Set<UInt64> {
+        guard !partIDs.isEmpty else { return [] }
+        let ids = partIDs.map { Int64($0) }
+        var recorded: Set<UInt64> = []
+        for try await id in try await client.query("SELECT part_id FROM parts WHERE part_id = ANY(\(ids)) AND node = \(node)", logger: logger).decode(Int64.self) {
+            recorded.insert(UInt64(id))
+        }
+        return recorded
+    }
+
     public func liveBytesByNode() async throws -> [String: Int64] {
         var bytes: [String: Int64] = [:]
         for try await (node, sum) in try await client.query(

@@ -181,6 +181,16 @@ public final class SQLiteMetadataStore: FileMetadataStore {
         }
     }
 
+    public func recordedParts(_ partIDs: [UInt64], on node: String) async throws -> Set<UInt64> {
+        try await database.read { db in
+            var recorded: Set<UInt64> = []
+            for id in partIDs where try Bool.fetchOne(db, sql: "SELECT 1 FROM parts WHERE part_id = ? AND node = ?", arguments: [Int64(id), node]) != nil {
+                recorded.insert(id)
+            }
+            return recorded
+        }
+    }
+
     public func liveBytesByNode() async throws -> [String: Int64] {
         try await database.read { db in
             var bytes: [String: Int64] = [:]

@@ -68,6 +68,9 @@ struct IProtoFileGW: AsyncParsableCommand {
     @Option(help: "Seconds without an answered probe after which a node counts as down (it takes no new parts; reads rebuild its parts from parity).")
     var livenessTimeout = defaults.livenessTimeout / .seconds(1)
 
+    @Option(help: "Seconds between sweeps for orphaned parts (on a node, unknown to the metadata there; deleted); 0 disables. POST /admin/orphans sweeps at once.")
+    var orphanSweepInterval = defaults.orphanSweepInterval / .seconds(1)
+
     @Option(help: "Seconds an HTTP connection may stay idle (a client that stops sending is cut off after it); 0 disables.")
     var idleTimeout = 30.0
 
@@ -161,6 +164,7 @@ struct IProtoFileGW: AsyncParsableCommand {
         configuration.callTimeout = try duration(callTimeout, "--call-timeout")
         configuration.probeInterval = try duration(probeInterval, "--probe-interval")
         configuration.livenessTimeout = try duration(livenessTimeout, "--liveness-timeout")
+        configuration.orphanSweepInterval = try duration(orphanSweepInterval, "--orphan-sweep-interval")
         return configuration
     }
 }

@@ -7,7 +7,7 @@ import NIOCore
 struct FilesCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "files",
-        abstract: "Talk to the file store's gateway (iproto-filegw): put, get, ls, rm, nodes, rebalance, repair.",
+        abstract: "Talk to the file store's gateway (iproto-filegw): put, get, ls, rm, nodes, rebalance, repair, orphans.",
         discussion: """
             Every form takes --gateway URL (default http://127.0.0.1:8080). Files stream from \
             and to disk in pieces: a 100 GiB file needs no more memory than a small one.
@@ -18,7 +18,7 @@ struct FilesCommand: AsyncParsableCommand {
               64  bad usage
             """,
         subcommands: [FilesPut.self, FilesGet.self, FilesList.self, FilesRemove.self, FilesNodes.self, FilesAddNode.self,
-                      FilesRebalance.self, FilesRepair.self]
+                      FilesRebalance.self, FilesRepair.self, FilesOrphans.self]
     )
 }
 
@@ -269,6 +269,20 @@ struct FilesRepair: AsyncParsableCommand {
 
     func run() async throws {
         try await follow("repair", start: "/admin/repair?node=" + (node.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? node), options: options)
+    }
+}
+
+struct FilesOrphans: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "orphans",
+        abstract: "Sweep every live node for parts the metadata does not know there, and delete them; prints what was found (JSON).")
+
+    @OptionGroup var options: GatewayOptions
+
+    func run() async throws {
+        var request = HTTPClientRequest(url: options.url("/admin/orphans"))
+        request.method = .POST
+        try await options.send(request) { try await options.printJSON($0) }
     }
 }
 

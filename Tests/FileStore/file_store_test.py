@@ -33,7 +33,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from iproto import frame, read_reply  # noqa: E402
 from postgres import Postgres  # noqa: E402
 
+VOL_PUT_CHUNK = 0x00040001
 VOL_PART_INFO = 0x00040005
+VOL_NODE_INFO = 0x00040006
 VOL_NOT_FOUND = 0x303
 
 BIN = None
@@ -184,6 +186,23 @@ def part_info(address, part_id):
     host, port = address.rsplit(":", 1)
     with socket.create_connection((host, int(port)), timeout=5) as sock:
         sock.sendall(frame(VOL_PART_INFO, 1, msgpack.packb(part_id)))
+        return read_reply(sock)[2]
+
+
+def parts_held(address):
+    """The number of parts a node holds now, asked directly (GET /nodes has it as of the last probe)."""
+    host, port = address.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(frame(VOL_NODE_INFO, 1, b""))
+        return msgpack.unpackb(read_reply(sock)[3], raw=False)[3]
+
+
+def put_chunk(address, part_id, chunk, data):
+    """Writes a chunk straight onto a node, past the gateway; returns the reply code."""
+    host, port = address.rsplit(":", 1)
+    body = b"".join(msgpack.packb(value, use_bin_type=True) for value in (part_id, chunk, zlib.crc32(data), data))
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(frame(VOL_PUT_CHUNK, 1, body))
         return read_reply(sock)[2]
 
 
@@ -473,6 +492,34 @@ class FileStoreTest(unittest.TestCase):
             self.assertEqual(status_of(sock.recv(4096)), 201)
         self.assertEqual(CLUSTER.get("continued")[2], b"hello")
 
+    def test_17_the_orphan_sweep_deletes_parts_the_metadata_does_not_know_there(self):
+        data = os.urandom(300_000)
+        self.assertEqual(CLUSTER.put("orphans/kept", data)[0], 201)
+        parts = CLUSTER.layout("orphans/kept")["parts"]
+        first, second = parts[0], parts[1]
+        # Orphans as a restored older metadata would leave them: a part no row names, and a
+        # recorded part's id on a node its row does not name (two parts of a file never share a node).
+        unknown = (1 << 50) + random.randrange(1 << 20)
+        self.assertEqual(put_chunk(first["address"], unknown, 0, b"orphaned"), 0)
+        self.assertEqual(put_chunk(first["address"], second["part_id"], 0, b"misplaced"), 0)
+        before = CLUSTER.metric("iproto_files_orphans_reclaimed_total")
+        status, _, body = CLUSTER.request("POST", "/admin/orphans")
+        self.assertEqual(status, 200, body)
+        sweep = json.loads(body)
+        self.assertEqual(sweep["failed_nodes"], [])
+        self.assertEqual(sweep["nodes"], len([n for n in CLUSTER.node_list() if n["alive"]]))
+        self.assertGreaterEqual(sweep["parts_listed"], len(parts))
+        self.assertGreaterEqual(sweep["orphans_deleted"], 2, sweep)
+        self.assertEqual(CLUSTER.metric("iproto_files_orphans_reclaimed_total") - before, sweep["orphans_deleted"])
+        self.assertEqual(part_info(first["address"], unknown), VOL_NOT_FOUND)
+        # Every recorded part is where its row says, intact.
+        for part in parts:
+            self.assertEqual(part_info(part["address"], part["part_id"]), 0, part)
+        self.assertEqual(CLUSTER.get("orphans/kept")[2], data)
+        again = json.loads(CLUSTER.request("POST", "/admin/orphans")[2])
+        self.assertEqual(again["orphans_deleted"], 0, "nothing the metadata knows is ever swept")
+        self.assertEqual(CLUSTER.request("GET", "/admin/orphans")[0], 405)
+
     def test_15_the_cli_puts_gets_lists_and_removes(self):
         cli = [os.path.join(BIN, "iproto"), "files"]
         gateway = ["--gateway", f"http://{CLUSTER.gateway.address}"]
@@ -497,6 +544,9 @@ class FileStoreTest(unittest.TestCase):
         self.assertEqual(subprocess.run(cli + ["rm", *gateway, "cli/two"], timeout=60).returncode, 0)
         self.assertEqual(subprocess.run(cli + ["rm", *gateway, "cli/two"], capture_output=True, timeout=60).returncode, 1)
         self.assertEqual(subprocess.run(cli + ["nodes", "--gateway", "ftp://x"], capture_output=True, timeout=60).returncode, 64)
+        run = subprocess.run(cli + ["orphans", *gateway], capture_output=True, text=True, timeout=60)
+        self.assertEqual(run.returncode, 0, run.stderr)
+        self.assertEqual(json.loads(run.stdout)["nodes"], len([n for n in CLUSTER.node_list() if n["alive"]]))
 
 
 def png_pixels(path):
@@ -608,17 +658,28 @@ class PostgresMetadataTest(unittest.TestCase):
                 wait_for(lambda: first.metric("iproto_files_garbage_parts") == 0 and other.metric("iproto_files_garbage_parts") == 0
                          and first.metric("iproto_files_parts_reclaimed_total") + other.metric("iproto_files_parts_reclaimed_total") >= 12,
                          20, "the replaced and deleted parts reclaimed")
+                # The orphan sweep through either gateway deletes what neither records...
+                orphan, holder = (1 << 50) + 7, first.layout("shared/ünï")["parts"][0]["address"]
+                self.assertEqual(put_chunk(holder, orphan, 0, b"orphaned"), 0)
+                sweep = json.loads(other.request("POST", "/admin/orphans")[2])
+                self.assertEqual((sweep["orphans_deleted"], sweep["failed_nodes"]), (1, []), sweep)
+                self.assertEqual(part_info(holder, orphan), VOL_NOT_FOUND)
                 # A restart of one keeps everything and does not abandon the other's upload in flight.
                 host, port = second.address.rsplit(":", 1)
                 upload = socket.create_connection((host, int(port)), timeout=30)
                 body = os.urandom(BLOCK + 5)
+                held = lambda: sum(parts_held(node.address) for node in first.nodes)  # noqa: E731
+                parts_before = held()
                 upload.sendall(f"PUT /files/shared/in-flight HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n".encode())
-                upload.sendall(body[:1000])
-                wait_for(lambda: any(n["reserved_bytes"] > 0 for n in other.node_list()), 10, "the upload under way")
+                upload.sendall(body[:BLOCK + 1])
+                wait_for(lambda: held() >= parts_before + 6, 10, "the upload's first block on its nodes")
+                # ...and spares the parts of an upload in flight through the other.
+                sweep = json.loads(first.request("POST", "/admin/orphans")[2])
+                self.assertEqual((sweep["orphans_deleted"], sweep["failed_nodes"]), (0, []), sweep)
                 first.gateway.kill()
                 first.gateway.start()
                 self.assertEqual(first.get("shared/ünï")[2], b"x")
-                upload.sendall(body[1000:])
+                upload.sendall(body[BLOCK + 1:])
                 reply = upload.recv(65536)
                 upload.close()
                 self.assertEqual(status_of(reply), 201, reply[:300])
