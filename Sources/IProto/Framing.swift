@@ -10,12 +10,18 @@ public enum Framing {
 
     /// A complete request frame.
     public static func request(funcID: UInt32, requestID: UInt32, body: some Collection<UInt8>) -> [UInt8] {
+        request(funcID: funcID, requestID: requestID, bodyLength: body.count, start: body)
+    }
+
+    /// The header of a request whose body is `bodyLength` bytes, followed by the
+    /// body's first `start` bytes (the rest is sent after it, uncopied).
+    public static func request(funcID: UInt32, requestID: UInt32, bodyLength: Int, start: some Collection<UInt8>) -> [UInt8] {
         var frame: [UInt8] = []
-        frame.reserveCapacity(requestHeaderSize + body.count)
+        frame.reserveCapacity(requestHeaderSize + start.count)
         appendLittleEndian(funcID, to: &frame)
-        appendLittleEndian(UInt32(body.count), to: &frame)
+        appendLittleEndian(UInt32(bodyLength), to: &frame)
         appendLittleEndian(requestID, to: &frame)
-        frame.append(contentsOf: body)
+        frame.append(contentsOf: start)
         return frame
     }
 

@@ -37,6 +37,9 @@ public struct MessagePackWriter: Sendable {
         }
     }
 
+    /// A `bin` header alone: the caller sends its `count` bytes after these.
+    public mutating func writeBinaryHeader(count: Int) { encodeBinaryHeader(UInt32(count)) }
+
     public mutating func writeString(_ value: String) {
         var value = value
         value.withUTF8 { utf8 in

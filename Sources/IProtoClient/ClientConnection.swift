@@ -42,7 +42,8 @@ final class ClientConnection: Sendable {
         self.configuration = configuration
     }
 
-    func call(_ funcID: UInt32, body: [UInt8], timeout: Duration) async throws(ClientError) -> Response {
+    /// Sends a request whose body is `pieces`, one after another, and waits for its reply.
+    func call(_ funcID: UInt32, pieces: [[UInt8]], timeout: Duration) async throws(ClientError) -> Response {
         let deadline = ContinuousClock.now + timeout
         let socket = try await connectedSocket(before: deadline)
         let id = state.withLock { state in
@@ -65,7 +66,11 @@ final class ClientConnection: Sendable {
                     guard registered else { return continuation.resume(throwing: ClientError.cancelled) }
                     do {
                         try writing.withLock { _ throws(ClientError) in
-                            try socket.send(Framing.request(funcID: funcID, requestID: id, body: body))
+                            // The header goes out with the first piece; the others (large
+                            // binaries) are sent from their own arrays behind it.
+                            let length = pieces.reduce(0) { $0 + $1.count }
+                            let head = Framing.request(funcID: funcID, requestID: id, bodyLength: length, start: pieces[0])
+                            try socket.send([head] + pieces.dropFirst())
                         }
                     } catch {
                         finish(id, with: .failure(error as? ClientError ?? .connectionClosed))

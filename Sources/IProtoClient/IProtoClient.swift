@@ -41,8 +41,13 @@ public final class IProtoClient: Sendable {
 
     /// Calls `funcID` with a raw MessagePack body and returns the reply, whatever its return code.
     public func call(_ funcID: UInt32, body: [UInt8], timeout: Duration? = nil) async throws(ClientError) -> Response {
+        try await call(funcID, pieces: [body], timeout: timeout)
+    }
+
+    /// The same with the body in pieces, sent one after another (``PreparedCall/pieces``).
+    func call(_ funcID: UInt32, pieces: [[UInt8]], timeout: Duration?) async throws(ClientError) -> Response {
         let index = nextConnection.wrappingAdd(1, ordering: .relaxed).oldValue % connections.count
-        return try await connections[index].call(funcID, body: body, timeout: timeout ?? configuration.callTimeout)
+        return try await connections[index].call(funcID, pieces: pieces, timeout: timeout ?? configuration.callTimeout)
     }
 
     /// Calls `funcID` with `arguments` encoded one after another; a non-zero

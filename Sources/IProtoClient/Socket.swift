@@ -84,10 +84,23 @@ final class Socket: Sendable {
 
     /// Sends every byte; fails when the peer is gone or the send timeout expires.
     func send(_ bytes: [UInt8]) throws(ClientError) {
+        try send([bytes])
+    }
+
+    /// Sends `pieces` one after another as one stream of bytes, each from its own
+    /// array; all but the last with MSG_MORE, so the kernel packs them into
+    /// segments as if they were one buffer.
+    func send(_ pieces: [[UInt8]]) throws(ClientError) {
+        for (index, piece) in pieces.enumerated() {
+            try send(piece, flags: Int32(MSG_NOSIGNAL) | (index < pieces.count - 1 ? Int32(MSG_MORE) : 0))
+        }
+    }
+
+    private func send(_ bytes: [UInt8], flags: Int32) throws(ClientError) {
         var offset = 0
         while offset < bytes.count {
             let n = bytes.withUnsafeBytes { raw in
-                Glibc.send(fd, raw.baseAddress! + offset, raw.count - offset, Int32(MSG_NOSIGNAL))
+                Glibc.send(fd, raw.baseAddress! + offset, raw.count - offset, flags)
             }
             if n > 0 {
                 offset += n

@@ -1,5 +1,6 @@
 import Foundation
 import IProto
+import Synchronization
 import IProtoClient
 import IProtoTestSupport
 import Testing
@@ -51,13 +52,20 @@ private final class ScriptedPeer: Sendable {
         func requests(_ count: Int) -> [UInt32: UInt32] {
             var ids: [UInt32: UInt32] = [:]
             for _ in 0..<count {
-                let header = read(12)
-                guard header.count == 12 else { return ids }
-                let word = { (at: Int) in (0..<4).reduce(UInt32(0)) { $0 | UInt32(header[at + $1]) << (8 * $1) } }
-                _ = read(Int(word(4)))
-                ids[word(0)] = word(8)
+                guard let request = request() else { return ids }
+                ids[request.funcID] = request.requestID
             }
             return ids
+        }
+
+        /// The next request, whole; nil when the connection ends first.
+        func request() -> (funcID: UInt32, requestID: UInt32, body: [UInt8])? {
+            let header = read(12)
+            guard header.count == 12 else { return nil }
+            let word = { (at: Int) in (0..<4).reduce(UInt32(0)) { $0 | UInt32(header[at + $1]) << (8 * $1) } }
+            let body = read(Int(word(4)))
+            guard body.count == Int(word(4)) else { return nil }
+            return (word(0), word(8), body)
         }
 
         func read(_ count: Int) -> [UInt8] {
@@ -174,6 +182,33 @@ private final class ScriptedPeer: Sendable {
         }
         let reply = try await client.call(1, body: [0xc0]).body
         #expect(Self.same(.success(reply), Self.body(100_000, 8)), "\(reply.count) bytes")
+    }
+
+    @Test func aRequestWithLargeBinariesGoesOutAsTheEncodingOfItsArguments() async throws {
+        let peer = try ScriptedPeer()
+        let arguments: [MessagePackValue] = [
+            .uint(7), .binary(Self.body(PreparedCall<Void>.uncopiedBinaryBytes, 11)), .string("between"), .binary(Self.body(300_000, 12)),
+            .binary([1, 2, 3]),
+        ]
+        var writer = MessagePackWriter()
+        for argument in arguments { writer.write(argument) }
+        let expected = writer.bytes
+        let received = Mutex<[UInt8]?>(nil)
+        peer.serve { connection in
+            guard let request = connection.request() else { return }
+            received.withLock { $0 = request.body }
+            connection.write(ArraySlice(ScriptedPeer.reply(request.funcID, request.requestID, [0xc0])))
+        }
+        let call = PreparedCall<Void>(0x0004_0001, name: "TEST", arguments: arguments) { (values: inout Arguments) throws(IProtoError) in
+            try values.nil()
+        }
+        #expect(call.pieces.count == 5, "the large binaries are pieces of their own")
+        #expect(Self.same(.success(call.body), expected), "PreparedCall.body joins the pieces")
+        let client = IProtoClient(host: "127.0.0.1", port: peer.port)
+        try await client.call(call)
+        let body = received.withLock { $0 }
+        #expect(body?.count == expected.count)
+        #expect(Self.same(body.map { .success($0) }, expected), "the body as sent is the arguments' encoding")
     }
 
     @Test func aLargeBodyTooSlowForItsCallTimesItOutAndTheConnectionStaysInStep() async throws {
