@@ -236,4 +236,9 @@ public enum Checksum {
 
     /// The CRC-32 of all of `bytes`.
     public static func crc32(_ bytes: [UInt8]) -> UInt32 { crc32(bytes, 0..<bytes.count) }
+
+    /// The CRC-32 of all of `bytes`, a slice computed where it lies.
+    public static func crc32(_ bytes: ArraySlice<UInt8>) -> UInt32 {
+        bytes.withUnsafeBufferPointer { crc32_gzip_refl(0, $0.baseAddress, UInt64($0.count)) }
+    }
 }

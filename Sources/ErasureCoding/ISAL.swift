@@ -1,8 +1,8 @@
 import CISAL
 
 /// The boundary to Intel ISA-L (libisal): the module's only unsafe Swift.
-/// Matrices are row-major `[UInt8]`; shards live side by side in one buffer,
-/// `stride` bytes apart, so that a block read off the wire is coded in place.
+/// Matrices are row-major `[UInt8]`; shards are coded where they lie (arrays of
+/// their own, or slices of one block), and coded shards are arrays of their own.
 enum ISAL {
     /// The (`rows` × `columns`) generator: identity on top, Cauchy rows under it,
     /// so that every `columns` × `columns` submatrix is invertible.
@@ -34,26 +34,48 @@ enum ISAL {
         return tables
     }
 
-    /// `outputs` shards of `length` bytes, coded from the `sources` shards of
-    /// `input` (shard i at byte i × `stride`), side by side in the result.
-    static func code(tables: [UInt8], sources: Int, outputs: Int, input: [UInt8], stride: Int, length: Int) -> [UInt8] {
-        precondition(length > 0 && stride >= length && input.count >= (sources - 1) * stride + length)
+    /// `outputs` shards of `length` bytes coded from `inputs` (each at least
+    /// `length` bytes; a slice of a larger buffer is coded where it lies), each
+    /// in an array of its own, written by the library without zeroing first.
+    static func code(tables: [UInt8], outputs: Int, inputs: [ArraySlice<UInt8>], length: Int) -> [[UInt8]] {
+        precondition(length > 0 && inputs.allSatisfy { $0.count >= length })
         var tables = tables
-        var result = [UInt8](repeating: 0, count: outputs * length)
-        input.withUnsafeBufferPointer { input in
-            result.withUnsafeMutableBufferPointer { result in
-                let source = UnsafeMutablePointer(mutating: input.baseAddress!)
-                var sourcePointers: [UnsafeMutablePointer<UInt8>?] = (0..<sources).map { source + $0 * stride }
-                var outputPointers: [UnsafeMutablePointer<UInt8>?] = (0..<outputs).map { result.baseAddress! + $0 * length }
+        return withAddresses(of: inputs[...], collected: []) { sources in
+            filled(outputs, length: length, collected: []) { outputPointers in
+                var sourcePointers = sources
+                var outputPointers = outputPointers
                 tables.withUnsafeMutableBufferPointer { tables in
                     sourcePointers.withUnsafeMutableBufferPointer { sourcePointers in
                         outputPointers.withUnsafeMutableBufferPointer { outputPointers in
-                            ec_encode_data(Int32(length), Int32(sources), Int32(outputs), tables.baseAddress, sourcePointers.baseAddress, outputPointers.baseAddress)
+                            ec_encode_data(Int32(length), Int32(inputs.count), Int32(outputs), tables.baseAddress, sourcePointers.baseAddress, outputPointers.baseAddress)
                         }
                     }
                 }
             }
         }
-        return result
+    }
+
+    /// Runs `body` with the start of every input (the library only reads them).
+    private static func withAddresses<R>(of inputs: ArraySlice<ArraySlice<UInt8>>, collected: [UnsafeMutablePointer<UInt8>?],
+                                         _ body: ([UnsafeMutablePointer<UInt8>?]) -> R) -> R {
+        guard let first = inputs.first else { return body(collected) }
+        return first.withUnsafeBufferPointer { buffer in
+            withAddresses(of: inputs.dropFirst(), collected: collected + [UnsafeMutablePointer(mutating: buffer.baseAddress!)], body)
+        }
+    }
+
+    /// `count` arrays of `length` bytes, which `fill` (given their starts) must write whole.
+    private static func filled(_ count: Int, length: Int, collected: [UnsafeMutablePointer<UInt8>?],
+                               _ fill: ([UnsafeMutablePointer<UInt8>?]) -> Void) -> [[UInt8]] {
+        guard count > 0 else {
+            fill(collected)
+            return []
+        }
+        var rest: [[UInt8]] = []
+        let first = [UInt8](unsafeUninitializedCapacity: length) { buffer, initialized in
+            rest = filled(count - 1, length: length, collected: collected + [buffer.baseAddress!], fill)
+            initialized = length
+        }
+        return [first] + rest
     }
 }

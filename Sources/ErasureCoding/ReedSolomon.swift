@@ -22,9 +22,14 @@ public struct ReedSolomon: Sendable {
     /// side, each `shardLength` bytes (padded with zeros by the caller).
     public func parity(of stripe: [UInt8], shardLength: Int) -> [[UInt8]] {
         precondition(stripe.count == dataShards * shardLength, "a stripe of \(stripe.count) bytes is not \(dataShards) shards of \(shardLength)")
+        return parity(of: (0..<dataShards).map { stripe[($0 * shardLength)..<(($0 + 1) * shardLength)] }, shardLength: shardLength)
+    }
+
+    /// The parity shards of the data shards `shards`, each `shardLength` bytes, coded where they lie.
+    public func parity(of shards: [ArraySlice<UInt8>], shardLength: Int) -> [[UInt8]] {
+        precondition(shards.count == dataShards && shards.allSatisfy { $0.count == shardLength }, "\(shards.count) shards are not \(dataShards) of \(shardLength) bytes")
         guard parityShards > 0, shardLength > 0 else { return Array(repeating: [], count: parityShards) }
-        let coded = ISAL.code(tables: parityTables, sources: dataShards, outputs: parityShards, input: stripe, stride: shardLength, length: shardLength)
-        return (0..<parityShards).map { Array(coded[($0 * shardLength)..<(($0 + 1) * shardLength)]) }
+        return ISAL.code(tables: parityTables, outputs: parityShards, inputs: shards, length: shardLength)
     }
 
     /// Every shard of a stripe (data first, then parity) from the ones present:
@@ -64,12 +69,9 @@ public struct ReedSolomon: Sendable {
             }
         }
         let tables = ISAL.tables(coefficients: coefficients, sources: dataShards, outputs: missing.count)
-        let input = sources.flatMap { shards[$0]! }
-        let rebuilt = ISAL.code(tables: tables, sources: dataShards, outputs: missing.count, input: input, stride: shardLength, length: shardLength)
+        let rebuilt = ISAL.code(tables: tables, outputs: missing.count, inputs: sources.map { shards[$0]![...] }, length: shardLength)
         var result = shards
-        for (position, index) in missing.enumerated() {
-            result[index] = Array(rebuilt[(position * shardLength)..<((position + 1) * shardLength)])
-        }
+        for (position, index) in missing.enumerated() { result[index] = rebuilt[position] }
         return result.map { $0! }
     }
 

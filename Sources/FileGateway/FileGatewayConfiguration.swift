@@ -12,7 +12,9 @@ public struct FileGatewayConfiguration: Sendable {
     /// The largest file a PUT may store; a larger Content-Length is refused at once (413), a chunked body when it passes it.
     public var maxFileBytes: Int64 = 64 << 30
     /// Blocks of one upload or download on their way at once (each about 5 MiB plus parity).
-    public var blocksInFlight = 2
+    /// One: an upload still reads the next block from its client while one goes to the
+    /// nodes; a second in flight measured no faster and 7-10 MiB larger (docs/file-store.md, "Memory").
+    public var blocksInFlight = 1
     /// Bytes of blocks all transfers may hold at once; past it they wait their turn.
     public var transferMemoryBytes = 128 << 20
     /// How long a call to a node may take.

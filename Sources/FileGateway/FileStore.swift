@@ -122,9 +122,18 @@ public final class FileStore: Sendable {
     /// Reads the body block by block and sends each; returns the size and the whole file's CRC-32.
     private func send<Body: AsyncSequence>(_ body: Body, contentLength: Int64?, upload: inout UploadState) async throws(GatewayError) -> (Int64, UInt32)
     where Body.Element == ByteBuffer {
-        let blockBytes = layout.blockBytes
-        var block: [UInt8] = []
-        block.reserveCapacity(blockBytes)
+        let blockBytes = layout.blockBytes, shardBytes = layout.shardBytes
+        // The body goes straight into the block's data shards: a full block's shard i
+        // is its bytes i × shardBytes ..< (i + 1) × shardBytes, sent and coded as it is.
+        func freshShards() -> [[UInt8]] {
+            (0..<StripeLayout.dataParts).map { _ in
+                var shard: [UInt8] = []
+                shard.reserveCapacity(shardBytes)
+                return shard
+            }
+        }
+        var shards = freshShards()
+        var filled = 0
         var size: Int64 = 0
         var checksum: UInt32 = 0
         var blockIndex = 0
@@ -133,8 +142,8 @@ public final class FileStore: Sendable {
             guard let client = nodes.client(node) else { throw GatewayError(.serviceUnavailable, "node \(node) is gone") }
             return client
         }
-        func dispatch(_ bytes: [UInt8], index: Int, upload: inout UploadState) async throws(GatewayError) {
-            checksum = Checksum.crc32(bytes, 0..<bytes.count, continuing: checksum)
+        func dispatch(_ shards: [[UInt8]], index: Int, upload: inout UploadState) async throws(GatewayError) {
+            for shard in shards { checksum = Checksum.crc32(shard, 0..<shard.count, continuing: checksum) }
             // A chunked upload reserves as it goes: the part's bytes so far plus this block.
             let needed = Int64(index + 1) * Int64(layout.shardBytes)
             if needed > upload.reservedPerPart {
@@ -150,7 +159,7 @@ public final class FileStore: Sendable {
             await budget.acquire(cost)
             inFlight.append(Task {
                 defer { self.budget.release(cost) }
-                try await self.sendBlock(bytes, index: index, partIDs: partIDs, clients: clients)
+                try await self.sendBlock(shards, index: index, partIDs: partIDs, clients: clients)
             })
         }
         do {
@@ -165,17 +174,19 @@ public final class FileStore: Sendable {
                     throw GatewayError(.badRequest, "the body is longer than its Content-Length \(contentLength)")
                 }
                 while !view.isEmpty {
-                    let take = min(blockBytes - block.count, view.count)
-                    block.append(contentsOf: view.prefix(take))
+                    let take = min(shardBytes - filled % shardBytes, view.count)
+                    shards[filled / shardBytes].append(contentsOf: view.prefix(take))
                     view = view.dropFirst(take)
-                    if block.count == blockBytes {
-                        try await dispatch(block, index: blockIndex, upload: &upload)
+                    filled += take
+                    if filled == blockBytes {
+                        try await dispatch(shards, index: blockIndex, upload: &upload)
                         blockIndex += 1
-                        block.removeAll(keepingCapacity: true)
+                        shards = freshShards()
+                        filled = 0
                     }
                 }
             }
-            if !block.isEmpty { try await dispatch(block, index: blockIndex, upload: &upload) }
+            if filled > 0 { try await dispatch(shards, index: blockIndex, upload: &upload) }
             if let contentLength, size != contentLength {
                 throw GatewayError(.badRequest, "the body ended after \(size) of its Content-Length \(contentLength) bytes")
             }
@@ -192,20 +203,22 @@ public final class FileStore: Sendable {
         }
     }
 
-    /// One block's data shards and parity, each to its part's node, together.
-    private func sendBlock(_ block: [UInt8], index: Int, partIDs: [UInt64], clients: [IProtoClient]) async throws {
-        let shape = StripeLayout.Block(index: index, offset: Int64(index) * Int64(layout.blockBytes), length: block.count)
+    /// One block's data shards and parity, each to its part's node, together. `filled`
+    /// holds the block's bytes in order, `shardBytes` to a shard: as they are, the data
+    /// shards of a full block; a short last block is cut again into its own 5 equal shards.
+    private func sendBlock(_ filled: [[UInt8]], index: Int, partIDs: [UInt64], clients: [IProtoClient]) async throws {
+        let length = filled.reduce(0) { $0 + $1.count }
+        let shape = StripeLayout.Block(index: index, offset: Int64(index) * Int64(layout.blockBytes), length: length)
         let width = shape.codedShardLength
-        var shards = (0..<StripeLayout.dataParts).map { Array(block[shape.shardRange($0)]) }
+        var shards = filled
+        if length < layout.blockBytes {
+            let block = Array(filled.joined())
+            shards = (0..<StripeLayout.dataParts).map { Array(block[shape.shardRange($0)]) }
+        }
         if layout.parityParts > 0 {
-            // Coding needs equal shards: a full block is its own stripe; a short last one is padded.
-            let stripe: [UInt8]
-            if shards.allSatisfy({ $0.count == width }) {
-                stripe = block
-            } else {
-                stripe = shards.flatMap { $0 + [UInt8](repeating: 0, count: width - $0.count) }
-            }
-            shards += code.parity(of: stripe, shardLength: width)
+            // Coding needs equal shards: a short last block's are padded.
+            let equal = shards.map { $0.count == width ? $0[...] : ($0 + [UInt8](repeating: 0, count: width - $0.count))[...] }
+            shards += code.parity(of: equal, shardLength: width)
         }
         try await withThrowingTaskGroup(of: Void.self) { group in
             for (part, shard) in shards.enumerated() {
@@ -255,7 +268,7 @@ public final class FileStore: Sendable {
         let layout = try StripeLayout(parityParts: file.parityParts, shardBytes: file.shardBytes)
         let code = file.parityParts == self.layout.parityParts ? self.code : try ReedSolomon(dataShards: StripeLayout.dataParts, parityShards: file.parityParts)
         let blocks = Array(layout.blocks(covering: range))
-        var fetches: [Task<[[UInt8]], any Error>] = []
+        var fetches: [Task<[ArraySlice<UInt8>], any Error>] = []
         var next = 0
         defer { for fetch in fetches { fetch.cancel() } }
         let cost = blockCost(layout)
@@ -281,7 +294,7 @@ public final class FileStore: Sendable {
                 let from = Int(max(range.lowerBound - offset, 0)), to = Int(min(range.upperBound - offset, Int64(shard.count)))
                 offset += Int64(shard.count)
                 guard from < to else { continue }
-                try await write(ByteBuffer(bytes: shard[from..<to]))
+                try await write(ByteBuffer(bytes: shard.dropFirst(from).prefix(to - from)))
                 metrics.downloadBytes.increment(by: to - from)
             }
         }
@@ -294,7 +307,7 @@ public final class FileStore: Sendable {
 
     /// Block `index` of `file` as its five data shards, checked; any that cannot be
     /// read (node down, chunk damaged, wrong checksum) are rebuilt from parity.
-    func fetchBlock(_ index: Int, of file: FileRecord, layout: StripeLayout, code: ReedSolomon) async throws -> [[UInt8]] {
+    func fetchBlock(_ index: Int, of file: FileRecord, layout: StripeLayout, code: ReedSolomon) async throws -> [ArraySlice<UInt8>] {
         let shape = layout.block(index, fileSize: file.size)
         let data = await fetchChunks(Array(0..<StripeLayout.dataParts), block: index, of: file, layout: layout)
         if data.allSatisfy({ $0 != nil }) {
@@ -303,9 +316,9 @@ public final class FileStore: Sendable {
         metrics.degradedReads.increment()
         let parity = await fetchChunks(Array(StripeLayout.dataParts..<layout.parts), block: index, of: file, layout: layout)
         do {
-            let all = try Self.rebuild(data + parity, block: shape, code: code)
+            let all = try Self.rebuild((data + parity).map { $0.map(Array.init) }, block: shape, code: code)
             logger.warning("block rebuilt from parity", metadata: ["file": "\(file.name)", "block": "\(index)", "missing": "\(data.indices.filter { data[$0] == nil })"])
-            return Array(all.prefix(StripeLayout.dataParts))
+            return all.prefix(StripeLayout.dataParts).map { $0[...] }
         } catch {
             metrics.unreadable.increment()
             logger.error("block cannot be read", metadata: ["file": "\(file.name)", "block": "\(index)", "error": "\(error)"])
@@ -323,16 +336,17 @@ public final class FileStore: Sendable {
         return all.indices.map { $0 < StripeLayout.dataParts ? Array(all[$0].prefix(block.shardRange($0).count)) : all[$0] }
     }
 
-    /// Chunk `block` of each of `parts`, concurrently; nil where it could not be read intact.
-    func fetchChunks(_ parts: [Int], block: Int, of file: FileRecord, layout: StripeLayout) async -> [[UInt8]?] {
-        await withTaskGroup(of: (Int, [UInt8]?).self) { group in
+    /// Chunk `block` of each of `parts`, concurrently, each where it arrived (a slice of
+    /// its reply's body); nil where it could not be read intact.
+    func fetchChunks(_ parts: [Int], block: Int, of file: FileRecord, layout: StripeLayout) async -> [ArraySlice<UInt8>?] {
+        await withTaskGroup(of: (Int, ArraySlice<UInt8>?).self) { group in
             for (position, part) in parts.enumerated() {
                 let record = file.parts[part]
                 let expected = layout.chunkLength(part: part, block: block, fileSize: file.size)
                 group.addTask {
                     guard let client = self.nodes.client(record.node) else { return (position, nil) }
                     do {
-                        let reply = try await client.getChunk(part: UInt(record.partID), chunk: block)
+                        let reply = try await Self.getChunk(part: record.partID, chunk: block, from: client)
                         guard reply.data.count == expected, UInt(Checksum.crc32(reply.data)) == reply.checksum else {
                             self.metrics.checksumFailures.increment()
                             self.logger.error("a chunk came back damaged", metadata: ["part": "\(record.partID)", "node": "\(record.node)", "block": "\(block)"])
@@ -345,9 +359,23 @@ public final class FileStore: Sendable {
                     }
                 }
             }
-            var result = [[UInt8]?](repeating: nil, count: parts.count)
+            var result = [ArraySlice<UInt8>?](repeating: nil, count: parts.count)
             for await (position, bytes) in group { result[position] = bytes }
             return result
+        }
+    }
+
+    /// VOL_GET_CHUNK, its data left in the reply's body: the generated `getChunk`
+    /// decodes `bin` into an array of its own, a copy of every chunk a GET reads.
+    static func getChunk(part: UInt64, chunk: Int, from client: IProtoClient) async throws(ClientError) -> (checksum: UInt, data: ArraySlice<UInt8>) {
+        let call = VolumeCalls.getChunk(part: UInt(part), chunk: chunk)
+        let response = try await client.call(call.funcID, body: call.body).checked()
+        do throws(IProtoError) {
+            var values = try Arguments(values: response.body, count: 1)
+            guard try values.arrayCount() == 2 else { throw IProtoError(.badArguments, "expected an array of 2 values") }
+            return (try values.uint(), try values.binarySlice())
+        } catch {
+            throw .protocolViolation("\(call.name) reply: \(error.message)")
         }
     }
 

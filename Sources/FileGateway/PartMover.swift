@@ -222,7 +222,7 @@ public final class PartMover: Sendable {
         let others = (0..<layout.parts).filter { $0 != part.index }
         let fetched = await store.fetchChunks(others, block: block, of: file, layout: layout)
         var chunks = [[UInt8]?](repeating: nil, count: layout.parts)
-        for (position, index) in others.enumerated() { chunks[index] = fetched[position] }
+        for (position, index) in others.enumerated() { chunks[index] = fetched[position].map(Array.init) }
         return try FileStore.rebuild(chunks, block: layout.block(block, fileSize: file.size), code: code)[part.index]
     }
 }

@@ -167,9 +167,14 @@ public struct Arguments: Sendable {
 
     /// Reads binary data of at most `maxBytes` bytes, named in errors as for strings.
     public mutating func binary(maxBytes: Int = .max, name: String? = nil) throws(IProtoError) -> [UInt8] {
+        Array(try binarySlice(maxBytes: maxBytes, name: name))
+    }
+
+    /// The same, left where it lies in the body: a slice of it, not a copy.
+    public mutating func binarySlice(maxBytes: Int = .max, name: String? = nil) throws(IProtoError) -> ArraySlice<UInt8> {
         let bytes = try next { reader throws(MessagePackError) in try reader.readBinary() }
         try checkLength(bytes.count, maxBytes, "bytes", name, "binary")
-        return Array(bytes)
+        return bytes
     }
 
     /// The deepest container nesting ``value(maxBytes:name:)`` accepts: a
