@@ -30,12 +30,39 @@ public final class StorageNodes: Sendable {
 
     private struct Entry {
         var record: NodeRecord
+        /// The transfers' connection, pipelined.
         var client: IProtoClient
+        /// The probes' own connection: a probe queued behind megabytes of chunks on the
+        /// transfers' connection would be late because the node is busy, not because it is gone.
+        var probe: IProtoClient
         var capacityBytes: Int64 = 0
         var usedBytes: Int64 = 0
         var parts = 0
         var readOnlyVolumes = 0
         var lastSeen: ContinuousClock.Instant?
+        /// The last probe failed: refused, broken off, or unanswered for the liveness timeout.
+        var probeFailed = false
+
+        init(record: NodeRecord, configuration: ClientConfiguration) {
+            self.record = record
+            client = IProtoClient(address: record.address, configuration: configuration)
+            probe = IProtoClient(address: record.address, configuration: configuration)
+        }
+
+        /// Moves to the record's address: new connections there.
+        mutating func move(to record: NodeRecord, configuration: ClientConfiguration) {
+            if record.address != self.record.address {
+                close()
+                client = IProtoClient(address: record.address, configuration: configuration)
+                probe = IProtoClient(address: record.address, configuration: configuration)
+            }
+            self.record = record
+        }
+
+        func close() {
+            client.close()
+            probe.close()
+        }
 
         mutating func apply(_ info: (node: String, capacityBytes: UInt, usedBytes: UInt, parts: UInt, readOnlyVolumes: UInt), at time: ContinuousClock.Instant) {
             capacityBytes = Int64(clamping: info.capacityBytes)
@@ -43,6 +70,7 @@ public final class StorageNodes: Sendable {
             parts = Int(clamping: info.parts)
             readOnlyVolumes = Int(clamping: info.readOnlyVolumes)
             lastSeen = time
+            probeFailed = false
         }
     }
 
@@ -78,7 +106,7 @@ public final class StorageNodes: Sendable {
         let records = try await metadata.nodes()
         let live = try await metadata.liveBytesByNode()
         state.withLock { state in
-            for record in records { state.entries[record.id] = Entry(record: record, client: IProtoClient(address: record.address, configuration: clientConfiguration)) }
+            for record in records { state.entries[record.id] = Entry(record: record, configuration: clientConfiguration) }
             state.liveBytes = live
         }
     }
@@ -103,12 +131,8 @@ public final class StorageNodes: Sendable {
             logger.info(existing == nil ? "node joined" : "node moved", metadata: ["node": "\(record.id)", "address": "\(address)"])
         }
         state.withLock { state in
-            var entry = state.entries[record.id] ?? Entry(record: record, client: IProtoClient(address: address, configuration: clientConfiguration))
-            if entry.record.address != address {
-                entry.client.close()
-                entry.client = IProtoClient(address: address, configuration: clientConfiguration)
-            }
-            entry.record = record
+            var entry = state.entries[record.id] ?? Entry(record: record, configuration: clientConfiguration)
+            entry.move(to: record, configuration: clientConfiguration)
             entry.apply(info, at: .now)
             state.entries[record.id] = entry
         }
@@ -121,24 +145,29 @@ public final class StorageNodes: Sendable {
         guard let records = try? await metadata.nodes(), let live = try? await metadata.liveBytesByNode() else { return }
         state.withLock { state in
             for record in records where state.entries[record.id]?.record.address != record.address {
-                state.entries[record.id]?.client.close()
-                var entry = Entry(record: record, client: IProtoClient(address: record.address, configuration: clientConfiguration))
-                if let old = state.entries[record.id] { entry.lastSeen = old.lastSeen }
+                var entry = state.entries[record.id] ?? Entry(record: record, configuration: clientConfiguration)
+                entry.move(to: record, configuration: clientConfiguration)
                 state.entries[record.id] = entry
             }
             state.liveBytes = live
         }
     }
 
-    /// Asks every node for its figures, concurrently; a node that does not answer
-    /// within the liveness timeout counts as down.
+    /// Asks every node for its figures, concurrently; a node that refuses the probe,
+    /// breaks it off or leaves it unanswered for the liveness timeout counts as down
+    /// until a probe succeeds. Only a probe's own outcome decides: a gateway too busy
+    /// to run this loop on time does not take every node for dead at once.
     func probeAll() async {
-        let targets = state.withLock { $0.entries.map { ($0.key, $0.value.client) } }
+        let targets = state.withLock { $0.entries.map { ($0.key, $0.value.probe) } }
         await withTaskGroup(of: Void.self) { group in
             for (id, client) in targets {
                 group.addTask {
-                    guard let info = try? await client.nodeInfo(timeout: .seconds(1)) else { return }
+                    let info = try? await client.nodeInfo(timeout: self.livenessTimeout)
                     self.state.withLock { state in
+                        guard let info else {
+                            state.entries[id]?.probeFailed = true
+                            return
+                        }
                         guard info.node == id else { return }  // another node took the address: it must register itself
                         state.entries[id]?.apply(info, at: .now)
                     }
@@ -153,10 +182,7 @@ public final class StorageNodes: Sendable {
         state.withLock { $0.entries[node].map { alive($0) } ?? false }
     }
 
-    private func alive(_ entry: Entry) -> Bool {
-        guard let seen = entry.lastSeen else { return false }
-        return ContinuousClock.now - seen < livenessTimeout
-    }
+    private func alive(_ entry: Entry) -> Bool { entry.lastSeen != nil && !entry.probeFailed }
 
     /// Chooses nodes for a new file's parts and reserves `partBytes` on each, atomically
     /// with respect to other uploads.
@@ -208,6 +234,6 @@ public final class StorageNodes: Sendable {
     }
 
     func closeAll() {
-        state.withLock { state in for entry in state.entries.values { entry.client.close() } }
+        state.withLock { state in for entry in state.entries.values { entry.close() } }
     }
 }

@@ -65,13 +65,13 @@ struct IProtoFileGW: AsyncParsableCommand {
     @Option(help: "Seconds between probes of every storage node.")
     var probeInterval = defaults.probeInterval / .seconds(1)
 
-    @Option(help: "Seconds without an answered probe after which a node counts as down (it takes no new parts; reads rebuild its parts from parity).")
+    @Option(help: "Seconds a probe may go unanswered before its node counts as down (as does one that refuses a probe) until a probe succeeds; a down node takes no new parts and reads rebuild its parts from parity.")
     var livenessTimeout = defaults.livenessTimeout / .seconds(1)
 
     @Option(help: "Seconds between sweeps for orphaned parts (on a node, unknown to the metadata there; deleted); 0 disables. POST /admin/orphans sweeps at once.")
     var orphanSweepInterval = defaults.orphanSweepInterval / .seconds(1)
 
-    @Option(help: "Seconds an HTTP connection may stay idle (a client that stops sending is cut off after it); 0 disables.")
+    @Option(help: "Seconds a client may send nothing while the gateway waits for it (between requests, or within a request); then its connection is closed and a stalled upload fails. 0 disables.")
     var idleTimeout = 30.0
 
     @Option(help: "Log level: trace, debug, info, notice, warning, error or critical.")
@@ -118,10 +118,13 @@ struct IProtoFileGW: AsyncParsableCommand {
         let responder = GatewayResponder(store: store) { String(decoding: registry.emitToBuffer(), as: UTF8.self) }
         let app = Application(
             responder: responder,
+            // The idle timeout is the gateway's own (ClientIdleTimeout), not Hummingbird's:
+            // that one also cut off uploads the gateway itself was holding back.
             server: .http1(
                 configuration: .init(
-                    additionalChannelHandlers: [ExpectContinueHandler()],
-                    idleTimeout: idle == .zero ? nil : .milliseconds(Int64(idle / .milliseconds(1))))),
+                    additionalChannelHandlers: [ExpectContinueHandler()]
+                        + (idle == .zero ? [] : [ClientIdleTimeout(timeout: .milliseconds(Int64(idle / .milliseconds(1))))]),
+                    idleTimeout: nil)),
             configuration: ApplicationConfiguration(address: .hostname(host, port: Int(port)), serverName: nil),
             onServerRunning: { channel in
                 let bound = channel.localAddress?.port ?? Int(port)

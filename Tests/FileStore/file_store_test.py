@@ -387,10 +387,16 @@ class FileStoreTest(unittest.TestCase):
         before = CLUSTER.metric("iproto_files_upload_failures_total")
         # Shorter than its Content-Length, then closed.
         CLUSTER.raw(b"PUT /files/short HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n" + b"x" * 500, read=False)
-        # Stops sending: the idle timeout (2 s here) cuts it off.
+        # Stops sending: the idle timeout (2 s here) cuts it off, and counts it; so is a connection left idle.
+        closes = CLUSTER.metric("iproto_files_idle_closes_total")
         started = time.time()
         reply = CLUSTER.raw(b"PUT /files/stalled HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n" + b"x" * 10, timeout=15)
         self.assertLess(time.time() - started, 10, "cut off by the idle timeout")
+        self.assertGreaterEqual(time.time() - started, 1.9, "not before it")
+        started = time.time()
+        self.assertEqual(CLUSTER.raw(b"", timeout=15), b"", "an idle connection is closed")
+        self.assertLess(time.time() - started, 10)
+        self.assertEqual(CLUSTER.metric("iproto_files_idle_closes_total") - closes, 2)
         # Longer: the file is Content-Length bytes; the rest is a malformed next request.
         reply = CLUSTER.raw(b"PUT /files/long HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabcdefgh")
         self.assertEqual(status_of(reply), 201, reply[:200])
@@ -519,6 +525,36 @@ class FileStoreTest(unittest.TestCase):
         again = json.loads(CLUSTER.request("POST", "/admin/orphans")[2])
         self.assertEqual(again["orphans_deleted"], 0, "nothing the metadata knows is ever swept")
         self.assertEqual(CLUSTER.request("GET", "/admin/orphans")[0], 405)
+
+    def test_18_uploads_the_gateway_holds_back_are_not_idle(self):
+        # Through a 1 MiB --transfer-memory every block of every upload waits its turn: 16 uploads of
+        # 4 blocks wait far past the 2 s idle timeout for it, with their clients ready to send all along.
+        cluster = Cluster(nodes=6, name="held-back", gateway_args=("--transfer-memory", "1M"))
+        try:
+            files = {f"held/{n}": os.urandom(3 * BLOCK + 1 + n) for n in range(16)}
+            results = {}
+
+            def put(name):
+                try:
+                    results[name] = cluster.put(name, files[name])[0]
+                except OSError as error:
+                    results[name] = repr(error)
+
+            started = time.time()
+            threads = [threading.Thread(target=put, args=(name,)) for name in files]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(300)
+            took = time.time() - started
+            self.assertEqual(results, {name: 201 for name in files})
+            self.assertGreater(took, 3, "the uploads did wait for each other past the idle timeout")
+            self.assertEqual(cluster.metric("iproto_files_idle_closes_total"), 0)
+            self.assertGreater(cluster.metric("iproto_files_transfer_waits_total"), 0)
+            for name, data in files.items():
+                self.assertEqual(cluster.get(name)[2], data, name)
+        finally:
+            cluster.stop()
 
     def test_15_the_cli_puts_gets_lists_and_removes(self):
         cli = [os.path.join(BIN, "iproto"), "files"]
