@@ -13,32 +13,16 @@ import Glibc
 /// requests, and writes exactly the bytes a test gives it, in exactly those pieces,
 /// so the client's reader meets replies cut at every awkward place.
 private final class ScriptedPeer: Sendable {
-    let listener: Int32
-    let port: Int
+    let listener: LoopbackListener
+    var port: Int { listener.port }
 
-    init() throws {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        listener = fd
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, length) == 0 && listen(fd, 4) == 0 && getsockname(fd, $0, &length) == 0
-            }
-        }
-        port = Int(UInt16(bigEndian: address.sin_port))
-        guard bound else { throw TestSocketError("cannot listen") }
-    }
-
-    deinit { close(listener) }
+    init() throws { listener = try LoopbackListener(backlog: 4) }
 
     /// Accepts one connection and runs `script` on it on a thread of its own, then closes it.
     func serve(_ script: @escaping @Sendable (Connection) -> Void) {
         let listener = listener
         Thread.detachNewThread {
-            let fd = accept(listener, nil, nil)
+            let fd = accept(listener.fd, nil, nil)
             guard fd >= 0 else { return }
             script(Connection(fd: fd))
             close(fd)
@@ -109,6 +93,14 @@ private final class ScriptedPeer: Sendable {
         return bytes == expected
     }
 
+    /// Calls func_ids 1, 2 and 3 at once on `peer`; expects each reply's body to be `expected[func_id]`.
+    private static func expectReplies(_ expected: [UInt32: [UInt8]], from peer: ScriptedPeer) async {
+        let replies = await threeCalls(IProtoClient(host: "127.0.0.1", port: peer.port))
+        for (funcID, body) in expected.sorted(by: { $0.key < $1.key }) {
+            #expect(same(replies[funcID], body), "reply \(funcID)")
+        }
+    }
+
     /// Calls func_ids 1, 2 and 3 at once; returns their replies' bodies or errors.
     static func threeCalls(_ client: IProtoClient) async -> [UInt32: Result<[UInt8], ClientError>] {
         await withTaskGroup(of: (UInt32, Result<[UInt8], ClientError>).self) { group in
@@ -141,11 +133,7 @@ private final class ScriptedPeer: Sendable {
                 from = cut
             }
         }
-        let client = IProtoClient(host: "127.0.0.1", port: peer.port)
-        let replies = await Self.threeCalls(client)
-        #expect(Self.same(replies[1], small), "reply 1")
-        #expect(Self.same(replies[2], large), "reply 2")
-        #expect(Self.same(replies[3], last), "reply 3")
+        await Self.expectReplies([1: small, 2: large, 3: last], from: peer)
     }
 
     @Test func aLargeReplyThatArrivesInOnePieceWithTheNextIsSplitRight() async throws {
@@ -157,11 +145,7 @@ private final class ScriptedPeer: Sendable {
                 + ScriptedPeer.reply(3, ids[3]!, other).prefix(16 + 5)))
             connection.write(ArraySlice(ScriptedPeer.reply(3, ids[3]!, other).dropFirst(16 + 5)))
         }
-        let client = IProtoClient(host: "127.0.0.1", port: peer.port)
-        let replies = await Self.threeCalls(client)
-        #expect(Self.same(replies[2], large), "reply 2")
-        #expect(Self.same(replies[1], small), "reply 1")
-        #expect(Self.same(replies[3], other), "reply 3")
+        await Self.expectReplies([1: small, 2: large, 3: other], from: peer)
     }
 
     @Test func aLargeBodyCutOffFailsTheCallsInFlightAndTheNextCallReconnects() async throws {

@@ -10,28 +10,7 @@ import Glibc
 #endif
 
 /// A port that accepts connections (the kernel's backlog) but never answers.
-private final class SilentListener {
-    let fd: Int32
-    let port: Int
-
-    init() throws {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        self.fd = fd
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, length) == 0 && listen(fd, 16) == 0 && getsockname(fd, $0, &length) == 0
-            }
-        }
-        port = Int(UInt16(bigEndian: address.sin_port))
-        guard bound else { throw TestSocketError("cannot listen") }
-    }
-
-    deinit { close(fd) }
-}
+private typealias SilentListener = LoopbackListener
 
 @Suite struct ClientTests {
     @Test func typedStorageCallsAndMappedErrors() async throws {
