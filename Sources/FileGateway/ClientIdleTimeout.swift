@@ -25,10 +25,13 @@ public final class ClientIdleTimeout: ChannelDuplexHandler, RemovableChannelHand
     /// Requests whose response has not ended.
     private var responding = 0
 
-    /// Counts the connections closed (`iproto_files_idle_closes_total`).
-    private static let closes = Counter(label: "iproto_files_idle_closes_total")
+    private let closes: Counter
 
-    public init(timeout: TimeAmount) { self.timeout = timeout }
+    /// `closes` counts the connections closed (``FileStore/idleCloses``).
+    public init(timeout: TimeAmount, closes: Counter) {
+        self.timeout = timeout
+        self.closes = closes
+    }
 
     private var waitingForClient: Bool { readingRequest || responding == 0 }
 
@@ -38,7 +41,7 @@ public final class ClientIdleTimeout: ChannelDuplexHandler, RemovableChannelHand
             timer = loop.scheduleTask(in: timeout) { [self] in
                 timer = nil
                 guard waitingForClient else { return }
-                Self.closes.increment()
+                closes.increment()
                 context.close(promise: nil)
             }
         }

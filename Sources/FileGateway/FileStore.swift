@@ -6,6 +6,7 @@ import Foundation
 import IProto
 import IProtoClient
 import Logging
+import Metrics
 import NIOCore
 import VolumeAPI
 
@@ -435,6 +436,9 @@ public final class FileStore: Sendable {
         metrics.transferMemory.record(budget.held)
         if let counts = try? await metadata.counts() { metrics.files.record(counts.files) }
     }
+
+    /// `iproto_files_idle_closes_total`, for the HTTP server's ``ClientIdleTimeout``.
+    public var idleCloses: Counter { metrics.idleCloses }
 
     // MARK: errors
 

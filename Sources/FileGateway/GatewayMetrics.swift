@@ -47,6 +47,7 @@ final class GatewayMetrics: Sendable {
     let liveNodes = Gauge(label: "iproto_files_live_nodes")
     let fillSpread = Gauge(label: "iproto_files_fill_spread")
     let transferWaits = Counter(label: "iproto_files_transfer_waits_total")
+    let idleCloses = Counter(label: "iproto_files_idle_closes_total")
     let transferMemory = Gauge(label: "iproto_files_transfer_memory_bytes")
 
     func nodeLiveBytes(_ node: String) -> Gauge { Gauge(label: "iproto_files_node_live_bytes", dimensions: [("node", node)]) }

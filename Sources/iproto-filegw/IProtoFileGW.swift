@@ -123,7 +123,7 @@ struct IProtoFileGW: AsyncParsableCommand {
             server: .http1(
                 configuration: .init(
                     additionalChannelHandlers: [ExpectContinueHandler()]
-                        + (idle == .zero ? [] : [ClientIdleTimeout(timeout: .milliseconds(Int64(idle / .milliseconds(1))))]),
+                        + (idle == .zero ? [] : [ClientIdleTimeout(timeout: .milliseconds(Int64(idle / .milliseconds(1))), closes: store.idleCloses)]),
                     idleTimeout: nil)),
             configuration: ApplicationConfiguration(address: .hostname(host, port: Int(port)), serverName: nil),
             onServerRunning: { channel in
