@@ -78,6 +78,9 @@ public final class StorageNodes: Sendable {
         var entries: [String: Entry] = [:]
         var liveBytes: [String: Int64] = [:]
         var reservations = Reservations()
+        /// Counts this gateway's own changes to `liveBytes`, so that a refresh read
+        /// from the metadata before one of them does not overwrite it.
+        var localChanges = 0
     }
 
     private let state = Mutex(State())
@@ -141,15 +144,26 @@ public final class StorageNodes: Sendable {
 
     /// Picks up nodes and committed bytes that other gateways sharing the metadata
     /// recorded (a node registers at one gateway; the others learn it here).
+    ///
+    /// The bytes read are a snapshot: a commit of this gateway's that lands while they
+    /// are read may or may not be in them, so they replace the running figures only if
+    /// none did (else the fullest node could seem to get back a part it just gave
+    /// away, for a refresh interval); the read is tried again, three times at most.
     func refreshFromMetadata() async {
-        guard let records = try? await metadata.nodes(), let live = try? await metadata.liveBytesByNode() else { return }
-        state.withLock { state in
-            for record in records where state.entries[record.id]?.record.address != record.address {
-                var entry = state.entries[record.id] ?? Entry(record: record, configuration: clientConfiguration)
-                entry.move(to: record, configuration: clientConfiguration)
-                state.entries[record.id] = entry
+        for _ in 0..<3 {
+            let before = state.withLock { $0.localChanges }
+            guard let records = try? await metadata.nodes(), let live = try? await metadata.liveBytesByNode() else { return }
+            let replaced = state.withLock { state -> Bool in
+                for record in records where state.entries[record.id]?.record.address != record.address {
+                    var entry = state.entries[record.id] ?? Entry(record: record, configuration: clientConfiguration)
+                    entry.move(to: record, configuration: clientConfiguration)
+                    state.entries[record.id] = entry
+                }
+                guard state.localChanges == before else { return false }
+                state.liveBytes = live
+                return true
             }
-            state.liveBytes = live
+            if replaced { return }
         }
     }
 
@@ -205,6 +219,7 @@ public final class StorageNodes: Sendable {
     /// Counts committed parts on their nodes (and, with `removing`, parts that stopped being live).
     func committed(_ parts: [PartRecord], removing old: [PartRecord] = []) {
         state.withLock { state in
+            state.localChanges += 1
             for part in parts { state.liveBytes[part.node, default: 0] += part.length }
             for part in old { state.liveBytes[part.node, default: 0] -= part.length }
         }
