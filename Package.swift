@@ -265,6 +265,7 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
+        .testTarget(name: "FileMetadataTests", dependencies: ["FileMetadata", .product(name: "GRDB", package: "GRDB.swift")]),
         // The gateway: uploads, downloads, placement, reclaiming; its HTTP routes and status page.
         .target(
             name: "FileGateway",

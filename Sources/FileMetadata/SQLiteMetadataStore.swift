@@ -38,6 +38,15 @@ public final class SQLiteMetadataStore: FileMetadataStore {
                 CREATE INDEX parts_by_state ON parts (state);
                 """)
         }
+        // A file's parts are looked up by file and state (every GET, commit and abort): with
+        // parts_by_file on file_id alone, SQLite chose parts_by_state and scanned every live
+        // part of the store for each, O(files) per GET.
+        migrator.registerMigration("v2") { db in
+            try db.execute(sql: """
+                DROP INDEX parts_by_file;
+                CREATE INDEX parts_by_file ON parts (file_id, state, idx);
+                """)
+        }
         return migrator
     }
 
@@ -81,7 +90,7 @@ public final class SQLiteMetadataStore: FileMetadataStore {
     public func commitUpload(_ file: FileRecord) async throws -> FileRecord? {
         try await database.write { db in
             let pending = try Int.fetchOne(
-                db, sql: "SELECT COUNT(*) FROM parts WHERE file_id = ? AND state = ?", arguments: [Int64(file.fileID), State.pending.rawValue])
+                db, sql: Self.filePartCountSQL, arguments: [Int64(file.fileID), State.pending.rawValue])
             guard pending == file.parts.count else { throw MetadataError("upload \(file.fileID) was abandoned: its parts are no longer pending") }
             let replaced = try Self.file(named: file.name, db)
             if let replaced {
@@ -119,40 +128,52 @@ public final class SQLiteMetadataStore: FileMetadataStore {
 
     public func file(id: UInt64) async throws -> FileRecord? {
         try await database.read { db in
-            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM files WHERE file_id = ?", arguments: [Int64(id)]) else { return nil }
+            guard let row = try Row.fetchOne(db, sql: "SELECT \(Self.fileColumns) FROM files WHERE file_id = ?", arguments: [Int64(id)]) else { return nil }
             return try Self.withParts(Self.record(row), db)
         }
     }
 
+    /// Every GET's lookup: its two statements are prepared once per connection (cached), and
+    /// rows are read by column position (GRDB matches names case-insensitively, string by string).
     private static func file(named name: String, _ db: Database) throws -> FileRecord? {
-        guard let row = try Row.fetchOne(db, sql: "SELECT * FROM files WHERE name = ?", arguments: [name]) else { return nil }
+        let statement = try db.cachedStatement(sql: "SELECT \(fileColumns) FROM files WHERE name = ?")
+        guard let row = try Row.fetchOne(statement, arguments: [name]) else { return nil }
         return try withParts(record(row), db)
     }
 
     private static func withParts(_ file: FileRecord, _ db: Database) throws -> FileRecord {
         var file = file
-        file.parts = try Row.fetchAll(
-            db, sql: "SELECT * FROM parts WHERE file_id = ? AND state = ? ORDER BY idx",
-            arguments: [Int64(file.fileID), State.live.rawValue]
-        ).map(part)
+        let statement = try db.cachedStatement(sql: filePartsSQL)
+        file.parts = try Row.fetchAll(statement, arguments: [Int64(file.fileID), State.live.rawValue]).map(part)
         return file
     }
 
+    /// The columns ``record(_:)`` reads, in its order.
+    private static let fileColumns = "name, file_id, size, etag, created, parity, shard_bytes"
+
     private static func record(_ row: Row) -> FileRecord {
         FileRecord(
-            name: row["name"], fileID: UInt64(row["file_id"] as Int64), size: row["size"], etag: row["etag"], created: row["created"],
-            parityParts: row["parity"], shardBytes: row["shard_bytes"], parts: [])
+            name: row[0], fileID: UInt64(row[1] as Int64), size: row[2], etag: row[3], created: row[4],
+            parityParts: row[5], shardBytes: row[6], parts: [])
     }
 
+    /// The columns ``part(_:)`` reads, in its order.
+    private static let partColumns = "part_id, file_id, idx, node, length"
+
+    /// A file's parts in one state, in order; and how many there are (the index on
+    /// (file_id, state, idx) must serve both: tests check their query plans).
+    static let filePartsSQL = "SELECT \(partColumns) FROM parts WHERE file_id = ? AND state = ? ORDER BY idx"
+    static let filePartCountSQL = "SELECT COUNT(*) FROM parts WHERE file_id = ? AND state = ?"
+
     private static func part(_ row: Row) -> PartRecord {
-        PartRecord(partID: UInt64(row["part_id"] as Int64), fileID: UInt64(row["file_id"] as Int64), index: row["idx"], node: row["node"], length: row["length"])
+        PartRecord(partID: UInt64(row[0] as Int64), fileID: UInt64(row[1] as Int64), index: row[2], node: row[3], length: row[4])
     }
 
     public func files(prefix: String, after: String?, limit: Int) async throws -> [FileRecord] {
         try await database.read { db in
             // Names compare as bytes (SQLite's BINARY collation), so the prefix is a range.
             try Row.fetchAll(
-                db, sql: "SELECT * FROM files WHERE substr(name, 1, length(?)) = ? AND name > ? ORDER BY name LIMIT ?",
+                db, sql: "SELECT \(Self.fileColumns) FROM files WHERE substr(name, 1, length(?)) = ? AND name > ? ORDER BY name LIMIT ?",
                 arguments: [prefix, prefix, after ?? "", limit]
             ).map(Self.record)
         }
@@ -169,7 +190,7 @@ public final class SQLiteMetadataStore: FileMetadataStore {
 
     public func garbage(limit: Int) async throws -> [PartRecord] {
         try await database.read { db in
-            try Row.fetchAll(db, sql: "SELECT * FROM parts WHERE state = ? ORDER BY part_id LIMIT ?", arguments: [State.garbage.rawValue, limit]).map(Self.part)
+            try Row.fetchAll(db, sql: "SELECT \(Self.partColumns) FROM parts WHERE state = ? ORDER BY part_id LIMIT ?", arguments: [State.garbage.rawValue, limit]).map(Self.part)
         }
     }
 
@@ -204,7 +225,7 @@ public final class SQLiteMetadataStore: FileMetadataStore {
     public func liveParts(on node: String, after: UInt64, limit: Int) async throws -> [PartRecord] {
         try await database.read { db in
             try Row.fetchAll(
-                db, sql: "SELECT * FROM parts WHERE node = ? AND state = ? AND part_id > ? ORDER BY part_id LIMIT ?",
+                db, sql: "SELECT \(Self.partColumns) FROM parts WHERE node = ? AND state = ? AND part_id > ? ORDER BY part_id LIMIT ?",
                 arguments: [node, State.live.rawValue, Int64(after), limit]
             ).map(Self.part)
         }
