@@ -278,6 +278,7 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
             ]
         ),
+        .testTarget(name: "FileGatewayTests", dependencies: ["FileGateway"]),
         // A node's wire API (volume.iproto-api) and return codes: the service protocol and client calls.
         .target(name: "VolumeAPI", dependencies: ["IProto", "IProtoClient"], plugins: ["IProtoCodegenPlugin"]),
         // A storage node: the Volume API over a VolumeStore, with group commit and registration at the gateway.

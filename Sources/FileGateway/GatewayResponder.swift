@@ -102,7 +102,7 @@ public struct GatewayResponder: HTTPResponder {
         if request.uri.queryParameters["layout"] != nil { return Self.json(LayoutJSON(file, nodes: store.nodes.statuses())) }
         var headers: HTTPFields = [
             .eTag: file.etag, .acceptRanges: "bytes", .contentType: "application/octet-stream",
-            .lastModified: Date(timeIntervalSince1970: file.created).httpDate,
+            .lastModified: HTTPDate.format(secondsSince1970: file.created),
         ]
         if let match = request.headers[.ifNoneMatch], match.split(separator: ",").contains(where: { $0.trimmingCharacters(in: .whitespaces) == file.etag || $0 == "*" }) {
             return Response(status: .notModified, headers: headers)
@@ -249,16 +249,5 @@ public struct GatewayResponder: HTTPResponder {
         var response = json(["error": "method not allowed; use \(allowed)"], status: .methodNotAllowed)
         response.headers[.allow] = allowed
         return response
-    }
-}
-
-extension Date {
-    /// RFC 9110's IMF-fixdate, for Last-Modified.
-    var httpDate: String {
-        let formatter = DateFormatter()
-        formatter.locale = Locale(identifier: "en_US_POSIX")
-        formatter.timeZone = TimeZone(identifier: "GMT")
-        formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss 'GMT'"
-        return formatter.string(from: self)
     }
 }
