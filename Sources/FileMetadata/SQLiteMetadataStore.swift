@@ -122,8 +122,17 @@ public final class SQLiteMetadataStore: FileMetadataStore {
         }
     }
 
+    /// Every GET's lookup: one statement, prepared once per connection (cached), and no
+    /// transaction around it (a single statement reads one snapshot); rows are read by
+    /// column position (GRDB matches names case-insensitively, string by string).
     public func file(named name: String) async throws -> FileRecord? {
-        try await database.read { db in try Self.file(named: name, db) }
+        try await database.unsafeRead { db in
+            let rows = try Row.fetchAll(db.cachedStatement(sql: Self.fileWithPartsSQL), arguments: [State.live.rawValue, name])
+            guard let first = rows.first else { return nil }
+            var file = Self.record(first)
+            file.parts = rows.compactMap { $0.hasNull(atIndex: 7) ? nil : Self.part($0, from: 7) }
+            return file
+        }
     }
 
     public func file(id: UInt64) async throws -> FileRecord? {
@@ -133,11 +142,8 @@ public final class SQLiteMetadataStore: FileMetadataStore {
         }
     }
 
-    /// Every GET's lookup: its two statements are prepared once per connection (cached), and
-    /// rows are read by column position (GRDB matches names case-insensitively, string by string).
     private static func file(named name: String, _ db: Database) throws -> FileRecord? {
-        let statement = try db.cachedStatement(sql: "SELECT \(fileColumns) FROM files WHERE name = ?")
-        guard let row = try Row.fetchOne(statement, arguments: [name]) else { return nil }
+        guard let row = try Row.fetchOne(db, sql: "SELECT \(fileColumns) FROM files WHERE name = ?", arguments: [name]) else { return nil }
         return try withParts(record(row), db)
     }
 
@@ -164,9 +170,19 @@ public final class SQLiteMetadataStore: FileMetadataStore {
     /// (file_id, state, idx) must serve both: tests check their query plans).
     static let filePartsSQL = "SELECT \(partColumns) FROM parts WHERE file_id = ? AND state = ? ORDER BY idx"
     static let filePartCountSQL = "SELECT COUNT(*) FROM parts WHERE file_id = ? AND state = ?"
+    /// A file by name with its parts in one state, in order: columns 0...6 the file's, 7... the part's (NULL if none).
+    static let fileWithPartsSQL = """
+        SELECT \(fileColumns.split(separator: ", ").map { "files.\($0)" }.joined(separator: ", ")), \
+        \(partColumns.split(separator: ", ").map { "parts.\($0)" }.joined(separator: ", ")) \
+        FROM files LEFT JOIN parts ON parts.file_id = files.file_id AND parts.state = ? WHERE files.name = ? ORDER BY parts.idx
+        """
 
-    private static func part(_ row: Row) -> PartRecord {
-        PartRecord(partID: UInt64(row[0] as Int64), fileID: UInt64(row[1] as Int64), index: row[2], node: row[3], length: row[4])
+    private static func part(_ row: Row) -> PartRecord { part(row, from: 0) }
+
+    private static func part(_ row: Row, from first: Int) -> PartRecord {
+        PartRecord(
+            partID: UInt64(row[first] as Int64), fileID: UInt64(row[first + 1] as Int64), index: row[first + 2], node: row[first + 3],
+            length: row[first + 4])
     }
 
     public func files(prefix: String, after: String?, limit: Int) async throws -> [FileRecord] {
