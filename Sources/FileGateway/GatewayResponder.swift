@@ -128,7 +128,7 @@ public struct GatewayResponder: HTTPResponder {
         return Response(status: status, headers: headers, body: ResponseBody(contentLength: Int(bytes.count)) { writer in
             // A block that cannot be read even from parity throws here: the response is cut
             // off short of its Content-Length, never completed with wrong bytes.
-            try await store.read(file, range: bytes) { buffer in try await writer.write(buffer) }
+            try await store.read(file, range: bytes) { pieces in try await writer.write(contentsOf: pieces) }
             try await writer.finish(nil)
         })
     }
