@@ -156,7 +156,7 @@ public final class FileStore: Sendable {
                 do { try await oldest.value } catch { throw nodeFailure(error, during: "sending a block") }
             }
             let partIDs = upload.partIDs
-            let cost = blockCost(layout)
+            let cost = blockCost(layout, length: shards.reduce(0) { $0 + $1.count })
             await budget.acquire(cost)
             inFlight.append(Task {
                 defer { self.budget.release(cost) }
@@ -269,26 +269,30 @@ public final class FileStore: Sendable {
         let layout = try StripeLayout(parityParts: file.parityParts, shardBytes: file.shardBytes)
         let code = file.parityParts == self.layout.parityParts ? self.code : try ReedSolomon(dataShards: StripeLayout.dataParts, parityShards: file.parityParts)
         let blocks = Array(layout.blocks(covering: range))
-        var fetches: [Task<[ArraySlice<UInt8>], any Error>] = []
+        var fetches: [(task: Task<[ArraySlice<UInt8>], any Error>, cost: Int)] = []
         var next = 0
-        defer { for fetch in fetches { fetch.cancel() } }
-        let cost = blockCost(layout)
-        defer { budget.release(cost * fetches.count) }
+        defer {
+            for fetch in fetches {
+                fetch.task.cancel()
+                budget.release(fetch.cost)
+            }
+        }
         for block in blocks {
             while fetches.count < configuration.blocksInFlight, next < blocks.count {
+                let index = blocks[next]
+                let cost = blockCost(layout, length: layout.block(index, fileSize: file.size).length)
                 // Wait for budget only while holding none: waiting while holding could deadlock two downloads.
                 if fetches.isEmpty {
                     await budget.acquire(cost)
                 } else if !budget.tryAcquire(cost) {
                     break
                 }
-                let index = blocks[next]
-                fetches.append(Task { try await self.fetchBlock(index, of: file, layout: layout, code: code) })
+                fetches.append((Task { try await self.fetchBlock(index, of: file, layout: layout, code: code) }, cost))
                 next += 1
             }
             let fetch = fetches.removeFirst()
-            defer { budget.release(cost) }
-            let shards = try await fetch.value
+            defer { budget.release(fetch.cost) }
+            let shards = try await fetch.task.value
             // The block's shards, each cut to the range, go out in one write (one flush, one
             // writev): five writes cost the HTTP channel five hops and flushes per block.
             var offset = Int64(block) * Int64(layout.blockBytes)
@@ -306,8 +310,12 @@ public final class FileStore: Sendable {
         metrics.downloadSeconds.record((ContinuousClock.now - started) / .seconds(1))
     }
 
-    /// What one block in flight holds: its data and parity, and the copies on their way to or from the nodes.
-    private func blockCost(_ layout: StripeLayout) -> Int { 2 * layout.shardBytes * layout.parts }
+    /// What a block of `length` bytes holds in flight: its data and parity shards, and the
+    /// copies on their way to or from the nodes. A small file's block is charged its own
+    /// size, not a full block's: 5 MiB blocks would let only ten 1 KiB downloads run at once.
+    private func blockCost(_ layout: StripeLayout, length: Int) -> Int {
+        2 * layout.parts * StripeLayout.Block(index: 0, offset: 0, length: length).codedShardLength
+    }
 
     /// Block `index` of `file` as its five data shards, checked; any that cannot be
     /// read (node down, chunk damaged, wrong checksum) are rebuilt from parity.

@@ -526,7 +526,7 @@ class FileStoreTest(unittest.TestCase):
         self.assertEqual(again["orphans_deleted"], 0, "nothing the metadata knows is ever swept")
         self.assertEqual(CLUSTER.request("GET", "/admin/orphans")[0], 405)
 
-    def test_18_uploads_the_gateway_holds_back_are_not_idle(self):
+    def test_18_uploads_the_gateway_holds_back_are_not_idle_and_small_ones_are_not_held(self):
         # Through a 1 MiB --transfer-memory every block of every upload waits its turn: 16 uploads of
         # 4 blocks wait far past the 2 s idle timeout for it, with their clients ready to send all along.
         cluster = Cluster(nodes=6, name="held-back", gateway_args=("--transfer-memory", "1M"))
@@ -553,6 +553,22 @@ class FileStoreTest(unittest.TestCase):
             self.assertGreater(cluster.metric("iproto_files_transfer_waits_total"), 0)
             for name, data in files.items():
                 self.assertEqual(cluster.get(name)[2], data, name)
+
+            # A small file's block is charged its own size: 16 downloads and 16 uploads of 1 KiB at
+            # once fit in the 1 MiB together and none waits (charged a full 5 MiB block, all but one would).
+            small = {f"held/small/{n}": os.urandom(1024 + n) for n in range(16)}
+            for name, data in small.items():
+                self.assertEqual(cluster.put(name, data)[0], 201)
+            waits = cluster.metric("iproto_files_transfer_waits_total")
+            got = {}
+            transfers = [threading.Thread(target=lambda n=name: got.__setitem__(n, cluster.get(n)[2])) for name in small]
+            transfers += [threading.Thread(target=lambda n=name: cluster.put(n + "/again", small[n])) for name in small]
+            for thread in transfers:
+                thread.start()
+            for thread in transfers:
+                thread.join(60)
+            self.assertEqual(got, small)
+            self.assertEqual(cluster.metric("iproto_files_transfer_waits_total"), waits)
         finally:
             cluster.stop()
 
