@@ -290,24 +290,33 @@ public final class FileStore: Sendable {
                 fetches.append((Task { try await self.fetchBlock(index, of: file, layout: layout, code: code) }, cost))
                 next += 1
             }
-            let fetch = fetches.removeFirst()
-            defer { budget.release(fetch.cost) }
-            let shards = try await fetch.task.value
-            // The block's shards, each cut to the range, go out in one write (one flush, one
-            // writev): five writes cost the HTTP channel five hops and flushes per block.
-            var offset = Int64(block) * Int64(layout.blockBytes)
-            var pieces: [ByteBuffer] = []
-            for shard in shards {
-                let from = Int(max(range.lowerBound - offset, 0)), to = Int(min(range.upperBound - offset, Int64(shard.count)))
-                offset += Int64(shard.count)
-                guard from < to else { continue }
-                pieces.append(ByteBuffer(bytes: shard.dropFirst(from).prefix(to - from)))
-                metrics.downloadBytes.increment(by: to - from)
-            }
+            let (fetch, cost) = fetches.removeFirst()
+            defer { budget.release(cost) }
+            // The fetch is consumed here: its task keeps the block's shards as its value, and
+            // they are freed before the write waits for the client to take the block.
+            let pieces = try await Self.pieces(of: consume fetch, block: block, range: range, layout: layout)
+            metrics.downloadBytes.increment(by: pieces.reduce(0) { $0 + $1.readableBytes })
             try await write(pieces)
         }
         metrics.downloads.increment()
         metrics.downloadSeconds.record((ContinuousClock.now - started) / .seconds(1))
+    }
+
+    /// Block `block`'s shards, once `fetch` has them, each cut to `range` and copied into
+    /// the buffer the HTTP channel sends: one write (one flush, one writev) per block,
+    /// where five writes cost the channel five hops and flushes.
+    private static func pieces(
+        of fetch: consuming Task<[ArraySlice<UInt8>], any Error>, block: Int, range: Range<Int64>, layout: StripeLayout
+    ) async throws -> [ByteBuffer] {
+        var offset = Int64(block) * Int64(layout.blockBytes)
+        var pieces: [ByteBuffer] = []
+        for shard in try await fetch.value {
+            let from = Int(max(range.lowerBound - offset, 0)), to = Int(min(range.upperBound - offset, Int64(shard.count)))
+            offset += Int64(shard.count)
+            guard from < to else { continue }
+            pieces.append(ByteBuffer(bytes: shard.dropFirst(from).prefix(to - from)))
+        }
+        return pieces
     }
 
     /// What a block of `length` bytes holds in flight: its data and parity shards, and the
