@@ -331,7 +331,7 @@ static void conn_mark_broken(struct iproto_conn *c, int error) {
 
 /* Appends one response frame to `target`; false when out of memory. */
 static bool append_reply(struct obuf *target, uint32_t func_id, uint32_t request_id, uint32_t return_code,
-                         const char *body, uint32_t body_length) {
+                         const iproto_piece *pieces, size_t count, uint32_t body_length) {
     if (!obuf_reserve(target, IPROTO_RESPONSE_HEADER_SIZE + (size_t)body_length))
         return false;
     char *p = target->data + target->len;
@@ -339,18 +339,43 @@ static bool append_reply(struct obuf *target, uint32_t func_id, uint32_t request
     store_u32le(p + 4, body_length);
     store_u32le(p + 8, request_id);
     store_u32le(p + 12, return_code);
-    memcpy(p + IPROTO_RESPONSE_HEADER_SIZE, body, body_length);
+    p += IPROTO_RESPONSE_HEADER_SIZE;
+    for (size_t i = 0; i < count; i++) {
+        if (pieces[i].length > 0)
+            memcpy(p, pieces[i].data, pieces[i].length);
+        p += pieces[i].length;
+    }
     target->len += IPROTO_RESPONSE_HEADER_SIZE + (size_t)body_length;
     return true;
 }
 
+static bool append_reply_body(struct obuf *target, uint32_t func_id, uint32_t request_id, uint32_t return_code,
+                              const char *body, uint32_t body_length) {
+    iproto_piece piece = {body, body_length};
+    return append_reply(target, func_id, request_id, return_code, &piece, 1, body_length);
+}
+
 void iproto_reply(iproto_conn *c, uint32_t func_id, uint32_t request_id, uint32_t return_code,
                   const char *body, uint32_t body_length) {
+    iproto_piece piece = {body, body_length};
+    iproto_reply_pieces(c, func_id, request_id, return_code, &piece, 1);
+}
+
+void iproto_reply_pieces(iproto_conn *c, uint32_t func_id, uint32_t request_id, uint32_t return_code,
+                         const iproto_piece *pieces, size_t count) {
+    uint64_t total = 0;
+    for (size_t i = 0; i < count; i++)
+        total += pieces[i].length;
+    if (total > UINT32_MAX) {
+        conn_mark_broken(c, EMSGSIZE);
+        return;
+    }
+    uint32_t body_length = (uint32_t)total;
     /* Deferred replies wait on their connection; otherwise the worker's batch gathers them. */
     bool guarded = conn_config(c)->on_flush != NULL;
     bool keep = obuf_pending(&c->out) > 0 || guarded;
     struct obuf *target = keep ? &c->out : &c->worker->batch;
-    if (!append_reply(target, func_id, request_id, return_code, body, body_length)) {
+    if (!append_reply(target, func_id, request_id, return_code, pieces, count, body_length)) {
         conn_mark_broken(c, ENOMEM);
         return;
     }
@@ -379,8 +404,8 @@ static void conn_fail_unguarded(struct iproto_conn *c, const iproto_flush_error 
         const char *frame = c->out.data + offset;
         uint32_t length = load_u32le(frame + 4);
         bool ok = load_u32le(frame + 12) == IPROTO_RC_OK;
-        bool appended = ok ? append_reply(&rewritten, load_u32le(frame), load_u32le(frame + 8), error->return_code,
-                                          body, (uint32_t)(end - body))
+        bool appended = ok ? append_reply_body(&rewritten, load_u32le(frame), load_u32le(frame + 8), error->return_code,
+                                               body, (uint32_t)(end - body))
                            : obuf_append(&rewritten, frame, IPROTO_RESPONSE_HEADER_SIZE + (size_t)length);
         if (!appended) {
             /* Out of memory: the replies cannot be sent as they are, so none is; the client sees the close. */

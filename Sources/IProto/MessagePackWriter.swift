@@ -5,13 +5,34 @@
 public struct MessagePackWriter: Sendable {
     public internal(set) var bytes: [UInt8]
 
+    /// With ``referencesLargeBinaries`` on, the binaries of ``referencedBinaryBytes`` or
+    /// more that were written: where in `bytes` each belongs, and its bytes, kept by
+    /// reference instead of copied in (their `bin` headers are in `bytes`).
+    public internal(set) var references: [(offset: Int, bytes: [UInt8])] = []
+    /// Off by default, so that `bytes` alone is the whole encoding. The server's
+    /// per-worker writer turns it on and hands the core the pieces, which copies each
+    /// once into the connection's output (a storage node's chunk reply was copied twice).
+    var referencesLargeBinaries = false
+    static let referencedBinaryBytes = 64 << 10
+
     public init(capacity: Int = 256) {
         bytes = []
         bytes.reserveCapacity(capacity)
     }
 
+    init(capacity: Int, referencingLargeBinaries: Bool) {
+        self.init(capacity: capacity)
+        referencesLargeBinaries = referencingLargeBinaries
+    }
+
     /// Empties the buffer, keeping its capacity.
-    public mutating func reset() { bytes.removeAll(keepingCapacity: true) }
+    public mutating func reset() {
+        bytes.removeAll(keepingCapacity: true)
+        references.removeAll(keepingCapacity: true)
+    }
+
+    /// The encoding's length, referenced binaries included.
+    public var count: Int { references.reduce(bytes.count) { $0 + $1.bytes.count } }
 
     public mutating func write(_ value: MessagePackValue) {
         switch value {
@@ -24,7 +45,11 @@ public struct MessagePackWriter: Sendable {
         case .stringBytes(let value): writeString(bytes: value)
         case .binary(let value):
             encodeBinaryHeader(UInt32(value.count))
-            bytes.append(contentsOf: value)
+            if referencesLargeBinaries, value.count >= Self.referencedBinaryBytes {
+                references.append((bytes.count, value))
+            } else {
+                bytes.append(contentsOf: value)
+            }
         case .array(let values):
             encodeArrayHeader(UInt32(values.count))
             for element in values { write(element) }

@@ -34,7 +34,7 @@ final class WorkerContext: @unchecked Sendable {
     /// The current request's body, copied here from the core's buffer.
     @exclusivity(unchecked) var body: [UInt8] = []
     /// The current response's body.
-    @exclusivity(unchecked) var writer = MessagePackWriter(capacity: 512)
+    @exclusivity(unchecked) var writer = MessagePackWriter(capacity: 512, referencingLargeBinaries: true)
 
     private let dispatcher: Dispatcher
     private let rateLimit: Double

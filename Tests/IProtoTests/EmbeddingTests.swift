@@ -35,6 +35,37 @@ import Testing
         #expect(server.statistics.requests == 3)
     }
 
+    /// Binaries of 64 KiB and more reach the core by reference, in pieces between the
+    /// rest of the encoding: the reply must be the same bytes as one encoded whole,
+    /// with several of them, at the start, the end and side by side, behind a barrier or not.
+    @Test(arguments: [false, true]) func largeBinariesComeBackWhole(barrier: Bool) async throws {
+        func blob(_ count: Int, _ seed: UInt8) -> [UInt8] { (0..<count).map { UInt8(truncatingIfNeeded: $0 &* 31) &+ seed } }
+        let replies: [UInt32: MessagePackValue] = [
+            0x01: .binary(blob(1 << 20, 1)),
+            0x02: .array([.string("head"), .binary(blob(64 << 10, 2)), .uint(7), .binary(blob(200_000, 3)), .binary(blob(65_535, 4))]),
+            0x03: .array([.binary(blob(70_000, 5)), .binary(blob(80_000, 6)), .nil]),
+            0x04: .map([MessagePackPair(.string("k"), .binary(blob(100_000, 7)))]),
+        ]
+        var handlers = Handlers()
+        for (funcID, reply) in replies { handlers.register(funcID) { _ in reply } }
+        if barrier { handlers.beforeReplies { _ in } }
+        let server = try Server(configuration: .init(host: "127.0.0.1", port: 0), handlers: handlers)
+        try server.start()
+        let running = Task { try await server.run() }
+        try await onBlockingThread {
+            let connection = try TestConnection(port: server.port, timeout: 30)
+            for (funcID, reply) in replies.sorted(by: { $0.key < $1.key }) {
+                var expected = MessagePackWriter()
+                expected.write(reply)
+                let got = try connection.call(funcID)
+                let same = got.returnCode == .ok && got.body == expected.bytes
+                #expect(same, "function \(funcID): \(got.body.count) bytes, expected \(expected.bytes.count)")
+            }
+        }
+        running.cancel()
+        try await running.value
+    }
+
     /// A handler and the barrier after it run on the same worker, which they can name.
     @Test func handlersAndBarriersKnowTheirWorker() async throws {
         #expect(Handlers.currentWorker == nil)

@@ -218,4 +218,16 @@ void iproto_conn_address_key(const iproto_conn *conn, iproto_address *out);
 void iproto_reply(iproto_conn *conn, uint32_t func_id, uint32_t request_id,
                   uint32_t return_code, const char *body, uint32_t body_length);
 
+/* One stretch of a response body. */
+typedef struct iproto_piece {
+    const char *data;
+    uint32_t length;
+} iproto_piece;
+
+/* The same with the body in `count` pieces, copied one after another into the
+   response: a large binary reaches the output buffer in one copy, not first
+   into the caller's buffer and then into this one. */
+void iproto_reply_pieces(iproto_conn *conn, uint32_t func_id, uint32_t request_id,
+                         uint32_t return_code, const iproto_piece *pieces, size_t count);
+
 #endif

@@ -45,9 +45,36 @@ private let requestTrampoline: iproto_request_fn = { context, connection, worker
     let code = worker.serve(funcID: funcID, requestID: requestID, connection: &state,
                             peer: { String(cString: iproto_conn_peer(connection)) }, startedAt: startedAt)
     slot.pointee = state.slot
-    worker.writer.bytes.withUnsafeBytes { reply in
-        iproto_reply(connection, funcID, requestID, code.rawValue,
-                     reply.baseAddress?.assumingMemoryBound(to: CChar.self), UInt32(reply.count))
+    let writer = worker.writer
+    guard !writer.references.isEmpty else {
+        return writer.bytes.withUnsafeBytes { reply in
+            iproto_reply(connection, funcID, requestID, code.rawValue,
+                         reply.baseAddress?.assumingMemoryBound(to: CChar.self), UInt32(reply.count))
+        }
+    }
+    writer.bytes.withUnsafeBytes { encoded in
+        withReferencedPieces(writer.references[...], encoded: encoded, from: 0, pieces: []) { pieces in
+            iproto_reply_pieces(connection, funcID, requestID, code.rawValue, pieces, pieces.count)
+        }
+    }
+}
+
+/// The reply as pieces in order: the stretches of `encoded` between the referenced
+/// binaries, and the binaries themselves, each pointed at where it lies (one nested
+/// `withUnsafeBytes` per binary, so that every pointer is valid in `body`).
+private func withReferencedPieces(
+    _ references: ArraySlice<(offset: Int, bytes: [UInt8])>, encoded: UnsafeRawBufferPointer, from start: Int,
+    pieces: [iproto_piece], _ body: ([iproto_piece]) -> Void
+) {
+    func piece(_ bytes: UnsafeRawBufferPointer) -> iproto_piece {
+        iproto_piece(data: bytes.baseAddress?.assumingMemoryBound(to: CChar.self), length: UInt32(bytes.count))
+    }
+    guard let reference = references.first else {
+        return body(pieces + [piece(UnsafeRawBufferPointer(rebasing: encoded[start...]))])
+    }
+    reference.bytes.withUnsafeBytes { binary in
+        let before = piece(UnsafeRawBufferPointer(rebasing: encoded[start..<reference.offset]))
+        withReferencedPieces(references.dropFirst(), encoded: encoded, from: reference.offset, pieces: pieces + [before, piece(binary)], body)
     }
 }
 
