@@ -126,13 +126,7 @@ public final class SQLiteMetadataStore: FileMetadataStore {
     /// transaction around it (a single statement reads one snapshot); rows are read by
     /// column position (GRDB matches names case-insensitively, string by string).
     public func file(named name: String) async throws -> FileRecord? {
-        try await database.unsafeRead { db in
-            let rows = try Row.fetchAll(db.cachedStatement(sql: Self.fileWithPartsSQL), arguments: [State.live.rawValue, name])
-            guard let first = rows.first else { return nil }
-            var file = Self.record(first)
-            file.parts = rows.compactMap { $0.hasNull(atIndex: 7) ? nil : Self.part($0, from: 7) }
-            return file
-        }
+        try await database.unsafeRead { db in try Self.file(named: name, db) }
     }
 
     public func file(id: UInt64) async throws -> FileRecord? {
@@ -142,9 +136,13 @@ public final class SQLiteMetadataStore: FileMetadataStore {
         }
     }
 
+    /// A file by name with its live parts (GETs, and commits inside their transaction).
     private static func file(named name: String, _ db: Database) throws -> FileRecord? {
-        guard let row = try Row.fetchOne(db, sql: "SELECT \(fileColumns) FROM files WHERE name = ?", arguments: [name]) else { return nil }
-        return try withParts(record(row), db)
+        let rows = try Row.fetchAll(db.cachedStatement(sql: fileWithPartsSQL), arguments: [State.live.rawValue, name])
+        guard let first = rows.first else { return nil }
+        var file = record(first)
+        file.parts = rows.compactMap { $0.hasNull(atIndex: 7) ? nil : part($0, from: 7) }
+        return file
     }
 
     private static func withParts(_ file: FileRecord, _ db: Database) throws -> FileRecord {

@@ -31,9 +31,6 @@ public struct MessagePackWriter: Sendable {
         references.removeAll(keepingCapacity: true)
     }
 
-    /// The encoding's length, referenced binaries included.
-    public var count: Int { references.reduce(bytes.count) { $0 + $1.bytes.count } }
-
     public mutating func write(_ value: MessagePackValue) {
         switch value {
         case .nil: encodeNil()
