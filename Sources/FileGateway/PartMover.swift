@@ -178,9 +178,8 @@ public final class PartMover: Sendable {
         guard let target = store.nodes.client(destination) else { return false }
         let layout = try StripeLayout(parityParts: file.parityParts, shardBytes: file.shardBytes)
         let code = try ReedSolomon(dataShards: StripeLayout.dataParts, parityShards: file.parityParts)
-        let ids = try await store.metadata.allocateIDs(1)
-        let newPart = PartRecord(partID: ids.lowerBound, fileID: file.fileID, index: part.index, node: destination, length: part.length)
-        try await store.metadata.beginUpload([newPart])
+        let newPart = try await store.metadata.beginUpload(
+            fileID: file.fileID, [PendingPart(index: part.index, node: destination, length: part.length)])[0]
         store.nodes.reserve(part.length, on: [destination])
         defer { store.nodes.release(part.length, on: [destination]) }
         let blocks = layout.blockCount(fileSize: file.size)

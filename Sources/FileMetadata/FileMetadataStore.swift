@@ -44,6 +44,20 @@ public struct PartRecord: Equatable, Hashable, Sendable {
     }
 }
 
+/// A part of an upload about to begin: its place in the file, its node, and the
+/// length it is expected to reach (what its node reserves).
+public struct PendingPart: Equatable, Sendable {
+    public var index: Int
+    public var node: String
+    public var length: Int64
+
+    public init(index: Int, node: String, length: Int64) {
+        self.index = index
+        self.node = node
+        self.length = length
+    }
+}
+
 /// A storage node as the gateway records it: its id (from the node) and where it is.
 public struct NodeRecord: Equatable, Sendable {
     public var id: String
@@ -68,21 +82,22 @@ public struct MetadataError: Error, CustomStringConvertible, Sendable {
 /// call atomic and durable before it returns.
 ///
 /// The visibility rule: an upload's parts are recorded as **pending** before
-/// the first byte is sent (``beginUpload(_:)``), so that a gateway that dies
+/// the first byte is sent (``beginUpload(fileID:_:)``), so that a gateway that dies
 /// mid-upload finds them at its next start and reclaims them; the file becomes
 /// visible in one transaction (``commitUpload(_:)``) once every part is sealed on
 /// its node, replacing any file of the same name, whose parts become garbage.
 public protocol FileMetadataStore: Sendable {
-    /// `count` fresh ids (file and part ids share one sequence), never handed out again.
-    func allocateIDs(_ count: Int) async throws -> ClosedRange<UInt64>
-
     func nodes() async throws -> [NodeRecord]
     /// Records a node, or its new address.
     func saveNode(_ node: NodeRecord) async throws
 
-    /// Records an upload's parts as pending.
-    func beginUpload(_ parts: [PartRecord]) async throws
-    /// Makes `file` visible under its name, atomically; returns the file it replaced, if any.
+    /// Records an upload's parts as pending, each under a fresh part id, for the file
+    /// `fileID` or (nil: a new file) a fresh file id, in one transaction; returns their
+    /// records, in the order given. File and part ids share one sequence and are never
+    /// handed out again.
+    func beginUpload(fileID: UInt64?, _ parts: [PendingPart]) async throws -> [PartRecord]
+    /// Makes `file` visible under its name, atomically, its parts (pending, with the ids
+    /// ``beginUpload(fileID:_:)`` gave; their lengths as finally written) live; returns the file it replaced, if any.
     func commitUpload(_ file: FileRecord) async throws -> FileRecord?
     /// Turns an abandoned upload's pending parts into garbage.
     func abortUpload(fileID: UInt64) async throws
@@ -111,7 +126,7 @@ public protocol FileMetadataStore: Sendable {
     func liveBytesByNode() async throws -> [String: Int64]
     /// Live parts on `node`, in part id order after `after`, at most `limit`.
     func liveParts(on node: String, after: UInt64, limit: Int) async throws -> [PartRecord]
-    /// Makes the pending copy `newPartID` (recorded by ``beginUpload(_:)``, complete on `node`)
+    /// Makes the pending copy `newPartID` (recorded by ``beginUpload(fileID:_:)``, complete on `node`)
     /// the file's part in place of `part`, which becomes garbage: atomic. False when
     /// `part` is no longer live (its file was deleted or replaced meanwhile).
     func movePart(_ part: PartRecord, to node: String, newPartID: UInt64) async throws -> Bool

@@ -66,14 +66,6 @@ public final class PostgresMetadataStore: FileMetadataStore {
     private static func bytes(_ name: String) -> ByteBuffer { ByteBuffer(string: name) }
     private static func name(_ bytes: ByteBuffer) -> String { String(buffer: bytes) }
 
-    public func allocateIDs(_ count: Int) async throws -> ClosedRange<UInt64> {
-        precondition(count > 0)
-        let step = Int64(count)
-        let rows = try await client.query("UPDATE sequence SET next = next + \(step) RETURNING next - \(step)", logger: logger)
-        for try await first in rows.decode(Int64.self) { return UInt64(first)...UInt64(first + step - 1) }
-        throw MetadataError("the id sequence row is missing")
-    }
-
     public func nodes() async throws -> [NodeRecord] {
         var result: [NodeRecord] = []
         for try await (id, address, joined) in try await client.query("SELECT id, address, joined FROM nodes ORDER BY joined, id", logger: logger)
@@ -90,36 +82,52 @@ public final class PostgresMetadataStore: FileMetadataStore {
             logger: logger)
     }
 
-    private static func insert(_ part: PartRecord, state: State, _ connection: PostgresConnection, _ logger: Logger) async throws {
-        try await connection.query(
-            "INSERT INTO parts (part_id, file_id, idx, node, length, state) VALUES (\(Int64(part.partID)), \(Int64(part.fileID)), \(part.index), \(part.node), \(part.length), \(state.rawValue))",
-            logger: logger)
-    }
-
-    public func beginUpload(_ parts: [PartRecord]) async throws {
+    public func beginUpload(fileID: UInt64?, _ parts: [PendingPart]) async throws -> [PartRecord] {
         let logger = self.logger
-        try await client.withTransaction(logger: logger) { connection in
-            for part in parts { try await Self.insert(part, state: .pending, connection, logger) }
+        return try await client.withTransaction(logger: logger) { connection -> [PartRecord] in
+            // One transaction with the ids it takes: a commit fewer per upload.
+            let count = Int64(parts.count + (fileID == nil ? 1 : 0))
+            var next: Int64?
+            for try await first in try await connection.query("UPDATE sequence SET next = next + \(count) RETURNING next - \(count)", logger: logger)
+                .decode(Int64.self) { next = first }
+            guard let next else { throw MetadataError("the id sequence row is missing") }
+            let fileID = fileID ?? UInt64(next)
+            let firstPart = UInt64(next + count) - UInt64(parts.count)
+            let records = parts.enumerated().map { offset, part in
+                PartRecord(partID: firstPart + UInt64(offset), fileID: fileID, index: part.index, node: part.node, length: part.length)
+            }
+            for part in records {
+                try await connection.query(
+                    "INSERT INTO parts (part_id, file_id, idx, node, length, state) VALUES (\(Int64(part.partID)), \(Int64(part.fileID)), \(part.index), \(part.node), \(part.length), \(State.pending.rawValue))",
+                    logger: logger)
+            }
+            return records
         }
     }
 
     public func commitUpload(_ file: FileRecord) async throws -> FileRecord? {
         let logger = self.logger
         return try await client.withTransaction(logger: logger) { connection -> FileRecord? in
-            // Another gateway's start may have abandoned this upload: then it must not appear.
-            var pending = 0
-            for try await count in try await connection.query(
-                "SELECT COUNT(*) FROM parts WHERE file_id = \(Int64(file.fileID)) AND state = \(State.pending.rawValue)", logger: logger
-            ).decode(Int64.self) { pending = Int(count) }
-            guard pending == file.parts.count else { throw MetadataError("upload \(file.fileID) was abandoned: its parts are no longer pending") }
+            // Each part turns live in place, with its final length. One missing means another
+            // gateway's start abandoned the upload: then it must not appear (the throw rolls back).
+            for part in file.parts {
+                var changed: Int64 = 0
+                for try await count in try await connection.query(
+                    """
+                    WITH done AS (UPDATE parts SET state = \(State.live.rawValue), length = \(part.length)
+                                  WHERE part_id = \(Int64(part.partID)) AND file_id = \(Int64(file.fileID)) AND state = \(State.pending.rawValue)
+                                  RETURNING 1)
+                    SELECT COUNT(*) FROM done
+                    """, logger: logger
+                ).decode(Int64.self) { changed = count }
+                guard changed == 1 else { throw MetadataError("upload \(file.fileID) was abandoned: its parts are no longer pending") }
+            }
             let replaced = try await Self.file(named: file.name, connection, logger)
             if let replaced {
                 try await connection.query(
                     "UPDATE parts SET state = \(State.garbage.rawValue) WHERE file_id = \(Int64(replaced.fileID))", logger: logger)
                 try await connection.query("DELETE FROM files WHERE name = \(Self.bytes(file.name))", logger: logger)
             }
-            try await connection.query("DELETE FROM parts WHERE file_id = \(Int64(file.fileID))", logger: logger)
-            for part in file.parts { try await Self.insert(part, state: .live, connection, logger) }
             try await connection.query(
                 "INSERT INTO files (name, file_id, size, etag, created, parity, shard_bytes) VALUES (\(Self.bytes(file.name)), \(Int64(file.fileID)), \(file.size), \(file.etag), \(file.created), \(file.parityParts), \(file.shardBytes))",
                 logger: logger)

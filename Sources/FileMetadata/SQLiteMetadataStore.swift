@@ -50,15 +50,6 @@ public final class SQLiteMetadataStore: FileMetadataStore {
         return migrator
     }
 
-    public func allocateIDs(_ count: Int) async throws -> ClosedRange<UInt64> {
-        precondition(count > 0)
-        return try await database.write { db in
-            let next = try Int64.fetchOne(db, sql: "SELECT next FROM sequence")!
-            try db.execute(sql: "UPDATE sequence SET next = ?", arguments: [next + Int64(count)])
-            return UInt64(next)...UInt64(next + Int64(count) - 1)
-        }
-    }
-
     public func nodes() async throws -> [NodeRecord] {
         try await database.read { db in
             try Row.fetchAll(db, sql: "SELECT id, address, joined FROM nodes ORDER BY joined, id").map {
@@ -75,33 +66,40 @@ public final class SQLiteMetadataStore: FileMetadataStore {
         }
     }
 
-    public func beginUpload(_ parts: [PartRecord]) async throws {
+    public func beginUpload(fileID: UInt64?, _ parts: [PendingPart]) async throws -> [PartRecord] {
         try await database.write { db in
-            for part in parts { try Self.insert(part, state: .pending, db) }
+            // One transaction with the ids it takes: a commit (an fsync) fewer per upload.
+            let count = Int64(parts.count + (fileID == nil ? 1 : 0))
+            let next = try Int64.fetchOne(db.cachedStatement(sql: "UPDATE sequence SET next = next + ? RETURNING next - ?"), arguments: [count, count])!
+            let fileID = fileID ?? UInt64(next)
+            let firstPart = UInt64(next + count) - UInt64(parts.count)
+            let records = parts.enumerated().map { offset, part in
+                PartRecord(partID: firstPart + UInt64(offset), fileID: fileID, index: part.index, node: part.node, length: part.length)
+            }
+            let insert = try db.cachedStatement(sql: "INSERT INTO parts (part_id, file_id, idx, node, length, state) VALUES (?, ?, ?, ?, ?, ?)")
+            for part in records {
+                try insert.execute(arguments: [Int64(part.partID), Int64(part.fileID), part.index, part.node, part.length, State.pending.rawValue])
+            }
+            return records
         }
-    }
-
-    private static func insert(_ part: PartRecord, state: State, _ db: Database) throws {
-        try db.execute(
-            sql: "INSERT INTO parts (part_id, file_id, idx, node, length, state) VALUES (?, ?, ?, ?, ?, ?)",
-            arguments: [Int64(part.partID), Int64(part.fileID), part.index, part.node, part.length, state.rawValue])
     }
 
     public func commitUpload(_ file: FileRecord) async throws -> FileRecord? {
         try await database.write { db in
-            let pending = try Int.fetchOne(
-                db, sql: Self.filePartCountSQL, arguments: [Int64(file.fileID), State.pending.rawValue])
-            guard pending == file.parts.count else { throw MetadataError("upload \(file.fileID) was abandoned: its parts are no longer pending") }
+            // Each part turns live in place, with its final length (a chunked upload's are known
+            // only at its end). One missing means another start abandoned the upload: then it
+            // must not appear, and the throw rolls the transaction back.
+            let commit = try db.cachedStatement(sql: Self.commitPartSQL)
+            for part in file.parts {
+                try commit.execute(arguments: [State.live.rawValue, part.length, Int64(part.partID), Int64(file.fileID), State.pending.rawValue])
+                guard db.changesCount == 1 else { throw MetadataError("upload \(file.fileID) was abandoned: its parts are no longer pending") }
+            }
             let replaced = try Self.file(named: file.name, db)
             if let replaced {
                 try db.execute(sql: "UPDATE parts SET state = ? WHERE file_id = ?", arguments: [State.garbage.rawValue, Int64(replaced.fileID)])
                 try db.execute(sql: "DELETE FROM files WHERE name = ?", arguments: [file.name])
             }
-            // The parts as finally written (lengths known only at the end of a chunked upload).
-            try db.execute(sql: "DELETE FROM parts WHERE file_id = ?", arguments: [Int64(file.fileID)])
-            for part in file.parts { try Self.insert(part, state: .live, db) }
-            try db.execute(
-                sql: "INSERT INTO files (name, file_id, size, etag, created, parity, shard_bytes) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            try db.cachedStatement(sql: "INSERT INTO files (\(Self.fileColumns)) VALUES (?, ?, ?, ?, ?, ?, ?)").execute(
                 arguments: [file.name, Int64(file.fileID), file.size, file.etag, file.created, file.parityParts, file.shardBytes])
             return replaced
         }
@@ -164,10 +162,11 @@ public final class SQLiteMetadataStore: FileMetadataStore {
     /// The columns ``part(_:)`` reads, in its order.
     private static let partColumns = "part_id, file_id, idx, node, length"
 
-    /// A file's parts in one state, in order; and how many there are (the index on
-    /// (file_id, state, idx) must serve both: tests check their query plans).
+    /// A file's parts in one state, in order (through the index on (file_id, state, idx):
+    /// tests check the query plans).
     static let filePartsSQL = "SELECT \(partColumns) FROM parts WHERE file_id = ? AND state = ? ORDER BY idx"
-    static let filePartCountSQL = "SELECT COUNT(*) FROM parts WHERE file_id = ? AND state = ?"
+    /// A pending part of an upload made live with its final length, by its id (the primary key).
+    static let commitPartSQL = "UPDATE parts SET state = ?, length = ? WHERE part_id = ? AND file_id = ? AND state = ?"
     /// A file by name with its parts in one state, in order: columns 0...6 the file's, 7... the part's (NULL if none).
     static let fileWithPartsSQL = """
         SELECT \(fileColumns.split(separator: ", ").map { "files.\($0)" }.joined(separator: ", ")), \

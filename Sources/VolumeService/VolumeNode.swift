@@ -128,28 +128,55 @@ public final class VolumeNode: VolumeService, Sendable {
     }
 
     public func sealPart(part: UInt, chunks: Int, length: UInt) throws(IProtoError) {
+        if let seal = try sealRecord(PartID(UInt64(part)), chunks: chunks, length: length) { stage(seal) }
+    }
+
+    /// A small file's part is one chunk: its chunk and its seal in one synced append
+    /// halve the fsyncs and the round trips of its upload.
+    public func putLastChunk(part: UInt, chunk: Int, checksum: Int, data: [UInt8], length: UInt) throws(IProtoError) {
+        guard chunk < Int(UInt32.max) else { throw IProtoError(.outOfRange, "chunk \(chunk) cannot be a part's last: a part holds at most \(UInt32.max) chunks") }
         let id = PartID(UInt64(part))
+        if let stored = store.part(id), stored.sealed != nil {
+            // A retry after a lost reply: the same chunk and figures are a no-op.
+            _ = try sealRecord(id, chunks: chunk + 1, length: length)
+            guard stored.chunkLengths[UInt32(chunk)] != nil, try read(id, chunk: UInt32(chunk)).data == data else {
+                throw IProtoError(.volConflict, "part \(id) is sealed without these bytes as its chunk \(chunk)")
+            }
+            return
+        }
+        // Checked before the chunk is staged: a refused seal leaves nothing written.
+        let seal = try sealRecord(id, chunks: chunk + 1, length: length, adding: (UInt32(chunk), data.count))
+        try putChunk(part: part, chunk: chunk, checksum: checksum, data: data)
+        if let seal { stage(seal) }
+    }
+
+    /// The seal of part `id` as `chunks` chunks of `length` bytes in all, once the stored
+    /// chunks (with `adding`, a chunk about to be staged with the seal) are exactly those;
+    /// nil when the part is already sealed so.
+    private func sealRecord(_ id: PartID, chunks: Int, length: UInt, adding: (chunk: UInt32, bytes: Int)? = nil) throws(IProtoError) -> VolumeRecord? {
         if store.isDeleted(id) { throw IProtoError(.volConflict, "part \(id) is deleted") }
         let stored = store.part(id) ?? VolumeStore.Part()
         if let sealed = stored.sealed {
             guard sealed.chunks == UInt32(chunks), sealed.length == UInt64(length) else {
                 throw IProtoError(.volConflict, "part \(id) is sealed with \(sealed.chunks) chunks and \(sealed.length) bytes")
             }
-            return
+            return nil
         }
-        if let missing = (0..<UInt32(chunks)).first(where: { stored.chunkLengths[$0] == nil }) {
+        var lengths = stored.chunkLengths
+        if let adding, lengths[adding.chunk] == nil { lengths[adding.chunk] = UInt32(adding.bytes) }
+        if let missing = (0..<UInt32(chunks)).first(where: { lengths[$0] == nil }) {
             throw IProtoError(.volNotFound, "part \(id) has no chunk \(missing) of the \(chunks) to seal")
         }
-        if let extra = stored.chunkLengths.keys.first(where: { $0 >= UInt32(chunks) }) {
+        if let extra = lengths.keys.first(where: { $0 >= UInt32(chunks) }) {
             throw IProtoError(.volConflict, "part \(id) holds chunk \(extra), past the \(chunks) to seal")
         }
-        let total = stored.chunkLengths.values.reduce(UInt64(0)) { $0 + UInt64($1) }
+        let total = lengths.values.reduce(UInt64(0)) { $0 + UInt64($1) }
         guard total == UInt64(length) else {
             throw IProtoError(.volConflict, "part \(id) holds \(total) bytes in its \(chunks) chunks, not \(length)")
         }
         var data: [UInt8] = []
         LittleEndian.append(UInt64(length), size: 8, to: &data)
-        stage(VolumeRecord(part: id, chunk: UInt32(chunks), kind: .seal, data: data))
+        return VolumeRecord(part: id, chunk: UInt32(chunks), kind: .seal, data: data)
     }
 
     public func deletePart(part: UInt) throws(IProtoError) {

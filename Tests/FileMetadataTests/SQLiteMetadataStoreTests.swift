@@ -10,10 +10,9 @@ import Testing
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("metadata-\(UUID().uuidString)").path
         let store = try SQLiteMetadataStore(directory: directory)
         for number in 0...files {
-            let ids = try await store.allocateIDs(7)
-            let fileID = ids.lowerBound
-            let parts = (0..<6).map { PartRecord(partID: fileID + 1 + UInt64($0), fileID: fileID, index: $0, node: "node\($0)", length: 10) }
-            try await store.beginUpload(parts.reversed())
+            let parts = try await store.beginUpload(fileID: nil, (0..<6).reversed().map { PendingPart(index: $0, node: "node\($0)", length: 10) })
+                .sorted { $0.index < $1.index }
+            let fileID = parts[0].fileID
             if number == files { break }  // the last upload stays pending
             let record = FileRecord(name: "file\(number)", fileID: fileID, size: 50, etag: "e", created: 0, parityParts: 1, shardBytes: 1024, parts: parts)
             _ = try await store.commitUpload(record)
@@ -29,10 +28,8 @@ import Testing
         #expect(try await store.file(named: "file20") == nil)  // pending: not visible
 
         // Replaced: the new upload's parts only, the old ones garbage.
-        let ids = try await store.allocateIDs(6)
-        let parts = (0..<5).map { PartRecord(partID: ids.lowerBound + 1 + UInt64($0), fileID: ids.lowerBound, index: $0, node: "other\($0)", length: 3) }
-        try await store.beginUpload(parts)
-        let replacement = FileRecord(name: "file7", fileID: ids.lowerBound, size: 15, etag: "f", created: 1, parityParts: 0, shardBytes: 1024, parts: parts)
+        let parts = try await store.beginUpload(fileID: nil, (0..<5).map { PendingPart(index: $0, node: "other\($0)", length: 3) })
+        let replacement = FileRecord(name: "file7", fileID: parts[0].fileID, size: 15, etag: "f", created: 1, parityParts: 0, shardBytes: 1024, parts: parts)
         let replaced = try await store.commitUpload(replacement)
         #expect(replaced?.fileID == file.fileID)
         #expect(try await store.file(named: "file7") == replacement)
@@ -48,7 +45,6 @@ import Testing
         let database = try DatabaseQueue(path: path)
         let statements: [(String, StatementArguments)] = [
             (SQLiteMetadataStore.fileWithPartsSQL, [1, "file7"]), (SQLiteMetadataStore.filePartsSQL, [8, 1]),
-            (SQLiteMetadataStore.filePartCountSQL, [8, 1]),
         ]
         for (sql, arguments) in statements {
             let plan = try await database.read { db in
@@ -57,5 +53,42 @@ import Testing
             let indexed = plan.contains { $0.contains("parts_by_file (file_id=? AND state=?)") }
             #expect(indexed, "\(sql): \(plan)")
         }
+    }
+
+    /// An upload takes its ids in the transaction that records it (one sequence, never a
+    /// number twice); a commit makes the parts live with their final lengths, or, for an
+    /// upload no longer wholly pending, changes nothing at all.
+    @Test func uploadsTakeFreshIDsAndCommitWhole() async throws {
+        let (store, _) = try await Self.store(files: 2)
+        let upload = try await store.beginUpload(fileID: nil, [PendingPart(index: 0, node: "a", length: 5), PendingPart(index: 1, node: "b", length: 5)])
+        let copy = try await store.beginUpload(fileID: upload[0].fileID, [PendingPart(index: 1, node: "c", length: 5)])
+        #expect(copy[0].fileID == upload[0].fileID)
+        let ids = [upload[0].fileID] + (upload + copy).map(\.partID)
+        #expect(Set(ids).count == 4)
+        #expect(ids.allSatisfy { $0 > 21 })  // the three uploads before took 1...21
+
+        // A commit naming a part of another upload is refused, and rolled back whole: the
+        // same upload then commits.
+        var finished = upload
+        finished[0].length = 3
+        finished[1].length = 4
+        let other = try await store.beginUpload(fileID: nil, [PendingPart(index: 1, node: "b", length: 4)])
+        var wrong = finished
+        wrong[1].partID = other[0].partID
+        func record(_ parts: [PartRecord]) -> FileRecord {
+            FileRecord(name: "f", fileID: parts[0].fileID, size: 7, etag: "e", created: 0, parityParts: 0, shardBytes: 1024, parts: parts)
+        }
+        await #expect(throws: MetadataError.self) { try await store.commitUpload(record(wrong)) }
+        #expect(try await store.file(named: "f") == nil)
+        _ = try await store.commitUpload(record(finished))
+        #expect(try await store.file(named: "f")?.parts.map(\.length) == [3, 4])
+
+        // Abandoned: nothing appears.
+        let abandoned = try await store.beginUpload(fileID: nil, [PendingPart(index: 0, node: "a", length: 5)])
+        try await store.abortUpload(fileID: abandoned[0].fileID)
+        await #expect(throws: MetadataError.self) {
+            try await store.commitUpload(FileRecord(name: "g", fileID: abandoned[0].fileID, size: 5, etag: "e", created: 0, parityParts: 0, shardBytes: 1024, parts: abandoned))
+        }
+        #expect(try await store.file(named: "g") == nil)
     }
 }

@@ -27,7 +27,7 @@ import msgpack
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from iproto import frame, read_reply  # noqa: E402
 
-PUT, SEAL, GET, DELETE, INFO, NODE_INFO, LIST = (0x00040001 + i for i in range(7))
+PUT, SEAL, GET, DELETE, INFO, NODE_INFO, LIST, PUT_LAST = (0x00040001 + i for i in range(8))
 OK, UNKNOWN_REQUEST, BAD_REQUEST, BAD_ARGUMENTS, OUT_OF_RANGE, TOO_LONG = 0, 1, 2, 3, 4, 5
 BODY_TOO_LARGE = 6
 FULL, CHECKSUM_MISMATCH, NOT_FOUND, CONFLICT, CANNOT_PERSIST, CORRUPT = range(0x301, 0x307)
@@ -173,6 +173,36 @@ class VolumeNodeTest(unittest.TestCase):
         self.assertEqual(node.call(LIST, 1, 10), (OK, [[3], [False]]))
         self.assertEqual(node.call(LIST, 0, 0)[0], OUT_OF_RANGE)
         self.assertEqual(node.call(LIST, 0, 10001)[0], OUT_OF_RANGE)
+
+    def test_13_a_last_chunk_seals_its_part_in_one_write_or_writes_nothing(self):
+        node = self.node("--capacity", "64M")
+        first, last = os.urandom(5000), os.urandom(777)
+        put_last = lambda part, chunk, data, length: node.call(PUT_LAST, part, chunk, zlib.crc32(data), data, length)
+        self.assertEqual(put_last(1, 0, first, 5000), (OK, None), "a one-chunk part")
+        self.assertEqual(node.call(INFO, 1), (OK, [1, 5000, True]))
+        # Refused seals write nothing: the chunk is not stored either.
+        self.assertEqual(node.put(2, 0, first), (OK, None))
+        self.assertEqual(put_last(2, 2, last, 5777)[0], NOT_FOUND, "chunk 1 is missing")
+        self.assertEqual(put_last(2, 1, last, 5778)[0], CONFLICT, "the length disagrees")
+        self.assertEqual(node.call(INFO, 2), (OK, [1, 5000, False]))
+        self.assertEqual(put_last(2, 1, last, 5777), (OK, None))
+        self.assertEqual(node.call(INFO, 2), (OK, [2, 5777, True]))
+        # A retry after a lost reply is a no-op; contradicting it is a conflict.
+        self.assertEqual(put_last(2, 1, last, 5777), (OK, None))
+        self.assertEqual(put_last(2, 1, last[:-1] + b"x", 5777)[0], CONFLICT)
+        self.assertEqual(put_last(2, 1, last, 5778)[0], CONFLICT)
+        self.assertEqual(put_last(2, 2, last, 6554)[0], CONFLICT, "a sealed part takes no chunk")
+        code, message = node.call(PUT_LAST, 3, 0, zlib.crc32(last) ^ 1, last, 777)
+        self.assertEqual(code, CHECKSUM_MISMATCH, message)
+        code, message = put_last(3, 4294967295, last, 777)
+        self.assertEqual(code, OUT_OF_RANGE, message)
+        self.assertEqual(node.call(INFO, 3)[0], NOT_FOUND, "nothing was written")
+        self.assertEqual(put_last(3, 0, b"", 0), (OK, None), "an empty chunk")
+        node.restart(kill=True)
+        self.assertEqual(node.call(INFO, 1), (OK, [1, 5000, True]))
+        self.assertEqual(node.call(INFO, 2), (OK, [2, 5777, True]))
+        self.assertEqual(node.call(INFO, 3), (OK, [1, 0, True]))
+        self.assertEqual(node.call(GET, 2, 1), (OK, [zlib.crc32(last), last]))
 
     def test_06_pipelined_writes_share_syncs(self):
         """32 chunks sent in one write arrive in one read: the worker's reply barrier
