@@ -242,12 +242,14 @@ public final class FileStore: Sendable {
             }
         }
         if layout.parityParts > 0 {
-            // Coding needs equal shards: a short block's shorter ones are padded in place
-            // (at most one byte each, within their capacity) and cut back once coded.
-            let lengths = shards.map(\.count)
-            for shard in shards.indices { shards[shard].append(contentsOf: repeatElement(0, count: width - lengths[shard])) }
+            // Coding needs equal shards: a short block's shorter ones (copies made above, so
+            // unshared) are padded in place by their one byte, within their capacity, and cut
+            // back once coded. A full block's are never touched: they share their storage
+            // with `filled`, and any mutation would copy them.
+            let padded = shards.indices.filter { shards[$0].count < width }
+            for shard in padded { shards[shard].append(0) }
             let parity = code.parity(of: shards.map { $0[...] }, shardLength: width)
-            for shard in shards.indices { shards[shard].removeLast(width - lengths[shard]) }
+            for shard in padded { shards[shard].removeLast() }
             shards += parity
         }
         try await withThrowingTaskGroup(of: Void.self) { group in
