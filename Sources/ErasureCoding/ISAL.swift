@@ -37,11 +37,11 @@ enum ISAL {
     /// `outputs` shards of `length` bytes coded from `inputs` (each at least
     /// `length` bytes; a slice of a larger buffer is coded where it lies), each
     /// in an array of its own, written by the library without zeroing first.
-    static func code(tables: [UInt8], outputs: Int, inputs: [ArraySlice<UInt8>], length: Int) -> [[UInt8]] {
+    static func code(tables: [UInt8], outputs: Int, inputs: [ArraySlice<UInt8>], length: Int, capacity: Int? = nil) -> [[UInt8]] {
         precondition(length > 0 && inputs.allSatisfy { $0.count >= length })
         var tables = tables
         return withAddresses(of: inputs[...], collected: []) { sources in
-            filled(outputs, length: length, collected: []) { outputPointers in
+            filled(outputs, length: length, capacity: max(capacity ?? length, length), collected: []) { outputPointers in
                 var sourcePointers = sources
                 var outputPointers = outputPointers
                 tables.withUnsafeMutableBufferPointer { tables in
@@ -65,15 +65,15 @@ enum ISAL {
     }
 
     /// `count` arrays of `length` bytes, which `fill` (given their starts) must write whole.
-    private static func filled(_ count: Int, length: Int, collected: [UnsafeMutablePointer<UInt8>?],
+    private static func filled(_ count: Int, length: Int, capacity: Int, collected: [UnsafeMutablePointer<UInt8>?],
                                _ fill: ([UnsafeMutablePointer<UInt8>?]) -> Void) -> [[UInt8]] {
         guard count > 0 else {
             fill(collected)
             return []
         }
         var rest: [[UInt8]] = []
-        let first = [UInt8](unsafeUninitializedCapacity: length) { buffer, initialized in
-            rest = filled(count - 1, length: length, collected: collected + [buffer.baseAddress!], fill)
+        let first = [UInt8](unsafeUninitializedCapacity: capacity) { buffer, initialized in
+            rest = filled(count - 1, length: length, capacity: capacity, collected: collected + [buffer.baseAddress!], fill)
             initialized = length
         }
         return [first] + rest

@@ -32,6 +32,22 @@ public struct ReedSolomon: Sendable {
         return ISAL.code(tables: parityTables, outputs: parityShards, inputs: shards, length: shardLength)
     }
 
+    /// The parity shards of data shards of `shardLength` or `shardLength - 1` bytes, the
+    /// shorter ones coded as if padded with a zero, without padding (copying) any. The
+    /// code works on each byte column alone: the shards' common prefix is coded in one
+    /// pass and the column of their last bytes in another.
+    public func parity(ofUneven shards: [ArraySlice<UInt8>], shardLength: Int) -> [[UInt8]] {
+        precondition(shards.count == dataShards && shards.allSatisfy { $0.count == shardLength || $0.count == shardLength - 1 })
+        guard parityShards > 0, shardLength > 0 else { return Array(repeating: [], count: parityShards) }
+        let prefix = shardLength - 1
+        var parity = prefix == 0
+            ? Array(repeating: [UInt8](), count: parityShards)
+            : ISAL.code(tables: parityTables, outputs: parityShards, inputs: shards.map { $0.prefix(prefix) }, length: prefix, capacity: shardLength)
+        let column = ISAL.code(tables: parityTables, outputs: parityShards, inputs: shards.map { $0.count == shardLength ? $0.suffix(1) : [0][...] }, length: 1)
+        for index in parity.indices { parity[index].append(column[index][0]) }
+        return parity
+    }
+
     /// Every shard of a stripe (data first, then parity) from the ones present:
     /// at least `dataShards` of them, each `shardLength` bytes.
     public func reconstruct(_ shards: [[UInt8]?], shardLength: Int) throws(ErasureError) -> [[UInt8]] {

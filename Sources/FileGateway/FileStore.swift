@@ -124,21 +124,32 @@ public final class FileStore: Sendable {
     /// Reads the body block by block and sends each; returns the size and the whole file's CRC-32.
     private func send<Body: AsyncSequence>(_ body: Body, contentLength: Int64?, upload: inout UploadState) async throws(GatewayError) -> (Int64, UInt32)
     where Body.Element == ByteBuffer {
-        let blockBytes = layout.blockBytes, shardBytes = layout.shardBytes
         // The body goes straight into the block's data shards: a full block's shard i
         // is its bytes i × shardBytes ..< (i + 1) × shardBytes, sent and coded as it is.
-        func freshShards() -> [[UInt8]] {
-            (0..<StripeLayout.dataParts).map { _ in
+        // With a Content-Length the last block's own shards are known too (a small file's
+        // only block): it is cut as it arrives, not copied again once complete.
+        var blockIndex = 0
+        /// Where each data shard of block `blockIndex` ends, counted from the block's start.
+        func shardEnds() -> [Int] {
+            guard let contentLength, blockIndex == layout.blockCount(fileSize: contentLength) - 1 else {
+                return (1...StripeLayout.dataParts).map { $0 * layout.shardBytes }
+            }
+            let shape = layout.block(blockIndex, fileSize: contentLength)
+            return (0..<StripeLayout.dataParts).map { shape.shardRange($0).upperBound }
+        }
+        func freshShards(ending ends: [Int]) -> [[UInt8]] {
+            let capacity = zip(ends, [0] + ends).map { $0 - $1 }.max()!
+            return (0..<StripeLayout.dataParts).map { _ in
                 var shard: [UInt8] = []
-                shard.reserveCapacity(shardBytes)
+                shard.reserveCapacity(capacity)
                 return shard
             }
         }
-        var shards = freshShards()
+        var ends = shardEnds()
+        var shards = freshShards(ending: ends)
         var filled = 0
         var size: Int64 = 0
         var checksum: UInt32 = 0
-        var blockIndex = 0
         var inFlight: [Task<Void, any Error>] = []
         let clients = try upload.nodes.map { node throws(GatewayError) -> IProtoClient in
             guard let client = nodes.client(node) else { throw GatewayError(.serviceUnavailable, "node \(node) is gone") }
@@ -188,14 +199,16 @@ public final class FileStore: Sendable {
                 }
                 while !view.isEmpty {
                     // A full block goes once a byte past it arrives: the block that ends the body goes last, sealing.
-                    if filled == blockBytes {
+                    if filled == ends[ends.count - 1] {
                         try await dispatch(shards, index: blockIndex, last: false, upload: &upload)
                         blockIndex += 1
-                        shards = freshShards()
+                        ends = shardEnds()
+                        shards = freshShards(ending: ends)
                         filled = 0
                     }
-                    let take = min(shardBytes - filled % shardBytes, view.count)
-                    shards[filled / shardBytes].append(contentsOf: view.prefix(take))
+                    let shard = ends.firstIndex { filled < $0 }!
+                    let take = min(ends[shard] - filled, view.count)
+                    shards[shard].append(contentsOf: view.prefix(take))
                     view = view.dropFirst(take)
                     filled += take
                 }
@@ -224,10 +237,10 @@ public final class FileStore: Sendable {
         let shape = StripeLayout.Block(index: index, offset: Int64(index) * Int64(layout.blockBytes), length: length)
         let width = shape.codedShardLength
         var shards = filled
-        if length < layout.blockBytes {
-            // Each shard copied from `filled` a contiguous run at a time (a byte-wise
-            // joined() was a fifth of the gateway's CPU on small PUTs), with room for
-            // the byte of padding coding may add.
+        if length < layout.blockBytes, !filled.indices.allSatisfy({ filled[$0].count == shape.shardRange($0).count }) {
+            // A chunked upload's last block, filled as a full one's would be: each shard
+            // copied from `filled` a contiguous run at a time (a byte-wise joined() was a
+            // fifth of the gateway's CPU on small PUTs).
             shards = (0..<StripeLayout.dataParts).map { shard in
                 var bytes: [UInt8] = []
                 bytes.reserveCapacity(width)
@@ -242,15 +255,9 @@ public final class FileStore: Sendable {
             }
         }
         if layout.parityParts > 0 {
-            // Coding needs equal shards: a short block's shorter ones (copies made above, so
-            // unshared) are padded in place by their one byte, within their capacity, and cut
-            // back once coded. A full block's are never touched: they share their storage
-            // with `filled`, and any mutation would copy them.
-            let padded = shards.indices.filter { shards[$0].count < width }
-            for shard in padded { shards[shard].append(0) }
-            let parity = code.parity(of: shards.map { $0[...] }, shardLength: width)
-            for shard in padded { shards[shard].removeLast() }
-            shards += parity
+            // A short block's shards differ by up to a byte; none is padded (one that shares
+            // its storage with `filled` would be copied by any change).
+            shards += code.parity(ofUneven: shards.map { $0[...] }, shardLength: width)
         }
         try await withThrowingTaskGroup(of: Void.self) { group in
             for (part, shard) in shards.enumerated() {

@@ -94,6 +94,26 @@ final class ReedSolomonTests: XCTestCase {
         }
     }
 
+    /// Shards of a short block, up to a byte shorter than the longest, coded without
+    /// padding: the same parity as their zero-padded copies', and rebuilt from it.
+    func test_05b_uneven_shards_code_as_if_padded() throws {
+        for parityShards in 1...3 {
+            let code = try ReedSolomon(dataShards: 5, parityShards: parityShards)
+            for width in [1, 2, 3, 64, 4099] {
+                for long in 1...5 {  // shards 0..<long are `width` bytes, the rest one fewer
+                    let bytes = stripe(5, width, seed: UInt64(width * 10 + long))
+                    let shards = (0..<5).map { Array(bytes[($0 * width)..<($0 * width + (($0 < long) ? width : width - 1))]) }
+                    let padded = shards.map { ($0 + [UInt8](repeating: 0, count: width - $0.count))[...] }
+                    let parity = code.parity(ofUneven: shards.map { $0[...] }, shardLength: width)
+                    XCTAssertEqual(parity, code.parity(of: padded, shardLength: width), "parity \(parityShards), width \(width), long \(long)")
+                    var damaged: [[UInt8]?] = padded.map { Array($0) } + parity
+                    damaged[0] = nil
+                    XCTAssertEqual(try code.reconstruct(damaged, shardLength: width)[0], Array(padded[0]))
+                }
+            }
+        }
+    }
+
     func test_06_too_many_losses_and_wrong_lengths_are_errors() throws {
         let code = try ReedSolomon(dataShards: 5, parityShards: 1)
         let bytes = stripe(5, 8, seed: 2)
