@@ -228,8 +228,9 @@ public final class FileStore: Sendable {
     }
 
     /// One block's data shards and parity, each to its part's node, together. `filled`
-    /// holds the block's bytes in order, `shardBytes` to a shard: as they are, the data
-    /// shards of a full block; a short last block is cut again into its own 5 equal shards.
+    /// holds the block's bytes in order: as they are, the data shards of a full block or
+    /// of a last block cut at its own boundaries (a Content-Length upload's); a chunked
+    /// upload's short last block, filled `shardBytes` to a shard, is cut again into its own.
     /// With `sealing` (the parts' final lengths), the block is the last and each node
     /// stores its chunk and seals its part in one synced write.
     private func sendBlock(_ filled: [[UInt8]], index: Int, partIDs: [UInt64], clients: [IProtoClient], sealing: [Int64]?) async throws {

@@ -58,6 +58,24 @@ public struct PendingPart: Equatable, Sendable {
     }
 }
 
+extension PendingPart {
+    /// How many ids an upload of `parts` takes from the id sequence: one per part, and
+    /// one for the file when it is new (`fileID` nil).
+    static func idCount(_ parts: [PendingPart], fileID: UInt64?) -> Int64 {
+        Int64(parts.count + (fileID == nil ? 1 : 0))
+    }
+
+    /// The records of `parts` under the ids taken from the sequence from `first` on
+    /// (``idCount(_:fileID:)`` of them): a new file's id first, then the parts' in order.
+    static func records(_ parts: [PendingPart], fileID: UInt64?, first: Int64) -> [PartRecord] {
+        let firstPart = UInt64(first) + (fileID == nil ? 1 : 0)
+        let fileID = fileID ?? UInt64(first)
+        return parts.enumerated().map { offset, part in
+            PartRecord(partID: firstPart + UInt64(offset), fileID: fileID, index: part.index, node: part.node, length: part.length)
+        }
+    }
+}
+
 /// A storage node as the gateway records it: its id (from the node) and where it is.
 public struct NodeRecord: Equatable, Sendable {
     public var id: String

@@ -86,16 +86,12 @@ public final class PostgresMetadataStore: FileMetadataStore {
         let logger = self.logger
         return try await client.withTransaction(logger: logger) { connection -> [PartRecord] in
             // One transaction with the ids it takes: a commit fewer per upload.
-            let count = Int64(parts.count + (fileID == nil ? 1 : 0))
-            var next: Int64?
+            let count = PendingPart.idCount(parts, fileID: fileID)
+            var taken: Int64?
             for try await first in try await connection.query("UPDATE sequence SET next = next + \(count) RETURNING next - \(count)", logger: logger)
-                .decode(Int64.self) { next = first }
-            guard let next else { throw MetadataError("the id sequence row is missing") }
-            let fileID = fileID ?? UInt64(next)
-            let firstPart = UInt64(next + count) - UInt64(parts.count)
-            let records = parts.enumerated().map { offset, part in
-                PartRecord(partID: firstPart + UInt64(offset), fileID: fileID, index: part.index, node: part.node, length: part.length)
-            }
+                .decode(Int64.self) { taken = first }
+            guard let first = taken else { throw MetadataError("the id sequence row is missing") }
+            let records = PendingPart.records(parts, fileID: fileID, first: first)
             for part in records {
                 try await connection.query(
                     "INSERT INTO parts (part_id, file_id, idx, node, length, state) VALUES (\(Int64(part.partID)), \(Int64(part.fileID)), \(part.index), \(part.node), \(part.length), \(State.pending.rawValue))",

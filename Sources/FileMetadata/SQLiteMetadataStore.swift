@@ -69,13 +69,9 @@ public final class SQLiteMetadataStore: FileMetadataStore {
     public func beginUpload(fileID: UInt64?, _ parts: [PendingPart]) async throws -> [PartRecord] {
         try await database.write { db in
             // One transaction with the ids it takes: a commit (an fsync) fewer per upload.
-            let count = Int64(parts.count + (fileID == nil ? 1 : 0))
-            let next = try Int64.fetchOne(db.cachedStatement(sql: "UPDATE sequence SET next = next + ? RETURNING next - ?"), arguments: [count, count])!
-            let fileID = fileID ?? UInt64(next)
-            let firstPart = UInt64(next + count) - UInt64(parts.count)
-            let records = parts.enumerated().map { offset, part in
-                PartRecord(partID: firstPart + UInt64(offset), fileID: fileID, index: part.index, node: part.node, length: part.length)
-            }
+            let count = PendingPart.idCount(parts, fileID: fileID)
+            let first = try Int64.fetchOne(db.cachedStatement(sql: "UPDATE sequence SET next = next + ? RETURNING next - ?"), arguments: [count, count])!
+            let records = PendingPart.records(parts, fileID: fileID, first: first)
             let insert = try db.cachedStatement(sql: "INSERT INTO parts (part_id, file_id, idx, node, length, state) VALUES (?, ?, ?, ?, ?, ?)")
             for part in records {
                 try insert.execute(arguments: [Int64(part.partID), Int64(part.fileID), part.index, part.node, part.length, State.pending.rawValue])
